@@ -1,0 +1,1 @@
+//! Synthetic catalog generator: our stand-in for ShapeNet, written in ShapeNet's layout.

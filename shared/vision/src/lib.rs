@@ -1,0 +1,1 @@
+//! Neural networks for the classify and reconstruct stages, on libtorch through tch.

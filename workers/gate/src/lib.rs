@@ -1,0 +1,1 @@
+//! The gate stage as a plain library function: bytes and settings in, result out.

@@ -1,0 +1,1 @@
+//! The refine stage as a plain library function: bytes and settings in, result out.
