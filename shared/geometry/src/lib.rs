@@ -1,7 +1,10 @@
 //! Geometry core: everything between a voxel grid and a mesh file, with no libtorch.
 
+pub mod binvox;
+pub mod iou;
 pub mod mesh;
 pub mod voxel;
 
+pub use binvox::{Binvox, BinvoxError};
 pub use mesh::Mesh;
 pub use voxel::VoxelGrid;
