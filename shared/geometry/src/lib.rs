@@ -2,6 +2,7 @@
 
 pub mod binvox;
 pub mod iou;
+pub mod marching_cubes;
 pub mod mesh;
 pub mod voxel;
 
