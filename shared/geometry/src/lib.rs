@@ -4,6 +4,7 @@ pub mod binvox;
 pub mod iou;
 pub mod marching_cubes;
 pub mod mesh;
+pub mod smooth;
 pub mod voxel;
 
 pub use binvox::{Binvox, BinvoxError};
