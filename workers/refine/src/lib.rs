@@ -1,1 +1,221 @@
-//! The refine stage as a plain library function: bytes and settings in, result out.
+//! The refine stage as a plain library function: an occupancy grid and settings in, a
+//! clean mesh and its encoded files out. Following the paper: marching cubes on the
+//! probability grid, then Laplacian smoothing.
+
+use mono2mesh_core::StageError;
+use mono2mesh_geometry::binvox::BinvoxError;
+use mono2mesh_geometry::export::{self, ExportError, MeshFormat};
+use mono2mesh_geometry::marching_cubes::{self, MarchingCubesError};
+use mono2mesh_geometry::smooth::{self, SmoothError, Smoothing};
+use mono2mesh_geometry::{Mesh, VoxelGrid};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RefineSettings {
+    /// Occupancy level of the surface; a voxel is inside when its value is `>= iso`.
+    pub iso: f32,
+    /// Laplacian (lambda 0.5, 10 iterations) by default, as the paper smooths its meshes.
+    pub smoothing: Smoothing,
+    /// Files to encode, in this order.
+    pub formats: Vec<MeshFormat>,
+}
+
+impl Default for RefineSettings {
+    fn default() -> Self {
+        RefineSettings {
+            iso: marching_cubes::DEFAULT_ISO,
+            smoothing: smooth::DEFAULT_LAPLACIAN,
+            formats: vec![MeshFormat::Glb, MeshFormat::Obj, MeshFormat::Ply, MeshFormat::Stl],
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum RefineError {
+    #[error("iso level {0} must be a finite number strictly between 0 and 1")]
+    BadIso(f32),
+    #[error("no voxel reaches the iso level {iso} (highest value {max}): there is no surface to mesh")]
+    EmptySurface { iso: f32, max: f32 },
+    #[error("marching cubes: {0}")]
+    MarchingCubes(#[from] MarchingCubesError),
+    #[error("smoothing: {0}")]
+    Smooth(#[from] SmoothError),
+    #[error("export: {0}")]
+    Export(#[from] ExportError),
+    #[error("voxel input: {0}")]
+    Binvox(#[from] BinvoxError),
+}
+
+impl From<RefineError> for StageError {
+    fn from(error: RefineError) -> Self {
+        match error {
+            // The network predicted nothing solid: the user's photo did not yield a shape.
+            RefineError::EmptySurface { .. } => StageError::rejection(error.to_string()),
+            _ => StageError::permanent(error.to_string()),
+        }
+    }
+}
+
+/// Measurements of the produced mesh, for job records and logs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeshStats {
+    pub vertices: usize,
+    pub triangles: usize,
+    /// Enclosed volume in model units (positive: outward normals).
+    pub volume: f64,
+    pub surface_area: f64,
+    /// Closed, edge-manifold and consistently oriented.
+    pub watertight: bool,
+    pub euler_characteristic: i64,
+}
+
+impl MeshStats {
+    pub fn of(mesh: &Mesh) -> MeshStats {
+        MeshStats {
+            vertices: mesh.vertex_count(),
+            triangles: mesh.triangle_count(),
+            volume: mesh.signed_volume(),
+            surface_area: mesh.surface_area(),
+            watertight: mesh.is_watertight(),
+            euler_characteristic: mesh.euler_characteristic(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeshFile {
+    pub format: MeshFormat,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefineOutput {
+    pub mesh: Mesh,
+    pub files: Vec<MeshFile>,
+    pub stats: MeshStats,
+}
+
+/// Grid to mesh: marching cubes at `settings.iso`, smoothing, then every requested format.
+pub fn refine(grid: &VoxelGrid, settings: &RefineSettings) -> Result<RefineOutput, RefineError> {
+    let mesh = build_mesh(grid, settings)?;
+    let files = settings
+        .formats
+        .iter()
+        .map(|&format| Ok(MeshFile { format, bytes: export::encode(&mesh, format)? }))
+        .collect::<Result<Vec<_>, RefineError>>()?;
+    let stats = MeshStats::of(&mesh);
+    Ok(RefineOutput { mesh, files, stats })
+}
+
+/// [`refine`] on a binvox file held in memory.
+pub fn refine_binvox(bytes: &[u8], settings: &RefineSettings) -> Result<RefineOutput, RefineError> {
+    refine(&VoxelGrid::from_binvox_bytes(bytes)?, settings)
+}
+
+/// Marching cubes and smoothing only (no files).
+pub fn build_mesh(grid: &VoxelGrid, settings: &RefineSettings) -> Result<Mesh, RefineError> {
+    let iso = settings.iso;
+    // Occupancies live in [0, 1]; an iso outside (0, 1) would mesh everything or nothing.
+    if !(iso > 0.0 && iso < 1.0) {
+        return Err(RefineError::BadIso(iso));
+    }
+    let max = grid.data.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if !(max >= iso) {
+        return Err(RefineError::EmptySurface { iso, max });
+    }
+    let mut mesh = marching_cubes::marching_cubes(grid, iso)?;
+    smooth::smooth(&mut mesh, settings.smoothing)?;
+    Ok(mesh)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mono2mesh_core::ErrorClass;
+
+    /// A 12 x 10 x 8 box of ones with a notch, inside a 16^3 grid placed like a binvox file.
+    fn notched_box() -> VoxelGrid {
+        let mut grid = VoxelGrid::new([16, 16, 16]);
+        grid.translate = [-0.5, -0.5, -0.5];
+        for x in 2..14 {
+            for y in 3..13 {
+                for z in 4..12 {
+                    if !(x > 9 && y > 9) {
+                        grid.set(x, y, z, 0.9);
+                    }
+                }
+            }
+        }
+        grid
+    }
+
+    #[test]
+    fn default_settings_follow_the_paper_and_produce_every_format() {
+        let settings = RefineSettings::default();
+        assert_eq!(settings.iso, 0.5);
+        assert!(matches!(settings.smoothing, Smoothing::Laplacian { .. }));
+        let output = refine(&notched_box(), &settings).unwrap();
+        assert!(output.stats.watertight);
+        assert_eq!(output.stats.euler_characteristic, 2);
+        assert!(output.stats.volume > 0.0);
+        let formats: Vec<MeshFormat> = output.files.iter().map(|f| f.format).collect();
+        assert_eq!(formats, settings.formats);
+        for file in &output.files {
+            assert_eq!(file.bytes, export::encode(&output.mesh, file.format).unwrap());
+        }
+    }
+
+    #[test]
+    fn smoothing_choice_changes_the_volume_as_expected() {
+        let grid = notched_box();
+        let volume = |smoothing| {
+            let settings = RefineSettings { smoothing, formats: vec![], ..RefineSettings::default() };
+            refine(&grid, &settings).unwrap().stats.volume
+        };
+        let raw = volume(Smoothing::None);
+        // 12 x 10 x 8 voxels minus the 4 x 3 x 8 notch, at 1/16 per voxel. Marching cubes
+        // chamfers edges and corners, so the mesh volume is close to but not exactly this.
+        let voxel_volume = (12.0 * 10.0 * 8.0 - 4.0 * 3.0 * 8.0) / 16f64.powi(3);
+        assert!((raw / voxel_volume - 1.0).abs() < 0.1, "raw {raw} vs voxels {voxel_volume}");
+        let laplacian = volume(smooth::DEFAULT_LAPLACIAN);
+        let taubin = volume(smooth::DEFAULT_TAUBIN);
+        assert!(laplacian < raw);
+        assert!((taubin - raw).abs() < (laplacian - raw).abs());
+    }
+
+    #[test]
+    fn empty_prediction_is_a_rejection_and_bad_iso_is_permanent() {
+        let grid = VoxelGrid::new([8, 8, 8]);
+        let error = refine(&grid, &RefineSettings::default()).unwrap_err();
+        assert!(matches!(error, RefineError::EmptySurface { .. }));
+        assert_eq!(StageError::from(error).class, ErrorClass::Rejection);
+        for iso in [0.0, 1.0, f32::NAN] {
+            let settings = RefineSettings { iso, ..RefineSettings::default() };
+            let error = refine(&notched_box(), &settings).unwrap_err();
+            assert!(matches!(error, RefineError::BadIso(_)));
+            assert_eq!(StageError::from(error).class, ErrorClass::Permanent);
+        }
+    }
+
+    #[test]
+    fn binvox_input_and_malformed_bytes() {
+        let grid = notched_box();
+        let bytes = grid.to_binvox_bytes(0.5);
+        let output = refine_binvox(&bytes, &RefineSettings::default()).unwrap();
+        assert!(output.stats.watertight);
+        let error = refine_binvox(b"#binvox 1\ndim 2 2 2\n", &RefineSettings::default()).unwrap_err();
+        assert!(matches!(error, RefineError::Binvox(_)));
+    }
+
+    #[test]
+    fn settings_read_from_json_with_defaults() {
+        let settings: RefineSettings =
+            serde_json::from_str(r#"{"smoothing": {"method": "taubin", "lambda": 0.5, "mu": -0.53, "iterations": 4}, "formats": ["glb"]}"#).unwrap();
+        assert_eq!(settings.iso, 0.5);
+        assert_eq!(settings.smoothing, Smoothing::Taubin { lambda: 0.5, mu: -0.53, iterations: 4 });
+        assert_eq!(settings.formats, vec![MeshFormat::Glb]);
+        assert!(serde_json::from_str::<RefineSettings>(r#"{"iso": 0.5, "colour": "red"}"#).is_err());
+    }
+}
