@@ -20,3 +20,4 @@ pub mod agreement;
 pub mod preview;
 pub mod mesh_io;
 pub mod dataset;
+pub mod photo;
