@@ -1,5 +1,6 @@
 //! Neural networks for the classify and reconstruct stages, on libtorch through tch.
 
+pub mod classifier;
 pub mod device;
 pub mod fill_rule;
 pub mod model_file;
