@@ -1,1 +1,9 @@
 //! Runtime plumbing shared by the workers and the CLI. Stage logic never depends on it.
+
+pub mod blob;
+pub mod config;
+pub mod jobs;
+pub mod secret;
+pub mod telemetry;
+#[cfg(feature = "test-support")]
+pub mod test_support;

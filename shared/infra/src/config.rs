@@ -1,0 +1,456 @@
+//! Layered settings for every binary: compiled defaults, then an optional TOML file
+//! (`--config FILE` or `MONO2MESH_CONFIG`), then environment variables
+//! `MONO2MESH__SECTION__KEY` (nested sections continue the pattern:
+//! `MONO2MESH__BLOB__S3__ENDPOINT`), then overrides a binary applies from its flags.
+//!
+//! Secrets are `SecretString`/`SecretUrl`, so printing `Settings` never leaks them.
+
+use crate::secret::{SecretString, SecretUrl};
+use mono2mesh_core::Category;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Prefix of environment overrides; the separator between sections is `__`.
+pub const ENV_PREFIX: &str = "MONO2MESH";
+pub const ENV_SEPARATOR: &str = "__";
+/// Environment variable naming the config file when no `--config` flag is given.
+pub const CONFIG_FILE_ENV: &str = "MONO2MESH_CONFIG";
+
+/// Keys whose environment or flag value is a comma-separated list.
+pub const LIST_KEYS: [&str; 2] = ["queue.retry_delays_ms", "reconstruct.categories"];
+
+/// The compiled defaults, as TOML so that the file format is documented by example.
+pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    File { path: PathBuf, source: config::ConfigError },
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid setting: {0}")]
+    Invalid(#[from] config::ConfigError),
+    #[error("override {0:?} is not of the form section.key=value")]
+    BadOverride(String),
+}
+
+/// Everything a mono2mesh process can be configured with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub blob: BlobSettings,
+    pub queue: QueueSettings,
+    pub gate: GateSettings,
+    pub models: ModelSettings,
+    pub reconstruct: ReconstructSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: SecretUrl,
+    /// Pool size per process.
+    pub max_connections: u32,
+    pub acquire_timeout_secs: u64,
+}
+
+impl DatabaseSettings {
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_secs(self.acquire_timeout_secs)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobBackend {
+    Local,
+    S3,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobSettings {
+    pub backend: BlobBackend,
+    /// Root directory of the local backend.
+    pub local_root: PathBuf,
+    pub s3: S3Settings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// Custom endpoint (MinIO, s3s-fs, Garage); empty means AWS's own.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: SecretString,
+    /// Path-style addressing (`endpoint/bucket/key`), which local S3 servers need.
+    pub path_style: bool,
+    /// Create the bucket at start-up when it is missing.
+    pub create_bucket: bool,
+    /// Send checksums only where S3 requires them, for older S3-compatible servers.
+    pub checksums_when_required: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueBackend {
+    Amqp,
+    Memory,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    pub backend: QueueBackend,
+    pub url: SecretUrl,
+    /// Unacknowledged deliveries per consumer.
+    pub prefetch: u16,
+    /// Prefix of every exchange and queue name, so test runs and deployments can share a broker.
+    pub exchange_prefix: String,
+    /// Deliveries of one message before it is dead-lettered.
+    pub delivery_limit: u32,
+    /// Back-off before the n-th retry of a retryable failure; the last entry repeats.
+    pub retry_delays_ms: Vec<u64>,
+}
+
+impl QueueSettings {
+    pub fn retry_delays(&self) -> Vec<Duration> {
+        self.retry_delays_ms.iter().map(|ms| Duration::from_millis(*ms)).collect()
+    }
+}
+
+/// How a non-square photo becomes the square input the method expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AspectPolicy {
+    /// Resize both axes independently, as the paper does.
+    Stretch,
+    /// Keep the aspect ratio and pad to a square.
+    Pad,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateSettings {
+    /// Side of the standardised square image (the paper uses 600).
+    pub target_size: u32,
+    pub aspect: AspectPolicy,
+    /// Minimum variance of the 3x3 Laplacian of the gray image; below is "blurry".
+    pub min_blur_variance: f64,
+    /// Accepted band of mean gray intensity (0..255).
+    pub min_mean_intensity: f64,
+    pub max_mean_intensity: f64,
+    /// Decoder limits against decompression bombs.
+    pub max_pixels: u64,
+    pub max_input_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    /// Model registry: a local directory, or `s3://bucket/prefix`.
+    pub registry: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownCategoryPolicy {
+    /// Reconstruct with the general (all-category) model.
+    General,
+    /// End the job as rejected.
+    Reject,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconstructSettings {
+    /// Categories this reconstruct worker serves (and loads specialists for).
+    pub categories: Vec<Category>,
+    pub batch_size: usize,
+    /// How long to wait for a batch to fill before running a partial one.
+    pub batch_latency_ms: u64,
+    /// `auto` (GPU when present), `cpu`, or `cuda:N`.
+    pub device: String,
+    pub unknown_category: UnknownCategoryPolicy,
+}
+
+impl ReconstructSettings {
+    pub fn batch_latency(&self) -> Duration {
+        Duration::from_millis(self.batch_latency_ms)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// `tracing` filter directive (`RUST_LOG` wins when set).
+    pub log_filter: String,
+    pub log_format: LogFormat,
+    /// OTLP/HTTP collector endpoint; traces are exported only when set.
+    pub otlp_endpoint: Option<String>,
+    /// Address of the Prometheus `/metrics` listener; none means no listener.
+    pub prometheus_listen: Option<SocketAddr>,
+}
+
+impl Settings {
+    /// Loads the layered settings from the process environment. `config_file` is the
+    /// value of a `--config` flag, if the binary has one.
+    pub fn load(config_file: Option<&Path>) -> Result<Settings, ConfigError> {
+        SettingsLoader::from_process_env().file(config_file.map(Path::to_path_buf)).load()
+    }
+
+    /// The compiled defaults alone.
+    pub fn defaults() -> Result<Settings, ConfigError> {
+        SettingsLoader::with_env(HashMap::new()).load()
+    }
+
+    /// The effective settings as TOML-like JSON with secrets redacted, for
+    /// `config show` style commands and start-up logs.
+    pub fn redacted_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Builds `Settings` from the four layers. The environment is passed in as a map so
+/// tests never touch (and race on) the process environment.
+#[derive(Debug, Clone)]
+pub struct SettingsLoader {
+    env: HashMap<String, String>,
+    file: Option<PathBuf>,
+    overrides: Vec<(String, OverrideValue)>,
+}
+
+#[derive(Debug, Clone)]
+enum OverrideValue {
+    Scalar(String),
+    List(Vec<String>),
+}
+
+impl SettingsLoader {
+    pub fn from_process_env() -> Self {
+        Self::with_env(std::env::vars().collect())
+    }
+
+    pub fn with_env(env: HashMap<String, String>) -> Self {
+        SettingsLoader { env, file: None, overrides: Vec::new() }
+    }
+
+    /// The config file named by a flag; when `None`, `MONO2MESH_CONFIG` is consulted.
+    pub fn file(mut self, file: Option<PathBuf>) -> Self {
+        self.file = file;
+        self
+    }
+
+    /// A flag's value for `key` (`section.key`, e.g. `queue.prefetch`). Applied last.
+    /// Comma-separated for the keys in [`LIST_KEYS`].
+    pub fn set(mut self, key: &str, value: impl Into<String>) -> Self {
+        let value = value.into();
+        let parsed = if LIST_KEYS.contains(&key) {
+            OverrideValue::List(split_list(&value))
+        } else {
+            OverrideValue::Scalar(value)
+        };
+        self.overrides.push((key.to_string(), parsed));
+        self
+    }
+
+    /// Applies a `section.key=value` assignment, the form of a generic `--set` flag.
+    pub fn set_assignment(self, assignment: &str) -> Result<Self, ConfigError> {
+        match assignment.split_once('=') {
+            Some((key, value)) if key.contains('.') && !key.trim().is_empty() => {
+                Ok(self.set(key.trim(), value.trim()))
+            }
+            _ => Err(ConfigError::BadOverride(assignment.to_string())),
+        }
+    }
+
+    fn config_file(&self) -> Option<PathBuf> {
+        self.file
+            .clone()
+            .or_else(|| self.env.get(CONFIG_FILE_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
+    }
+
+    pub fn load(self) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS_TOML, config::FileFormat::Toml));
+
+        if let Some(path) = self.config_file() {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile(path));
+            }
+            // Parse the file on its own first so a syntax error names the file.
+            let file = config::File::from(path.as_path()).format(config::FileFormat::Toml).required(true);
+            config::Config::builder()
+                .add_source(file.clone())
+                .build()
+                .map_err(|source| ConfigError::File { path: path.clone(), source })?;
+            builder = builder.add_source(file);
+        }
+
+        let mut environment = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator(ENV_SEPARATOR)
+            .separator(ENV_SEPARATOR)
+            .try_parsing(true)
+            .list_separator(",");
+        for key in LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
+        let mut env = self.env;
+        // Tolerate "chair, sofa": the config crate splits lists but does not trim.
+        for key in LIST_KEYS {
+            if let Some(value) = env.get_mut(&env_var_for(key)) {
+                *value = split_list(value).join(",");
+            }
+        }
+        builder = builder.add_source(environment.source(Some(env.into_iter().collect())));
+
+        for (key, value) in self.overrides {
+            builder = match value {
+                OverrideValue::Scalar(v) => builder.set_override(key, v)?,
+                OverrideValue::List(items) => builder.set_override(key, items)?,
+            };
+        }
+        Ok(builder.build()?.try_deserialize::<Settings>()?)
+    }
+}
+
+/// The environment variable that overrides `key` (`queue.prefetch` ->
+/// `MONO2MESH__QUEUE__PREFETCH`).
+pub fn env_var_for(key: &str) -> String {
+    format!("{ENV_PREFIX}{ENV_SEPARATOR}{}", key.replace('.', ENV_SEPARATOR).to_ascii_uppercase())
+}
+
+fn split_list(value: &str) -> Vec<String> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn toml_file(body: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        f.write_all(body.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults_parse_and_are_sane() {
+        let s = Settings::defaults().unwrap();
+        assert_eq!(s.blob.backend, BlobBackend::Local);
+        assert_eq!(s.queue.backend, QueueBackend::Amqp);
+        assert_eq!(s.gate.target_size, 600);
+        assert_eq!(s.gate.aspect, AspectPolicy::Stretch);
+        assert_eq!(s.reconstruct.categories, Category::ALL.to_vec());
+        assert_eq!(s.models.registry, "models");
+        assert!(s.telemetry.otlp_endpoint.is_none());
+        assert!(!s.queue.retry_delays_ms.is_empty());
+    }
+
+    #[test]
+    fn layers_apply_in_order_defaults_file_env_flags() {
+        let file = toml_file(
+            "[queue]\nprefetch = 7\ndelivery_limit = 9\nexchange_prefix = \"from-file\"\n\
+             [database]\nmax_connections = 3\n",
+        );
+        let env = env(&[
+            ("MONO2MESH__QUEUE__DELIVERY_LIMIT", "11"),
+            ("MONO2MESH__QUEUE__EXCHANGE_PREFIX", "from-env"),
+            ("MONO2MESH__BLOB__S3__ENDPOINT", "http://127.0.0.1:8014"),
+            ("MONO2MESH__RECONSTRUCT__CATEGORIES", "chair, sofa"),
+            ("MONO2MESH__QUEUE__RETRY_DELAYS_MS", "10,20"),
+            ("UNRELATED", "x"),
+        ]);
+        let s = SettingsLoader::with_env(env)
+            .file(Some(file.path().to_path_buf()))
+            .set("queue.exchange_prefix", "from-flag")
+            .set("reconstruct.categories", "car")
+            .load()
+            .unwrap();
+        assert_eq!(s.database.max_connections, 3, "file beats defaults");
+        assert_eq!(s.queue.prefetch, 7, "file value survives when nothing overrides it");
+        assert_eq!(s.queue.delivery_limit, 11, "env beats file");
+        assert_eq!(s.queue.exchange_prefix, "from-flag", "flags beat env");
+        assert_eq!(s.blob.s3.endpoint.as_deref(), Some("http://127.0.0.1:8014"), "nested sections via env");
+        assert_eq!(s.queue.retry_delays_ms, vec![10, 20], "env lists");
+        assert_eq!(s.reconstruct.categories, vec![Category::Car], "flag lists");
+    }
+
+    #[test]
+    fn config_file_from_env_variable_and_missing_file_is_an_error() {
+        let file = toml_file("[gate]\nmin_blur_variance = 42.5\n");
+        let s = SettingsLoader::with_env(env(&[(CONFIG_FILE_ENV, file.path().to_str().unwrap())]))
+            .load()
+            .unwrap();
+        assert_eq!(s.gate.min_blur_variance, 42.5);
+
+        let err = SettingsLoader::with_env(HashMap::new())
+            .file(Some(PathBuf::from("/nonexistent/mono2mesh.toml")))
+            .load()
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::MissingFile(_)), "{err}");
+    }
+
+    #[test]
+    fn bad_values_and_unknown_keys_are_rejected_with_the_key_named() {
+        let err = SettingsLoader::with_env(env(&[("MONO2MESH__QUEUE__PREFETCH", "lots")])).load().unwrap_err();
+        assert!(err.to_string().contains("prefetch"), "{err}");
+        let err = SettingsLoader::with_env(env(&[("MONO2MESH__RECONSTRUCT__CATEGORIES", "giraffe")]))
+            .load()
+            .unwrap_err();
+        assert!(err.to_string().contains("giraffe"), "{err}");
+        let file = toml_file("[queue]\nprefech = 3\n");
+        let err = SettingsLoader::with_env(HashMap::new()).file(Some(file.path().into())).load().unwrap_err();
+        assert!(err.to_string().contains("prefech"), "{err}");
+        let file = toml_file("[queue\n");
+        let err = SettingsLoader::with_env(HashMap::new()).file(Some(file.path().into())).load().unwrap_err();
+        assert!(matches!(err, ConfigError::File { .. }), "{err}");
+        assert!(SettingsLoader::with_env(HashMap::new()).set_assignment("noequals").is_err());
+        assert!(SettingsLoader::with_env(HashMap::new()).set_assignment("nodot=1").is_err());
+        let s = SettingsLoader::with_env(HashMap::new())
+            .set_assignment("blob.backend=s3")
+            .unwrap()
+            .load()
+            .unwrap();
+        assert_eq!(s.blob.backend, BlobBackend::S3);
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_and_dumps() {
+        let s = SettingsLoader::with_env(env(&[
+            ("MONO2MESH__BLOB__S3__SECRET_KEY", "very-secret-key"),
+            ("MONO2MESH__QUEUE__URL", "amqp://guest:amqp-pass@127.0.0.1:5672/%2f"),
+            ("MONO2MESH__DATABASE__URL", "postgres://app:db-pass@db:5432/m"),
+        ]))
+        .load()
+        .unwrap();
+        assert_eq!(s.blob.s3.secret_key.expose(), "very-secret-key");
+        assert_eq!(s.database.url.expose(), "postgres://app:db-pass@db:5432/m");
+        let debug = format!("{s:?}");
+        let dump = s.redacted_json().to_string();
+        for leaked in ["very-secret-key", "amqp-pass", "db-pass"] {
+            assert!(!debug.contains(leaked), "{leaked} in Debug output");
+            assert!(!dump.contains(leaked), "{leaked} in dump");
+        }
+        assert!(dump.contains("db:5432"), "hosts stay visible: {dump}");
+    }
+}

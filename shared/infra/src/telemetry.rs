@@ -1,0 +1,256 @@
+//! Logs, metrics and (optionally) traces for every process.
+//!
+//! * `init_tracing`: `tracing` subscriber with an env filter (`RUST_LOG` wins over the
+//!   configured filter) in text or JSON.
+//! * `install_prometheus`: a Prometheus `/metrics` listener; metric names are the
+//!   constants in [`names`], and [`StageTimer`] records a stage's duration and outcome
+//!   even when the handler panics or is cancelled (it records on drop).
+//! * OTLP trace export is not built in yet: a configured `otlp_endpoint` is reported
+//!   with a warning instead of being silently ignored.
+
+use crate::config::{LogFormat, TelemetrySettings};
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use mono2mesh_core::Stage;
+use std::net::SocketAddr;
+use std::time::Instant;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("invalid log filter {filter:?}: {message}")]
+    Filter { filter: String, message: String },
+    #[error("a global tracing subscriber is already installed")]
+    TracingAlreadyInstalled,
+    #[error("cannot start the Prometheus exporter: {0}")]
+    Prometheus(String),
+}
+
+/// Metric names, in one place so dashboards and code agree.
+pub mod names {
+    /// Counter {stage}: deliveries a stage started handling.
+    pub const STAGE_RECEIVED: &str = "mono2mesh_stage_received_total";
+    /// Counter {stage, outcome}: deliveries a stage finished, by outcome.
+    pub const STAGE_FINISHED: &str = "mono2mesh_stage_finished_total";
+    /// Histogram {stage, outcome}: handler wall time.
+    pub const STAGE_DURATION: &str = "mono2mesh_stage_duration_seconds";
+    /// Gauge {stage}: deliveries being handled right now.
+    pub const STAGE_INFLIGHT: &str = "mono2mesh_stage_inflight";
+    /// Histogram {stage}: time a message waited in the queue before handling.
+    pub const QUEUE_WAIT: &str = "mono2mesh_queue_wait_seconds";
+    /// Counter {stage}: deliveries the broker marked as redelivered.
+    pub const REDELIVERIES: &str = "mono2mesh_queue_redeliveries_total";
+    /// Counter {stage, class}: failures sent to a retry queue or the dead-letter queue.
+    pub const FAILURES: &str = "mono2mesh_stage_failures_total";
+    /// Histogram: publish-to-confirm time.
+    pub const PUBLISH_CONFIRM: &str = "mono2mesh_queue_publish_confirm_seconds";
+    /// Histogram {stage}: items per model batch (classify, reconstruct).
+    pub const BATCH_SIZE: &str = "mono2mesh_stage_batch_size";
+    /// Histogram {op}: blob store request time.
+    pub const BLOB_REQUEST: &str = "mono2mesh_blob_request_seconds";
+    /// Histogram {op}: job store query time.
+    pub const DB_QUERY: &str = "mono2mesh_db_query_seconds";
+}
+
+/// How a stage's handling of one delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageOutcome {
+    /// Work done, next stage enqueued.
+    Ok,
+    /// The input was unusable; the job ended as rejected.
+    Rejected,
+    /// A duplicate or late delivery, acknowledged without work.
+    Skipped,
+    /// A retryable failure; the message goes to a retry queue.
+    Retried,
+    /// A permanent failure; the message went to the dead-letter queue.
+    DeadLettered,
+    /// The handler panicked or was cancelled before reporting (recorded on drop).
+    Abandoned,
+}
+
+impl StageOutcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            StageOutcome::Ok => "ok",
+            StageOutcome::Rejected => "rejected",
+            StageOutcome::Skipped => "skipped",
+            StageOutcome::Retried => "retried",
+            StageOutcome::DeadLettered => "dead_lettered",
+            StageOutcome::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// Times one delivery through a stage. Create it when handling starts and call
+/// `finish`; if it is dropped unfinished (panic, cancellation) it records
+/// `abandoned`, so no handling ever goes unaccounted.
+#[derive(Debug)]
+pub struct StageTimer {
+    stage: Stage,
+    started: Instant,
+    finished: bool,
+}
+
+impl StageTimer {
+    pub fn start(stage: Stage) -> Self {
+        counter!(names::STAGE_RECEIVED, "stage" => stage.name()).increment(1);
+        gauge!(names::STAGE_INFLIGHT, "stage" => stage.name()).increment(1.0);
+        StageTimer { stage, started: Instant::now(), finished: false }
+    }
+
+    pub fn finish(mut self, outcome: StageOutcome) {
+        self.record(outcome);
+    }
+
+    fn record(&mut self, outcome: StageOutcome) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let stage = self.stage.name();
+        let outcome = outcome.name();
+        gauge!(names::STAGE_INFLIGHT, "stage" => stage).decrement(1.0);
+        counter!(names::STAGE_FINISHED, "stage" => stage, "outcome" => outcome).increment(1);
+        histogram!(names::STAGE_DURATION, "stage" => stage, "outcome" => outcome)
+            .record(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for StageTimer {
+    fn drop(&mut self) {
+        self.record(StageOutcome::Abandoned);
+    }
+}
+
+/// Registers help texts for every metric in [`names`].
+pub fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(names::STAGE_RECEIVED, "Deliveries a stage started handling");
+    describe_counter!(names::STAGE_FINISHED, "Deliveries a stage finished, by outcome");
+    describe_histogram!(names::STAGE_DURATION, Unit::Seconds, "Stage handler wall time");
+    describe_gauge!(names::STAGE_INFLIGHT, "Deliveries being handled now");
+    describe_histogram!(names::QUEUE_WAIT, Unit::Seconds, "Time a message waited in its queue");
+    describe_counter!(names::REDELIVERIES, "Deliveries the broker marked as redelivered");
+    describe_counter!(names::FAILURES, "Failed deliveries by error class");
+    describe_histogram!(names::PUBLISH_CONFIRM, Unit::Seconds, "Publish to broker confirm");
+    describe_histogram!(names::BATCH_SIZE, Unit::Count, "Items per model batch");
+    describe_histogram!(names::BLOB_REQUEST, Unit::Seconds, "Blob store request time");
+    describe_histogram!(names::DB_QUERY, Unit::Seconds, "Job store query time");
+}
+
+/// Histogram buckets (seconds) spanning a cached blob read to a CPU reconstruction.
+const SECONDS_BUCKETS: [f64; 14] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const BATCH_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+
+/// The exporter configuration shared by the listener and by tests.
+pub fn prometheus_builder() -> Result<PrometheusBuilder, TelemetryError> {
+    let err = |e: metrics_exporter_prometheus::BuildError| TelemetryError::Prometheus(e.to_string());
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), &SECONDS_BUCKETS)
+        .map_err(err)?
+        .set_buckets_for_metric(Matcher::Full(names::BATCH_SIZE.to_string()), &BATCH_BUCKETS)
+        .map_err(err)
+}
+
+/// Installs the global metrics recorder with an HTTP listener serving `/metrics`
+/// on `listen`. Must be called from within a tokio runtime.
+pub fn install_prometheus(listen: SocketAddr) -> Result<PrometheusHandle, TelemetryError> {
+    let (recorder, exporter) = prometheus_builder()?
+        .with_http_listener(listen)
+        .build()
+        .map_err(|e| TelemetryError::Prometheus(e.to_string()))?;
+    let handle = recorder.handle();
+    tokio::spawn(exporter);
+    metrics::set_global_recorder(recorder).map_err(|e| TelemetryError::Prometheus(e.to_string()))?;
+    describe_metrics();
+    Ok(handle)
+}
+
+/// Installs the global `tracing` subscriber: `RUST_LOG` if set, else the configured
+/// filter; text or JSON lines on stderr.
+pub fn init_tracing(settings: &TelemetrySettings) -> Result<(), TelemetryError> {
+    let directive = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()).unwrap_or(settings.log_filter.clone());
+    let filter = EnvFilter::try_new(&directive)
+        .map_err(|e| TelemetryError::Filter { filter: directive.clone(), message: e.to_string() })?;
+    let registry = tracing_subscriber::registry().with(filter);
+    let installed = match settings.log_format {
+        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init(),
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().with_current_span(true).with_writer(std::io::stderr))
+            .try_init(),
+    };
+    installed.map_err(|_| TelemetryError::TracingAlreadyInstalled)?;
+    if let Some(endpoint) = &settings.otlp_endpoint {
+        tracing::warn!(%endpoint, "telemetry.otlp_endpoint is set but OTLP export is not built into this version; traces stay local");
+    }
+    Ok(())
+}
+
+/// Everything a worker needs at start-up: logs, then the metrics listener when
+/// configured. Returns the metrics handle when a listener was started.
+pub fn init(settings: &TelemetrySettings) -> Result<Option<PrometheusHandle>, TelemetryError> {
+    init_tracing(settings)?;
+    settings.prometheus_listen.map(install_prometheus).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Renders what `f` recorded into a private recorder (no global state).
+    fn record_locally(f: impl FnOnce()) -> String {
+        let recorder = prometheus_builder().unwrap().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, f);
+        handle.render()
+    }
+
+    fn sample(rendered: &str, prefix: &str) -> Option<f64> {
+        rendered
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn finished_timer_records_outcome_duration_and_inflight() {
+        let out = record_locally(|| {
+            let t = StageTimer::start(Stage::Gate);
+            let u = StageTimer::start(Stage::Gate);
+            t.finish(StageOutcome::Ok);
+            u.finish(StageOutcome::Rejected);
+        });
+        assert_eq!(sample(&out, "mono2mesh_stage_received_total{stage=\"gate\"}"), Some(2.0), "{out}");
+        assert_eq!(sample(&out, "mono2mesh_stage_finished_total{stage=\"gate\",outcome=\"ok\"}"), Some(1.0), "{out}");
+        assert_eq!(sample(&out, "mono2mesh_stage_finished_total{stage=\"gate\",outcome=\"rejected\"}"), Some(1.0));
+        assert_eq!(sample(&out, "mono2mesh_stage_inflight{stage=\"gate\"}"), Some(0.0));
+        // a real histogram (buckets), not a summary
+        assert_eq!(
+            sample(&out, "mono2mesh_stage_duration_seconds_bucket{stage=\"gate\",outcome=\"ok\",le=\"+Inf\"}"),
+            Some(1.0),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn dropped_or_panicking_handler_is_recorded_as_abandoned() {
+        let out = record_locally(|| {
+            let _ = std::panic::catch_unwind(|| {
+                let _timer = StageTimer::start(Stage::Refine);
+                panic!("handler bug");
+            });
+            drop(StageTimer::start(Stage::Refine));
+        });
+        assert_eq!(
+            sample(&out, "mono2mesh_stage_finished_total{stage=\"refine\",outcome=\"abandoned\"}"),
+            Some(2.0),
+            "{out}"
+        );
+        assert_eq!(sample(&out, "mono2mesh_stage_inflight{stage=\"refine\"}"), Some(0.0));
+    }
+}
