@@ -153,6 +153,15 @@ impl ConvBn2d {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         self.bn.forward_t(&x.apply(&self.conv), train)
     }
+
+    /// Stop gradients to the block's weights (`requires_grad = False` upstream). The
+    /// BatchNorm running statistics still update in training mode, as upstream.
+    fn freeze(&self) {
+        let params = [Some(&self.conv.ws), self.conv.bs.as_ref(), self.bn.ws.as_ref(), self.bn.bs.as_ref()];
+        for p in params.into_iter().flatten() {
+            let _ = p.set_requires_grad(false);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -184,12 +193,16 @@ struct Encoder {
 impl Encoder {
     fn new(p: &nn::Path, variant: Variant) -> Self {
         let vgg = p / "vgg";
-        let trunk = VGG_TRUNK
+        let trunk: Vec<(ConvBn2d, bool)> = VGG_TRUNK
             .iter()
             .map(|&(i, cin, cout, pool)| {
                 (ConvBn2d::new(&vgg / i.to_string(), &vgg / (i + 1).to_string(), cin, cout, 3, 1), pool)
             })
             .collect();
+        // the official encoder freezes the trunk (requires_grad False) and trains the head
+        for (block, _) in &trunk {
+            block.freeze();
+        }
         let block = |name: &str, cin, cout, k| {
             let l = p / name;
             ConvBn2d::new(&l / "0", &l / "1", cin, cout, k, 0)
@@ -487,7 +500,9 @@ impl Pix2Vox {
     }
 }
 
-/// The trunk's variables, which the official training keeps frozen.
+/// The trunk's variables, which the official training keeps frozen (they are created with
+/// `requires_grad` off; `VarStore::unfreeze` would turn it back on, so training code must
+/// not call it).
 pub fn is_frozen_trunk_variable(name: &str) -> bool {
     name.starts_with("encoder.vgg.")
 }
@@ -513,6 +528,20 @@ mod tests {
         // README: Pix2Vox-F has 7,436,307 parameters; keys_F.tsv lists 137 state_dict
         // entries, 20 of them BatchNorm `num_batches_tracked` counters we do not keep.
         assert_eq!(parameter_count(Variant::F), (7_436_307, 137 - 20));
+    }
+
+    #[test]
+    fn only_the_vgg_trunk_is_frozen() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let _net = Pix2Vox::new(&vs.root(), Variant::F);
+        for (name, t) in vs.variables() {
+            let is_stat = name.ends_with("running_mean") || name.ends_with("running_var");
+            let expect_grad = !is_stat && !is_frozen_trunk_variable(&name);
+            assert_eq!(t.requires_grad(), expect_grad, "{name}");
+        }
+        // README: 4,517,331 trainable parameters
+        let trainable: i64 = vs.variables().values().filter(|t| t.requires_grad()).map(|t| t.numel() as i64).sum();
+        assert_eq!(trainable, 4_517_331);
     }
 
     #[test]
