@@ -3,7 +3,13 @@
 pub mod blob;
 pub mod config;
 pub mod jobs;
+pub mod pipeline;
+pub mod queue;
+pub mod runtime;
 pub mod secret;
+pub mod service;
 pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod test_support;
+#[cfg(feature = "test-support")]
+pub mod test_rig;

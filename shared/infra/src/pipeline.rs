@@ -1,0 +1,96 @@
+//! Job-store plumbing every stage handler shares: deciding whether a delivery still
+//! has work to do, moving the job forward with a guarded transition, and recording
+//! rejections and failures for the runtime.
+//!
+//! A stage writes its blobs first and moves the job second, so a job in the stage's
+//! success state always has its outputs: a redelivery of such a job only re-publishes
+//! the next message (the publish or ack may be what was lost), it does not recompute.
+
+use async_trait::async_trait;
+use mono2mesh_core::{JobState, Stage, StageError, StageMessage};
+use tracing::{info, warn};
+
+use crate::jobs::{Job, JobStore, JobUpdate, Transition};
+use crate::runtime::{JobOutcomes, Next};
+
+/// Where a job stands for the stage that just received it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Begin {
+    /// The stage has to run on this job.
+    Run(Job),
+    /// The stage already completed (its outputs are stored); only the hand-over to
+    /// the next stage may be missing.
+    AlreadyDone(Job),
+    /// The job has moved past this stage or ended: nothing to do.
+    Stale(String),
+}
+
+/// Loads the message's job and says whether `message.stage` still has to run.
+/// An unknown job is a permanent error (the message refers to nothing).
+pub async fn begin(jobs: &JobStore, message: &StageMessage) -> Result<Begin, StageError> {
+    let job = jobs.get_job(message.job_id).await?;
+    let done_state = message.stage.success_state();
+    Ok(if job.state == done_state {
+        Begin::AlreadyDone(job)
+    } else if job.state.is_terminal() || !job.state.can_move_to(done_state) {
+        Begin::Stale(format!("job is {} already; {} has nothing to do", job.state, message.stage))
+    } else {
+        Begin::Run(job)
+    })
+}
+
+/// What follows a completed stage: the next stage's message (carrying the job's
+/// category, which routes reconstruct work), or nothing after refine.
+pub fn hand_over(job: &Job, stage: Stage) -> Next {
+    match stage.next() {
+        Some(next) => Next::Forward(StageMessage::new(job.id, next, job.category)),
+        None => Next::Finished,
+    }
+}
+
+/// Moves the job to the stage's success state with `update` (outputs, scores,
+/// category...) and returns the hand-over. A duplicate completion hands over again; a
+/// job that meanwhile moved elsewhere (rejected by an operator, say) is stale.
+pub async fn complete(jobs: &JobStore, message: &StageMessage, update: JobUpdate) -> Result<Next, StageError> {
+    let stage = message.stage;
+    match jobs.advance(message.job_id, Some(stage), stage.success_state(), update).await? {
+        Transition::Applied { .. } | Transition::Duplicate => {
+            let job = jobs.get_job(message.job_id).await?;
+            Ok(hand_over(&job, stage))
+        }
+        Transition::Stale { current } => Ok(Next::Stale(format!("job became {current} while {stage} ran"))),
+    }
+}
+
+/// Ends the job in `to` (rejected or failed). A job already in a terminal state keeps it.
+async fn end_job(jobs: &JobStore, message: &StageMessage, to: JobState, reason: &str) -> Result<(), StageError> {
+    let update = JobUpdate {
+        error: Some(reason.to_string()),
+        detail: Some(serde_json::json!({ "reason": reason, "attempt": message.attempt })),
+        ..JobUpdate::default()
+    };
+    match jobs.advance(message.job_id, Some(message.stage), to, update).await? {
+        Transition::Applied { .. } | Transition::Duplicate => Ok(()),
+        Transition::Stale { current } => {
+            info!(job = %message.job_id, %current, wanted = %to, "job already ended; keeping its state");
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl JobOutcomes for JobStore {
+    async fn reject(&self, message: &StageMessage, reason: &str) -> Result<(), StageError> {
+        end_job(self, message, JobState::Rejected, reason).await
+    }
+
+    async fn fail(&self, message: &StageMessage, reason: &str) -> Result<(), StageError> {
+        end_job(self, message, JobState::Failed, reason).await
+    }
+
+    async fn attempt_failed(&self, message: &StageMessage, error: &StageError) {
+        if let Err(e) = self.record_failure(message.job_id, message.stage, error).await {
+            warn!(job = %message.job_id, %e, "could not record the failed attempt");
+        }
+    }
+}

@@ -1,0 +1,521 @@
+//! The worker loop the four stage binaries share: consume, decode, run the stage
+//! handler, then settle the delivery according to the outcome.
+//!
+//! | handler outcome              | what the runtime does                                      |
+//! |------------------------------|------------------------------------------------------------|
+//! | `Ok(Next::Forward(m))`       | publish `m` (confirmed), then ack                          |
+//! | `Ok(Next::Finished/Stale)`   | ack                                                        |
+//! | `Err(Retryable)`             | back-off tier with attempt + 1; past `max_attempts`: give up |
+//! | `Err(Permanent)`, panic      | give up: job marked failed, message dead-lettered with reason |
+//! | `Err(Rejection)`             | job marked rejected with reason, then ack                  |
+//! | undecodable message          | dead-lettered with reason (no job to mark)                 |
+//!
+//! The ack always comes last, after the handler's writes and the next stage's publish
+//! are durable, so a crash anywhere before it means redelivery, never loss. Handlers
+//! must therefore be idempotent: a redelivered message redoes the stage, overwriting
+//! the same blob keys, and re-publishes the next message.
+
+use async_trait::async_trait;
+use mono2mesh_core::{ErrorClass, Stage, StageError, StageMessage, MESSAGE_SCHEMA_VERSION};
+use serde::Deserialize;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn, Instrument};
+
+use crate::queue::{encode, Delivery, Lane, MessageQueue, QueueError};
+use crate::telemetry::{names, StageOutcome, StageTimer};
+
+/// What a stage handler asks the runtime to do after success.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    /// Hand the job to the following stage with this message.
+    Forward(StageMessage),
+    /// The job reached its final state here; nothing to publish.
+    Finished,
+    /// A duplicate or late message for a job that has already moved past this stage:
+    /// nothing was done, and the message is acknowledged. The string says why.
+    Stale(String),
+}
+
+/// One stage's work on one message: read inputs, compute, write outputs, move the job.
+#[async_trait]
+pub trait StageHandler: Send + Sync + 'static {
+    async fn handle(&self, message: StageMessage) -> Result<Next, StageError>;
+}
+
+/// Any `Fn(StageMessage) -> impl Future<Output = Result<Next, StageError>>` is a handler.
+#[async_trait]
+impl<F, Fut> StageHandler for F
+where
+    F: Fn(StageMessage) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Next, StageError>> + Send + 'static,
+{
+    async fn handle(&self, message: StageMessage) -> Result<Next, StageError> {
+        self(message).await
+    }
+}
+
+/// Where the runtime records how a job ended when the handler could not finish it.
+#[async_trait]
+pub trait JobOutcomes: Send + Sync + 'static {
+    /// The input is unusable for the method: the job ends as `rejected` with `reason`.
+    async fn reject(&self, message: &StageMessage, reason: &str) -> Result<(), StageError>;
+    /// The stage gave up: the job ends as `failed` with `reason`.
+    async fn fail(&self, message: &StageMessage, reason: &str) -> Result<(), StageError>;
+    /// A retryable attempt failed and will be retried; for the job's history only, so
+    /// failing to record it changes nothing.
+    async fn attempt_failed(&self, _message: &StageMessage, _error: &StageError) {}
+}
+
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    /// Deliveries processed at the same time.
+    pub concurrency: usize,
+    /// Unsettled deliveries per lane the broker may push ahead.
+    pub prefetch: u16,
+    /// Attempts of a retryable failure, the first included, before giving up.
+    pub max_attempts: u32,
+    /// A handler running longer than this is abandoned and its message retried.
+    pub handler_timeout: Duration,
+    /// On shutdown, how long in-flight deliveries may take to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        RuntimeSettings {
+            concurrency: 4,
+            prefetch: 4,
+            max_attempts: 5,
+            handler_timeout: Duration::from_secs(600),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("invalid runtime settings: {0}")]
+    Settings(String),
+    #[error("queue: {0}")]
+    Queue(#[from] QueueError),
+    #[error("the broker cancelled the consumer (queue deleted?); restart the worker")]
+    ConsumerCancelled,
+}
+
+/// Counts of how deliveries were settled, for logs and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunReport {
+    /// Handler succeeded (forwarded, finished or stale) and the delivery was acked.
+    pub succeeded: u64,
+    /// Jobs marked rejected and acked.
+    pub rejected: u64,
+    /// Sent to a back-off tier.
+    pub retried: u64,
+    /// Moved to a dead-letter queue.
+    pub dead_lettered: u64,
+    /// Handlers that panicked (also counted in `dead_lettered`).
+    pub panicked: u64,
+    /// Settling failed (connection lost); the broker will redeliver those.
+    pub settle_errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    succeeded: AtomicU64,
+    rejected: AtomicU64,
+    retried: AtomicU64,
+    dead_lettered: AtomicU64,
+    panicked: AtomicU64,
+    settle_errors: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> RunReport {
+        RunReport {
+            succeeded: self.succeeded.load(Ordering::SeqCst),
+            rejected: self.rejected.load(Ordering::SeqCst),
+            retried: self.retried.load(Ordering::SeqCst),
+            dead_lettered: self.dead_lettered.load(Ordering::SeqCst),
+            panicked: self.panicked.load(Ordering::SeqCst),
+            settle_errors: self.settle_errors.load(Ordering::SeqCst),
+        }
+    }
+}
+
+/// A worker: one stage handler fed from some lanes of a queue.
+pub struct Worker {
+    queue: Arc<dyn MessageQueue>,
+    lanes: Vec<Lane>,
+    settings: RuntimeSettings,
+    context: Arc<Context>,
+}
+
+struct Context {
+    queue: Arc<dyn MessageQueue>,
+    handler: Arc<dyn StageHandler>,
+    outcomes: Arc<dyn JobOutcomes>,
+    max_attempts: u32,
+    handler_timeout: Duration,
+    counters: Counters,
+}
+
+impl Worker {
+    /// A worker for `lanes`, which must all belong to one stage.
+    pub fn new(
+        queue: Arc<dyn MessageQueue>,
+        lanes: Vec<Lane>,
+        handler: Arc<dyn StageHandler>,
+        outcomes: Arc<dyn JobOutcomes>,
+        settings: RuntimeSettings,
+    ) -> Result<Self, RuntimeError> {
+        let Some(first) = lanes.first() else {
+            return Err(RuntimeError::Settings("a worker needs at least one lane".into()));
+        };
+        if lanes.iter().any(|l| l.stage() != first.stage()) {
+            return Err(RuntimeError::Settings("all lanes of a worker must belong to one stage".into()));
+        }
+        if settings.concurrency == 0 || settings.max_attempts == 0 {
+            return Err(RuntimeError::Settings("concurrency and max_attempts must be at least 1".into()));
+        }
+        let context = Arc::new(Context {
+            queue: queue.clone(),
+            handler,
+            outcomes,
+            max_attempts: settings.max_attempts,
+            handler_timeout: settings.handler_timeout,
+            counters: Counters::default(),
+        });
+        Ok(Worker { queue, lanes, settings, context })
+    }
+
+    pub fn stage(&self) -> Stage {
+        self.lanes[0].stage()
+    }
+
+    /// Consumes until `shutdown` completes, then stops taking deliveries, lets in-flight
+    /// ones finish (up to the grace period) and returns. It does not close the queue,
+    /// which may be shared: the caller closes it, which returns anything still unsettled.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<RunReport, RuntimeError> {
+        let stage = self.stage();
+        let mut stream = self.queue.consume(&self.lanes, self.settings.prefetch).await?;
+        info!(%stage, lanes = ?self.lanes.iter().map(|l| l.routing_key()).collect::<Vec<_>>(),
+              concurrency = self.settings.concurrency, prefetch = self.settings.prefetch, "worker consuming");
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency));
+        let mut tasks = JoinSet::new();
+        tokio::pin!(shutdown);
+
+        let stop: Result<(), RuntimeError> = loop {
+            // Take a slot first, so no delivery is pulled that cannot start at once.
+            let slot = tokio::select! {
+                biased;
+                _ = &mut shutdown => break Ok(()),
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break Ok(()), // never closed; nothing sensible to do but stop
+                },
+            };
+            let next = tokio::select! {
+                biased;
+                _ = &mut shutdown => break Ok(()),
+                next = stream.next() => next,
+            };
+            match next {
+                Some(Ok(delivery)) => {
+                    let context = self.context.clone();
+                    let span = tracing::info_span!("delivery", %stage, lane = %delivery.lane());
+                    tasks.spawn(
+                        async move {
+                            process(delivery, &context).await;
+                            drop(slot);
+                        }
+                        .instrument(span),
+                    );
+                }
+                Some(Err(e)) => break Err(e.into()),
+                None => break Err(RuntimeError::ConsumerCancelled),
+            }
+            while let Some(finished) = tasks.try_join_next() {
+                if let Err(e) = finished {
+                    error!(%e, "delivery task failed outside the handler");
+                }
+            }
+        };
+
+        if let Err(e) = stream.cancel().await {
+            warn!(%e, "cancelling the consumer failed; closing the connection will stop it");
+        }
+        let in_flight = tasks.len();
+        if in_flight > 0 {
+            info!(%stage, in_flight, "stopping: letting in-flight deliveries finish");
+        }
+        let drained = tokio::time::timeout(self.settings.shutdown_grace, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            warn!(%stage, left = tasks.len(), "grace period over; unfinished deliveries go back to the queue");
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+        let report = self.context.counters.snapshot();
+        info!(%stage, ?report, "worker stopped");
+        stop.map(|()| report)
+    }
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C): the signals orchestrators and people send.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            error!(%e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                error!(%e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => info!("SIGINT received"),
+        _ = terminate => info!("SIGTERM received"),
+    }
+}
+
+/// Reads a delivery as a stage message for this lane, or says why it cannot be one.
+pub fn decode(body: &[u8], lane: Lane) -> Result<StageMessage, String> {
+    #[derive(Deserialize)]
+    struct SchemaProbe {
+        schema: u32,
+    }
+    // Check the version before the shape, so a newer message says "schema" rather
+    // than some missing-field error.
+    let probe: SchemaProbe =
+        serde_json::from_slice(body).map_err(|e| format!("invalid message: not stage-message JSON ({e})"))?;
+    if probe.schema != MESSAGE_SCHEMA_VERSION {
+        return Err(format!(
+            "unsupported message schema {} (this worker reads {MESSAGE_SCHEMA_VERSION})",
+            probe.schema
+        ));
+    }
+    let message: StageMessage =
+        serde_json::from_slice(body).map_err(|e| format!("invalid message: {e}"))?;
+    match Lane::for_message(&message) {
+        Ok(expected) if expected == lane => Ok(message),
+        Ok(expected) => Err(format!("message for lane {expected} arrived on lane {lane}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn process(delivery: Delivery, context: &Context) {
+    let lane = delivery.lane();
+    let timer = StageTimer::start(lane.stage());
+    if delivery.redelivered() {
+        metrics::counter!(names::REDELIVERIES, "stage" => lane.stage().name()).increment(1);
+    }
+    let outcome = match decode(delivery.body(), lane) {
+        Ok(message) => handle(delivery, message, context).await,
+        Err(reason) => {
+            warn!(%reason, "undecodable message");
+            dead_letter(delivery, &reason, context).await
+        }
+    };
+    timer.finish(outcome);
+}
+
+async fn handle(delivery: Delivery, message: StageMessage, context: &Context) -> StageOutcome {
+    debug!(job = %message.job_id, attempt = message.attempt, redelivered = delivery.redelivered(), "processing");
+    match run_handler(&message, context).await {
+        Ok(Next::Forward(next)) => match context.queue.publish(&next).await {
+            Ok(()) => ack(delivery, StageOutcome::Ok, context).await,
+            Err(e) => {
+                let reason = format!("publishing to {} failed: {e}", next.stage);
+                retry_or_give_up(delivery, &message, &reason, context).await
+            }
+        },
+        Ok(Next::Finished) => ack(delivery, StageOutcome::Ok, context).await,
+        Ok(Next::Stale(why)) => {
+            info!(job = %message.job_id, %why, "stale message acknowledged without effect");
+            ack(delivery, StageOutcome::Skipped, context).await
+        }
+        Err(e) => match e.class {
+            ErrorClass::Retryable => {
+                context.outcomes.attempt_failed(&message, &e).await;
+                retry_or_give_up(delivery, &message, &e.reason, context).await
+            }
+            ErrorClass::Permanent => give_up(delivery, &message, &e.reason, context).await,
+            ErrorClass::Rejection => match context.outcomes.reject(&message, &e.reason).await {
+                Ok(()) => {
+                    info!(job = %message.job_id, reason = %e.reason, "job rejected");
+                    ack(delivery, StageOutcome::Rejected, context).await
+                }
+                Err(record) if record.class == ErrorClass::Retryable => {
+                    let reason = format!("recording rejection ({}) failed: {}", e.reason, record.reason);
+                    retry_or_give_up(delivery, &message, &reason, context).await
+                }
+                Err(record) => {
+                    let reason = format!("rejected ({}), but recording it failed: {}", e.reason, record.reason);
+                    dead_letter(delivery, &reason, context).await
+                }
+            },
+        },
+    }
+}
+
+/// Runs the handler in its own task, so a panic or a hang costs one message, not the worker.
+async fn run_handler(message: &StageMessage, context: &Context) -> Result<Next, StageError> {
+    let handler = context.handler.clone();
+    let owned = message.clone();
+    let mut task = tokio::spawn(async move { handler.handle(owned).await });
+    match tokio::time::timeout(context.handler_timeout, &mut task).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(join_error)) if join_error.is_panic() => {
+            context.counters.panicked.fetch_add(1, Ordering::SeqCst);
+            let panic = join_error.into_panic();
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".into());
+            error!(job = %message.job_id, panic = %text, "stage handler panicked");
+            Err(StageError::permanent(format!("stage handler panicked: {text}")))
+        }
+        Ok(Err(_cancelled)) => Err(StageError::retryable("stage handler task was cancelled")),
+        Err(_elapsed) => {
+            task.abort();
+            Err(StageError::retryable(format!(
+                "stage handler timed out after {:?}",
+                context.handler_timeout
+            )))
+        }
+    }
+}
+
+async fn retry_or_give_up(delivery: Delivery, message: &StageMessage, reason: &str, context: &Context) -> StageOutcome {
+    if message.attempt >= context.max_attempts {
+        let reason = format!("gave up after {} attempts: {reason}", message.attempt);
+        return give_up(delivery, message, &reason, context).await;
+    }
+    retry(delivery, message, reason, context).await
+}
+
+async fn retry(delivery: Delivery, message: &StageMessage, reason: &str, context: &Context) -> StageOutcome {
+    let mut again = message.clone();
+    again.attempt = message.attempt.saturating_add(1);
+    match delivery.retry_later(encode(&again), again.attempt, reason).await {
+        Ok(delay) => {
+            info!(job = %message.job_id, attempt = again.attempt, ?delay, %reason, "retry scheduled");
+            context.counters.retried.fetch_add(1, Ordering::SeqCst);
+            metrics::counter!(names::FAILURES, "stage" => message.stage.name(), "class" => "retryable").increment(1);
+        }
+        Err(e) => settle_failed(e, context),
+    }
+    StageOutcome::Retried
+}
+
+/// Ends the job as failed and parks the message in the dead-letter queue. When the
+/// failure cannot be recorded for a passing reason (database down) and attempts remain,
+/// the message is retried instead, so the job does not stay unfinished in the store.
+async fn give_up(delivery: Delivery, message: &StageMessage, reason: &str, context: &Context) -> StageOutcome {
+    let reason = match context.outcomes.fail(message, reason).await {
+        Ok(()) => reason.to_string(),
+        Err(record) if record.class == ErrorClass::Retryable && message.attempt < context.max_attempts => {
+            let why = format!("{reason}; marking the job failed did not work: {}", record.reason);
+            return retry(delivery, message, &why, context).await;
+        }
+        Err(record) => format!("{reason} (job not marked failed: {})", record.reason),
+    };
+    warn!(job = %message.job_id, %reason, "giving up on job");
+    dead_letter(delivery, &reason, context).await
+}
+
+async fn dead_letter(delivery: Delivery, reason: &str, context: &Context) -> StageOutcome {
+    let stage = delivery.lane().stage().name();
+    match delivery.dead_letter(reason).await {
+        Ok(()) => {
+            context.counters.dead_lettered.fetch_add(1, Ordering::SeqCst);
+            metrics::counter!(names::FAILURES, "stage" => stage, "class" => "dead_lettered").increment(1);
+        }
+        Err(e) => settle_failed(e, context),
+    }
+    StageOutcome::DeadLettered
+}
+
+async fn ack(delivery: Delivery, outcome: StageOutcome, context: &Context) -> StageOutcome {
+    match delivery.ack().await {
+        Ok(()) => {
+            let counter = if outcome == StageOutcome::Rejected { &context.counters.rejected } else { &context.counters.succeeded };
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+        Err(e) => settle_failed(e, context),
+    }
+    outcome
+}
+
+fn settle_failed(error: QueueError, context: &Context) {
+    // The broker still holds the delivery and hands it out again; handlers are idempotent.
+    warn!(%error, "settling a delivery failed; it will be redelivered");
+    context.counters.settle_errors.fetch_add(1, Ordering::SeqCst);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mono2mesh_core::{Category, JobId};
+
+    #[test]
+    fn decode_accepts_only_current_messages_on_their_own_lane() {
+        let chair = StageMessage::new(JobId::new(), Stage::Reconstruct, Some(Category::Chair));
+        let body = encode(&chair);
+        assert_eq!(decode(&body, Lane::Reconstruct(Category::Chair)), Ok(chair.clone()));
+
+        let wrong_lane = decode(&body, Lane::Reconstruct(Category::Sofa)).unwrap_err();
+        assert!(wrong_lane.contains("reconstruct.chair arrived on lane reconstruct.sofa"), "{wrong_lane}");
+        let garbage = decode(b"\xff\x00", Lane::Gate).unwrap_err();
+        assert!(garbage.starts_with("invalid message"), "{garbage}");
+        let newer = decode(br#"{"schema":2,"whatever":true}"#, Lane::Gate).unwrap_err();
+        assert!(newer.contains("unsupported message schema 2"), "{newer}");
+        let shapeless = decode(br#"{"schema":1,"stage":"gate"}"#, Lane::Gate).unwrap_err();
+        assert!(shapeless.contains("job_id"), "{shapeless}");
+        let uncategorised = encode(&StageMessage::new(JobId::new(), Stage::Reconstruct, None));
+        assert!(decode(&uncategorised, Lane::Reconstruct(Category::Car)).unwrap_err().contains("category"));
+    }
+
+    #[test]
+    fn worker_refuses_mixed_stages_and_zero_concurrency() {
+        let queue: Arc<dyn MessageQueue> = Arc::new(crate::queue::MemoryQueue::new(
+            crate::queue::Topology::new("t", Lane::all(), vec![Duration::from_secs(1)], 3).unwrap(),
+        ));
+        struct NoOutcomes;
+        #[async_trait]
+        impl JobOutcomes for NoOutcomes {
+            async fn reject(&self, _: &StageMessage, _: &str) -> Result<(), StageError> {
+                Ok(())
+            }
+            async fn fail(&self, _: &StageMessage, _: &str) -> Result<(), StageError> {
+                Ok(())
+            }
+        }
+        let handler: Arc<dyn StageHandler> = Arc::new(|_m: StageMessage| async { Ok(Next::Finished) });
+        let outcomes: Arc<dyn JobOutcomes> = Arc::new(NoOutcomes);
+        let mixed = Worker::new(queue.clone(), vec![Lane::Gate, Lane::Refine], handler.clone(), outcomes.clone(), RuntimeSettings::default());
+        assert!(matches!(mixed, Err(RuntimeError::Settings(_))));
+        let idle = RuntimeSettings { concurrency: 0, ..RuntimeSettings::default() };
+        assert!(Worker::new(queue.clone(), vec![Lane::Gate], handler.clone(), outcomes.clone(), idle).is_err());
+        assert!(Worker::new(queue, vec![], handler, outcomes, RuntimeSettings::default()).is_err());
+    }
+}

@@ -1,0 +1,119 @@
+//! Start-up and shutdown shared by the four worker binaries, so each `main.rs` is only
+//! its stage's handler: flags, layered settings, stores, queue, the runtime loop until
+//! SIGTERM/SIGINT, then a clean close.
+
+use clap::Args;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::info;
+
+use crate::blob::{open_blob_store, BlobError, BlobStore};
+use crate::config::{ConfigError, QueueBackend, Settings, SettingsLoader};
+use crate::jobs::{JobStore, JobStoreError};
+use crate::queue::{self, Lane, MessageQueue, QueueError};
+use crate::runtime::{shutdown_signal, RunReport, RuntimeError, RuntimeSettings, StageHandler, Worker};
+
+/// Flags every worker binary accepts. Each also reads its environment variable, so
+/// a compose file can configure workers without a command line.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// TOML config file layered over the compiled defaults (else $MONO2MESH_CONFIG).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Override one setting, e.g. `--set queue.prefetch=8` (repeatable; wins over env).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Deliveries processed at the same time.
+    #[arg(long, env = "MONO2MESH_WORKER_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+    /// Attempts of a retryable failure before the job is failed and dead-lettered.
+    #[arg(long, env = "MONO2MESH_WORKER_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
+    /// Seconds a single message may take before it is abandoned and retried.
+    #[arg(long, env = "MONO2MESH_WORKER_HANDLER_TIMEOUT_SECS", default_value_t = 600)]
+    pub handler_timeout_secs: u64,
+    /// Seconds in-flight messages get to finish after SIGTERM.
+    #[arg(long, env = "MONO2MESH_WORKER_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("job store: {0}")]
+    Jobs(#[from] JobStoreError),
+    #[error("blob store: {0}")]
+    Blobs(#[from] BlobError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("queue.backend = \"memory\" exists only inside one process; a standalone worker needs \"amqp\"")]
+    MemoryQueueInWorker,
+}
+
+impl WorkerArgs {
+    /// Defaults, then file, then `MONO2MESH__*` environment, then `--set` flags.
+    pub fn settings(&self) -> Result<Settings, ServiceError> {
+        let mut loader = SettingsLoader::from_process_env().file(self.config.clone());
+        for assignment in &self.overrides {
+            loader = loader.set_assignment(assignment)?;
+        }
+        Ok(loader.load()?)
+    }
+
+    pub fn runtime_settings(&self, settings: &Settings) -> RuntimeSettings {
+        RuntimeSettings {
+            concurrency: self.concurrency,
+            prefetch: settings.queue.prefetch,
+            max_attempts: self.max_attempts,
+            handler_timeout: Duration::from_secs(self.handler_timeout_secs),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+        }
+    }
+}
+
+/// What a stage handler works with.
+#[derive(Clone)]
+pub struct Services {
+    pub settings: Settings,
+    pub jobs: JobStore,
+    pub blobs: Arc<dyn BlobStore>,
+    pub queue: Arc<dyn MessageQueue>,
+}
+
+impl Services {
+    /// Opens the job store (and migrates it), the blob store and the queue (topology
+    /// declared), so a misconfiguration stops the worker at start-up. Outages after
+    /// that are per-message retryable failures, not crashes.
+    pub async fn connect(settings: Settings) -> Result<Services, ServiceError> {
+        if settings.queue.backend == QueueBackend::Memory {
+            return Err(ServiceError::MemoryQueueInWorker);
+        }
+        let jobs = JobStore::connect(&settings.database).await?;
+        jobs.migrate().await?;
+        let blobs = open_blob_store(&settings.blob).await?;
+        let queue = queue::open(&settings.queue).await?;
+        info!(database = %settings.database.url, blobs = %blobs.location(), queue = %settings.queue.url, "services connected");
+        Ok(Services { settings, jobs, blobs, queue })
+    }
+}
+
+/// Runs `handler` on `lanes` until SIGTERM/SIGINT, then drains and closes the queue.
+pub async fn serve(
+    services: &Services,
+    lanes: Vec<Lane>,
+    handler: Arc<dyn StageHandler>,
+    runtime: RuntimeSettings,
+) -> Result<RunReport, ServiceError> {
+    let outcomes = Arc::new(services.jobs.clone());
+    let worker = Worker::new(services.queue.clone(), lanes, handler, outcomes, runtime)?;
+    let result = worker.run(shutdown_signal()).await;
+    // Closing returns whatever is still unsettled to the broker.
+    let closed = services.queue.close().await;
+    let report = result?;
+    closed?;
+    Ok(report)
+}
