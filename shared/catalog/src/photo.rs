@@ -219,6 +219,7 @@ mod tests {
         assert_eq!(sharp.get_pixel(0, 0).0, [235, 235, 235]);
         assert_ne!(sharp.get_pixel(160, 120).0, [235, 235, 235], "object in the middle");
         let blurred = photo(&model, &view, &Lighting::default(), &PhotoSettings { blur_sigma: 4.0, ..clean }, &mut rng);
+        assert!(sharpness(&blurred) < 0.3 * sharpness(&sharp), "{} vs {}", sharpness(&blurred), sharpness(&sharp));
         let dark = photo(&model, &view, &Lighting::default(), &PhotoSettings { exposure: 0.3, ..clean }, &mut rng);
         assert!(mean(&dark) < 0.4 * mean(&sharp));
         for kind in 0..3u64 {

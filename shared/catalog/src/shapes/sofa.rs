@@ -5,7 +5,8 @@ use super::{palette, Params};
 use crate::builder::MeshBuilder;
 
 pub fn build(p: &mut Params, b: &mut MeshBuilder) {
-    let seats = p.int("seats", 1, 4);
+    // Mostly two- and three-seaters, some armchair-width and four-seat pieces.
+    let seats: usize = p.choice("seats", &[("1", 0.1), ("2", 0.35), ("3", 0.4), ("4", 0.15)]).parse().unwrap_or(3);
     let seat_w = p.f("seat_width_each", 0.5, 0.7);
     let depth = p.f("depth", 0.75, 1.0);
     let leg_h = p.f("leg_height", 0.0, 0.15);
