@@ -15,8 +15,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub const DEFAULT_TEST_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-/// Back-off of the rig's retry tier: short, so retry paths finish quickly in tests.
-pub const RIG_RETRY_DELAY_MS: u64 = 300;
+/// Back-off of the rig's two retry tiers: short, so retry paths finish quickly in tests.
+/// Two entries because a one-element list in an environment variable is read as a
+/// number by the config layer, not as a list.
+pub const RIG_RETRY_DELAYS_MS: [u64; 2] = [300, 300];
 pub const RIG_DELIVERY_LIMIT: u32 = 3;
 
 /// `MONO2MESH_TEST_AMQP_URL`, else the local broker with the default account.
@@ -35,7 +37,7 @@ impl PipelineRig {
     pub async fn start(test: &str) -> PipelineRig {
         let url = test_amqp_url();
         let prefix = format!("test-{test}-{}", uuid::Uuid::new_v4().simple());
-        let retry = vec![Duration::from_millis(RIG_RETRY_DELAY_MS)];
+        let retry = RIG_RETRY_DELAYS_MS.iter().map(|ms| Duration::from_millis(*ms)).collect();
         let topology = Topology::new(prefix.clone(), Lane::all(), retry, RIG_DELIVERY_LIMIT)
             .unwrap_or_else(|e| panic!("test topology: {e}"));
         let queue = RabbitQueue::connect(&SecretUrl::new(url.clone()), topology).await.unwrap_or_else(|e| {
@@ -59,7 +61,7 @@ impl PipelineRig {
             ("MONO2MESH__BLOB__S3__SECRET_KEY", self.s3.settings.secret_key.expose().to_string()),
             ("MONO2MESH__QUEUE__URL", test_amqp_url()),
             ("MONO2MESH__QUEUE__EXCHANGE_PREFIX", self.prefix.clone()),
-            ("MONO2MESH__QUEUE__RETRY_DELAYS_MS", RIG_RETRY_DELAY_MS.to_string()),
+            ("MONO2MESH__QUEUE__RETRY_DELAYS_MS", RIG_RETRY_DELAYS_MS.map(|ms| ms.to_string()).join(",")),
             ("MONO2MESH__QUEUE__DELIVERY_LIMIT", RIG_DELIVERY_LIMIT.to_string()),
             ("MONO2MESH__QUEUE__PREFETCH", "4".into()),
             ("MONO2MESH_WORKER_CONCURRENCY", "4".into()),

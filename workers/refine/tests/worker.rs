@@ -1,0 +1,88 @@
+//! The real `mono2mesh-refine` binary against RabbitMQ, Postgres and S3 (see
+//! `mono2mesh_infra::test_rig`), fed with stored voxel grids as reconstruct leaves them.
+//! Fails, rather than skips, when RabbitMQ or Postgres is missing.
+
+use mono2mesh_core::{JobId, JobState, Stage, StageMessage};
+use mono2mesh_geometry::VoxelGrid;
+use mono2mesh_infra::blob::{keys, BlobStore};
+use mono2mesh_infra::jobs::JobUpdate;
+use mono2mesh_infra::queue::MessageQueue;
+use mono2mesh_infra::test_rig::{stop_gracefully, PipelineRig};
+use std::time::Duration;
+
+const REFINE: &str = env!("CARGO_BIN_EXE_mono2mesh-refine");
+
+/// A solid box of `size`^3 voxels in a 32^3 grid, placed like Pix2Vox output.
+fn box_grid(size: usize) -> VoxelGrid {
+    let mut grid = VoxelGrid::new([32, 32, 32]);
+    grid.translate = [-0.5; 3];
+    let start = (32 - size) / 2;
+    for x in start..start + size {
+        for y in start..start + size {
+            for z in start..start + size {
+                grid.set(x, y, z, 1.0);
+            }
+        }
+    }
+    grid
+}
+
+/// A job that reconstruct has finished: state `reconstructed`, voxels stored (unless
+/// `voxels` is `None`), refine message queued.
+async fn reconstructed_job(rig: &PipelineRig, voxels: Option<Vec<u8>>) -> JobId {
+    let id = rig.submit_job("refine-batch", b"photo bytes are not read by refine".to_vec()).await;
+    if let Some(voxels) = voxels {
+        rig.put(&keys::stage_artifact(id, Stage::Reconstruct, keys::VOXELS_BINVOX).unwrap(), voxels).await;
+    }
+    rig.jobs().advance(id, Some(Stage::Reconstruct), JobState::Reconstructed, JobUpdate::default()).await.unwrap();
+    rig.publish(&StageMessage::new(id, Stage::Refine, None)).await;
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_voxel_grids_become_meshes_and_bad_ones_end_cleanly() {
+    let rig = PipelineRig::start("refine-batch").await;
+    let mut good = Vec::new();
+    for size in 6..16 {
+        good.push(reconstructed_job(&rig, Some(box_grid(size).to_binvox_bytes(0.5))).await);
+    }
+    let empty = reconstructed_job(&rig, Some(VoxelGrid::new([32, 32, 32]).to_binvox_bytes(0.5))).await;
+    let missing = reconstructed_job(&rig, None).await;
+    let corrupt = reconstructed_job(&rig, Some(b"#binvox 1\ndim 2 2 2\n".to_vec())).await;
+
+    let worker = rig.spawn_worker(REFINE, &[]);
+    let all: Vec<JobId> = good.iter().copied().chain([empty, missing, corrupt]).collect();
+    let ended = [JobState::Done, JobState::Rejected, JobState::Failed];
+    rig.wait_for_states(&all, &ended, Duration::from_secs(60)).await;
+    assert!(stop_gracefully(worker).success());
+
+    for id in &good {
+        let job = rig.jobs().get_job(*id).await.unwrap();
+        assert_eq!(job.state, JobState::Done, "job {id}: {:?}", job.last_error);
+        for ext in ["glb", "obj", "ply", "stl"] {
+            let key = keys::stage_artifact(*id, Stage::Refine, &format!("mesh.{ext}")).unwrap();
+            assert_eq!(job.outputs[format!("mesh_{ext}")], key.as_str());
+            assert!(rig.s3.store.head(&key).await.unwrap().size > 0, "{key} stored");
+        }
+        let stats_key = keys::stage_artifact(*id, Stage::Refine, "mesh.json").unwrap();
+        let stats: serde_json::Value = serde_json::from_slice(&rig.s3.store.get(&stats_key).await.unwrap()).unwrap();
+        assert_eq!(stats["watertight"], true, "a box meshes watertight: {stats}");
+        assert!(stats["volume"].as_f64().unwrap() > 0.0);
+        let events: Vec<String> = rig.jobs().events(*id).await.unwrap().into_iter().map(|e| e.event).collect();
+        assert_eq!(events, vec!["submitted", "reconstructed", "done"]);
+    }
+    // Nothing solid predicted: the user's photo gave no shape, a rejection.
+    let empty = rig.jobs().get_job(empty).await.unwrap();
+    assert_eq!(empty.state, JobState::Rejected);
+    assert!(empty.last_error.unwrap().contains("no surface"));
+    // Broken inputs fail the job and park the message with its reason.
+    for id in [missing, corrupt] {
+        assert_eq!(rig.jobs().get_job(id).await.unwrap().state, JobState::Failed);
+    }
+    let letters = rig.queue.take_dead_letters(Stage::Refine, 10).await.unwrap();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    let reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
+    assert!(reasons.iter().any(|r| r.contains("not found")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("voxel input")), "{reasons:?}");
+    rig.finish().await;
+}
