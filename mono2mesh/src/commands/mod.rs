@@ -2,6 +2,8 @@
 
 use clap::Subcommand;
 
+pub mod reconstruct;
+
 pub mod classify;
 pub mod models;
 
