@@ -2,10 +2,9 @@
 
 use clap::Subcommand;
 
-pub mod reconstruct;
-
 pub mod classify;
 pub mod models;
+pub mod reconstruct;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -14,11 +13,14 @@ pub enum Command {
     /// Import and manage model files.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// 32^3 voxels (binvox + probabilities.npy) from images with a Pix2Vox model file.
+    Reconstruct(reconstruct::ReconstructArgs),
 }
 
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Classify(args) => classify::run(args),
         Command::Models(command) => models::run(command),
+        Command::Reconstruct(args) => reconstruct::run(args),
     }
 }
