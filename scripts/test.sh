@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up and run the whole test suite: libtorch, classifier weights, the local
+# Set up and run the whole test suite: libtorch, the classifier weights, the local
 # PostgreSQL and RabbitMQ the integration tests use, then every crate's tests.
 # Tests that need ../shared (reference vectors, real photos) say SKIPPED when it is absent.
 set -euo pipefail

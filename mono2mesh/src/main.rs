@@ -2,6 +2,7 @@
 //! and is a thin layer over library functions.
 
 mod commands;
+mod embedded;
 
 use clap::Parser;
 

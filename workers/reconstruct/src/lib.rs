@@ -7,6 +7,7 @@
 //! one forward pass when they have the same number of views.
 
 pub mod npy;
+pub mod registry;
 
 use std::path::Path;
 
