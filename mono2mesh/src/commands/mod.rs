@@ -5,6 +5,12 @@ use clap::Subcommand;
 pub mod classify;
 pub mod models;
 pub mod reconstruct;
+pub mod fetch;
+pub mod serve;
+pub mod services;
+pub mod stats;
+pub mod status;
+pub mod submit;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -15,6 +21,16 @@ pub enum Command {
     Models(models::ModelsCommand),
     /// 32^3 voxels (binvox + probabilities.npy) from images with a Pix2Vox model file.
     Reconstruct(reconstruct::ReconstructArgs),
+    /// Upload a directory or CSV manifest of photos as a batch of jobs (resumable).
+    Submit(submit::SubmitArgs),
+    /// A job's state and outputs, or a batch's counts by state.
+    Status(status::StatusArgs),
+    /// Download a batch's finished meshes, named by SKU.
+    Fetch(fetch::FetchArgs),
+    /// Serve the HTTP API and the status page.
+    Serve(serve::ServeArgs),
+    /// Per-stage throughput and latency, queue depths, reject reasons.
+    Stats(stats::StatsArgs),
 }
 
 pub fn run(command: Command) -> anyhow::Result<()> {
@@ -22,5 +38,10 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Classify(args) => classify::run(args),
         Command::Models(command) => models::run(command),
         Command::Reconstruct(args) => reconstruct::run(args),
+        Command::Submit(args) => submit::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Fetch(args) => fetch::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Stats(args) => stats::run(args),
     }
 }

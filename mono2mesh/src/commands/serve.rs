@@ -1,0 +1,68 @@
+//! `mono2mesh serve [--listen ADDR]`: the HTTP API (docs/openapi.yaml) and status page.
+
+use anyhow::{bail, Context};
+use clap::Args;
+use mono2mesh_api::server::{self, ApiConfig, AppState, QueueProbe};
+use mono2mesh_infra::config::QueueBackend;
+use mono2mesh_infra::queue::{topology, Lane, MessageQueue as _};
+use mono2mesh_infra::runtime::shutdown_signal;
+use mono2mesh_infra::secret::SecretString;
+use mono2mesh_infra::telemetry;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::services::{block_on, connect, ingest, SettingsArgs};
+
+/// Room for multipart framing and text fields on top of the largest photo.
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Bearer token accepted on write endpoints (repeatable; comma-separated in the env).
+    #[arg(long = "token", env = "MONO2MESH_API_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    pub tokens: Vec<String>,
+    /// Accept writes without a token (local experiments only).
+    #[arg(long)]
+    pub no_auth: bool,
+    /// Lifetime of presigned download links, in seconds.
+    #[arg(long, default_value_t = 900)]
+    pub presign_expiry_secs: u64,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = args.settings.load()?;
+    let tokens: Vec<SecretString> =
+        args.tokens.iter().map(|t| t.trim()).filter(|t| !t.is_empty()).map(SecretString::new).collect();
+    if tokens.is_empty() && !args.no_auth {
+        bail!("no API token: pass --token (or MONO2MESH_API_TOKENS), or --no-auth to accept anonymous writes");
+    }
+    block_on(async move {
+        let _metrics = telemetry::init(&settings.telemetry).context("starting telemetry")?;
+        let probe = match settings.queue.backend {
+            QueueBackend::Amqp => QueueProbe::Amqp {
+                url: settings.queue.url.clone(),
+                topology: topology(&settings.queue, Lane::all())?,
+            },
+            QueueBackend::Memory => QueueProbe::None,
+        };
+        let max_body = settings.gate.max_input_bytes.saturating_add(MULTIPART_OVERHEAD);
+        let services = connect(settings).await?;
+        let config = ApiConfig {
+            tokens,
+            max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
+            presign_expiry: Duration::from_secs(args.presign_expiry_secs),
+            ..ApiConfig::default()
+        };
+        let state = AppState { ingest: ingest(&services), config: Arc::new(config), probe: Arc::new(probe) };
+        let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+        tracing::info!(listen = %listener.local_addr()?, "mono2mesh API serving");
+        server::serve(listener, state, shutdown_signal()).await.context("serving HTTP")?;
+        let _ = services.queue.close().await;
+        Ok(())
+    })
+}

@@ -1,0 +1,68 @@
+//! `mono2mesh submit DIR|MANIFEST.csv`: upload photos, record jobs, queue them.
+
+use anyhow::bail;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use mono2mesh_api::bulk::submit_all;
+use mono2mesh_api::manifest::read_source;
+use mono2mesh_infra::queue::MessageQueue as _;
+use std::path::PathBuf;
+
+use super::services::{block_on, connect, ingest, SettingsArgs};
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// A directory of photos (SKU = file name) or a CSV manifest with columns
+    /// path, sku, category (category optional; it skips classification).
+    pub source: PathBuf,
+    /// Batch to submit into; re-running into the same batch skips photos already in it.
+    /// Defaults to the directory's or manifest's name.
+    #[arg(long)]
+    pub batch: Option<String>,
+    /// Photos uploaded at the same time.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+pub fn run(args: SubmitArgs) -> anyhow::Result<()> {
+    let batch = match &args.batch {
+        Some(batch) => batch.clone(),
+        None => match args.source.file_stem().and_then(|s| s.to_str()) {
+            Some(stem) => stem.to_string(),
+            None => bail!("cannot name a batch after {}; pass --batch", args.source.display()),
+        },
+    };
+    let entries = read_source(&args.source)?;
+    let settings = args.settings.load()?;
+    block_on(async move {
+        let services = connect(settings).await?;
+        let ingest = ingest(&services);
+        let bar = ProgressBar::new(entries.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} photos  {per_sec}  eta {eta}  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let report = submit_all(&ingest, entries, &batch, args.concurrency, |outcome| {
+            if let Err(e) = &outcome.result {
+                bar.println(format!("failed: {}: {e}", outcome.path.display()));
+            }
+            bar.inc(1);
+        })
+        .await?;
+        bar.finish_and_clear();
+        let _ = services.queue.close().await;
+        println!(
+            "batch {batch}: {} submitted, {} already submitted (skipped), {} resumed, {} failed",
+            report.created,
+            report.skipped,
+            report.resumed,
+            report.failed.len()
+        );
+        if !report.failed.is_empty() {
+            bail!("{} photos could not be submitted (listed above); fix them and re-run: the rest are skipped", report.failed.len());
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,296 @@
+//! Turning photos into submitted jobs: store the photo, record the job, publish the
+//! gate message. Shared by `mono2mesh submit` and the HTTP API, so both dedupe and
+//! resume the same way.
+//!
+//! Order of writes, and why it makes a re-run safe:
+//! 1. look the content hash up in the batch: an existing job is returned as is;
+//! 2. put the photo under the new job's input key;
+//! 3. insert the job (unique on batch + content hash; a concurrent twin wins and our
+//!    orphaned upload is deleted);
+//! 4. publish the gate message, then append a `published` event.
+//!
+//! A crash between 3 and 4 leaves a job with no `published` event; the next
+//! submission of the same photo publishes it. Jobs that were published are never
+//! published twice by a re-run, so resuming a 10,000-photo batch does not double
+//! the backlog.
+
+use bytes::Bytes;
+use mono2mesh_core::{Category, JobId, JobState, Stage, StageMessage};
+use mono2mesh_infra::blob::{keys, BlobError, BlobKey, BlobStore};
+use mono2mesh_infra::jobs::{Job, JobStore, JobStoreError, NewJob};
+use mono2mesh_infra::queue::{MessageQueue, QueueError};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use std::sync::Arc;
+
+/// The history event written once a job's gate message is confirmed by the broker.
+pub const PUBLISHED_EVENT: &str = "published";
+
+/// Longest batch name accepted.
+pub const MAX_BATCH_NAME: usize = 200;
+/// Longest external id (SKU) accepted.
+pub const MAX_EXTERNAL_ID: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("invalid batch name {0:?}: 1 to 200 printable characters, no '/'")]
+    InvalidBatch(String),
+    #[error("invalid external id {0:?}: at most 200 printable characters")]
+    InvalidExternalId(String),
+    #[error("the photo is empty")]
+    EmptyPhoto,
+    #[error("the photo is {size} bytes, more than the limit of {limit}")]
+    PhotoTooLarge { size: u64, limit: u64 },
+    #[error("not a supported image (expected JPEG, PNG, WebP, TIFF or BMP by its first bytes)")]
+    NotAnImage,
+    #[error("object {0} does not exist in the blob store")]
+    MissingObject(String),
+    #[error("cannot read {path}: {source}")]
+    ReadPhoto { path: std::path::PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error(transparent)]
+    Jobs(#[from] JobStoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+impl IngestError {
+    /// Whether the caller's input is at fault (a 4xx), rather than a service.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            IngestError::InvalidBatch(_)
+            | IngestError::InvalidExternalId(_)
+            | IngestError::EmptyPhoto
+            | IngestError::PhotoTooLarge { .. }
+            | IngestError::NotAnImage
+            | IngestError::MissingObject(_)
+            | IngestError::ReadPhoto { .. } => true,
+            IngestError::Blob(e) => matches!(e, BlobError::InvalidKey { .. }),
+            IngestError::Jobs(_) | IngestError::Queue(_) => false,
+        }
+    }
+}
+
+/// What to submit besides the photo itself.
+#[derive(Debug, Clone, Default)]
+pub struct PhotoMeta {
+    pub batch: String,
+    /// SKU or the caller's own id, echoed back by status and used by `fetch` for file names.
+    pub external_id: Option<String>,
+    /// A known category skips classification.
+    pub category: Option<Category>,
+    /// The photo's original file name, for the extension of the stored object.
+    pub file_name: Option<String>,
+}
+
+/// The outcome of one submission.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    pub job: Job,
+    /// False when the batch already had this photo (by content hash).
+    pub created: bool,
+    /// True when this call published the gate message.
+    pub published: bool,
+}
+
+/// Submits photos: blob store + job store + queue.
+#[derive(Clone)]
+pub struct Ingest {
+    pub jobs: JobStore,
+    pub blobs: Arc<dyn BlobStore>,
+    pub queue: Arc<dyn MessageQueue>,
+    /// Largest photo accepted, in bytes (the gate's decoder limit is a sensible value).
+    pub max_photo_bytes: u64,
+}
+
+/// Hex SHA-256 of the photo: the dedupe key within a batch.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The image format by magic bytes, as the extension the stored object gets.
+pub fn sniff_image(bytes: &[u8]) -> Option<&'static str> {
+    const SIGNATURES: [(&[u8], &str); 6] = [
+        (b"\xFF\xD8\xFF", "jpg"),
+        (b"\x89PNG\r\n\x1A\n", "png"),
+        (b"II*\0", "tif"),
+        (b"MM\0*", "tif"),
+        (b"BM", "bmp"),
+        (b"RIFF", "webp"),
+    ];
+    let (_, ext) = SIGNATURES.iter().find(|(magic, _)| bytes.starts_with(magic))?;
+    // RIFF is a container: only RIFF....WEBP is an image.
+    if *ext == "webp" && bytes.get(8..12) != Some(b"WEBP".as_slice()) {
+        return None;
+    }
+    Some(ext)
+}
+
+pub fn validate_batch(name: &str) -> Result<(), IngestError> {
+    let ok = !name.is_empty()
+        && name.chars().count() <= MAX_BATCH_NAME
+        && !name.contains('/')
+        && name.chars().all(|c| !c.is_control())
+        && name.trim() == name;
+    if ok {
+        Ok(())
+    } else {
+        Err(IngestError::InvalidBatch(name.to_string()))
+    }
+}
+
+fn validate_external_id(id: &Option<String>) -> Result<(), IngestError> {
+    match id {
+        Some(id) if id.is_empty() || id.chars().count() > MAX_EXTERNAL_ID || id.chars().any(char::is_control) => {
+            Err(IngestError::InvalidExternalId(id.clone()))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Ingest {
+    /// Stores `photo` and submits it as a job of `meta.batch`, or returns the batch's
+    /// existing job for the same content (publishing it if an earlier run never did).
+    pub async fn submit_photo(&self, photo: Bytes, meta: &PhotoMeta) -> Result<Submitted, IngestError> {
+        validate_batch(&meta.batch)?;
+        validate_external_id(&meta.external_id)?;
+        if photo.is_empty() {
+            return Err(IngestError::EmptyPhoto);
+        }
+        if photo.len() as u64 > self.max_photo_bytes {
+            return Err(IngestError::PhotoTooLarge { size: photo.len() as u64, limit: self.max_photo_bytes });
+        }
+        let ext = sniff_image(&photo).ok_or(IngestError::NotAnImage)?;
+        let hash = content_hash(&photo);
+        if let Some(existing) = self.find_by_content(&meta.batch, &hash).await? {
+            return self.resume(existing).await;
+        }
+        let id = JobId::new();
+        let input_key = keys::input(id, &format!("photo.{ext}"))?;
+        self.blobs.put(&input_key, photo).await?;
+        self.record_and_publish(id, input_key, hash, meta, true).await
+    }
+
+    /// Submits an object already in the blob store (uploaded by the caller), without
+    /// copying it: the job's input key is `key`.
+    pub async fn submit_object(&self, key: &BlobKey, meta: &PhotoMeta) -> Result<Submitted, IngestError> {
+        validate_batch(&meta.batch)?;
+        validate_external_id(&meta.external_id)?;
+        let meta_of = self.blobs.head(key).await.map_err(|e| match e {
+            BlobError::NotFound { key } => IngestError::MissingObject(key),
+            other => IngestError::Blob(other),
+        })?;
+        if meta_of.size > self.max_photo_bytes {
+            return Err(IngestError::PhotoTooLarge { size: meta_of.size, limit: self.max_photo_bytes });
+        }
+        let photo = self.blobs.get(key).await?;
+        if photo.is_empty() {
+            return Err(IngestError::EmptyPhoto);
+        }
+        sniff_image(&photo).ok_or(IngestError::NotAnImage)?;
+        let hash = content_hash(&photo);
+        if let Some(existing) = self.find_by_content(&meta.batch, &hash).await? {
+            return self.resume(existing).await;
+        }
+        self.record_and_publish(JobId::new(), key.clone(), hash, meta, false).await
+    }
+
+    async fn record_and_publish(
+        &self,
+        id: JobId,
+        input_key: BlobKey,
+        hash: String,
+        meta: &PhotoMeta,
+        uploaded: bool,
+    ) -> Result<Submitted, IngestError> {
+        let new = NewJob {
+            id,
+            batch: meta.batch.clone(),
+            input_key: input_key.clone(),
+            content_hash: hash,
+            external_id: meta.external_id.clone(),
+            category: meta.category,
+        };
+        let submission = self.jobs.submit(&new).await?;
+        if !submission.created {
+            // A concurrent submission of the same photo won; ours is an orphan.
+            if uploaded && submission.job.input_key != input_key {
+                let _ = self.blobs.delete(&input_key).await;
+            }
+            return self.resume(submission.job).await;
+        }
+        self.publish(&submission.job).await?;
+        Ok(Submitted { job: submission.job, created: true, published: true })
+    }
+
+    /// An existing job: publish it only if no earlier submission did.
+    async fn resume(&self, job: Job) -> Result<Submitted, IngestError> {
+        let needs_publish = job.state == JobState::Submitted && !self.was_published(job.id).await?;
+        if needs_publish {
+            self.publish(&job).await?;
+        }
+        Ok(Submitted { job, created: false, published: needs_publish })
+    }
+
+    async fn publish(&self, job: &Job) -> Result<(), IngestError> {
+        self.queue.publish(&StageMessage::new(job.id, Stage::Gate, job.category)).await?;
+        self.jobs.append_event(job.id, None, PUBLISHED_EVENT, serde_json::json!({ "stage": Stage::Gate })).await?;
+        Ok(())
+    }
+
+    async fn was_published(&self, id: JobId) -> Result<bool, IngestError> {
+        Ok(self.jobs.events(id).await?.iter().any(|e| e.event == PUBLISHED_EVENT))
+    }
+
+    /// The batch's job for this content, if any.
+    // The job store has no lookup by content hash yet; this is the one query we add.
+    pub async fn find_by_content(&self, batch: &str, hash: &str) -> Result<Option<Job>, IngestError> {
+        let row = sqlx::query(
+            "SELECT j.id FROM jobs j JOIN batches b ON b.id = j.batch_id WHERE b.name = $1 AND j.content_hash = $2",
+        )
+        .bind(batch)
+        .bind(hash)
+        .fetch_optional(self.jobs.pool())
+        .await
+        .map_err(|e| JobStoreError::Query { context: "find job by content", message: e.to_string() })?;
+        let Some(row) = row else { return Ok(None) };
+        let id: uuid::Uuid =
+            row.try_get("id").map_err(|e| JobStoreError::Corrupt(e.to_string()))?;
+        Ok(self.jobs.find_job(JobId(id)).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_are_recognised_by_their_first_bytes() {
+        assert_eq!(sniff_image(b"\xFF\xD8\xFF\xE0rest"), Some("jpg"));
+        assert_eq!(sniff_image(b"\x89PNG\r\n\x1A\nrest"), Some("png"));
+        assert_eq!(sniff_image(b"RIFF\0\0\0\0WEBPVP8 "), Some("webp"));
+        assert_eq!(sniff_image(b"RIFF\0\0\0\0WAVEfmt "), None, "a WAV file is RIFF too");
+        assert_eq!(sniff_image(b"%PDF-1.7"), None);
+        assert_eq!(sniff_image(b""), None);
+    }
+
+    #[test]
+    fn batch_names_and_external_ids_are_checked() {
+        for good in ["spring-2026", "catalog 7", "Été"] {
+            assert!(validate_batch(good).is_ok(), "{good}");
+        }
+        for bad in ["", " padded", "a/b", "tab\there", &"x".repeat(201)] {
+            assert!(validate_batch(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_external_id(&None).is_ok());
+        assert!(validate_external_id(&Some("SKU-1".into())).is_ok());
+        assert!(validate_external_id(&Some(String::new())).is_err());
+        assert!(validate_external_id(&Some("a\nb".into())).is_err());
+    }
+
+    #[test]
+    fn content_hash_is_sha256_hex() {
+        assert_eq!(content_hash(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+}

@@ -1,0 +1,153 @@
+//! The status page at `/`: per-stage throughput and queue depths, and the most recent
+//! jobs with their input photo, gate scores, category and an interactive 3D view of the
+//! mesh. Rendered on the server from the same data as `/v1/stats`; the mesh viewer is a
+//! small WebGL script inlined in the page (no CDN, works offline).
+
+use axum::extract::State;
+use axum::response::Html;
+use mono2mesh_infra::jobs::Job;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::{ApiError, AppState};
+use crate::stats::OpsStats;
+use crate::views::{job_path, output_keys};
+
+/// Recent jobs shown on the page.
+const RECENT_JOBS: u32 = 12;
+/// Window of the throughput table.
+const WINDOW: Duration = Duration::from_secs(3600);
+/// The WebGL viewer: parses OBJ or binary glTF, flat-shades it, drag to rotate.
+const VIEWER_JS: &str = include_str!("viewer.js");
+
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The output to show in 3D: the first mesh in a format the viewer reads.
+pub fn viewable_mesh(job: &Job) -> Option<String> {
+    output_keys(job).into_iter().find_map(|(name, key)| {
+        let lower = key.as_str().to_ascii_lowercase();
+        (lower.ends_with(".obj") || lower.ends_with(".glb")).then_some(name)
+    })
+}
+
+fn scores_text(job: &Job) -> String {
+    let Some(serde_json::Value::Object(scores)) = &job.gate_scores else { return "-".to_string() };
+    scores
+        .iter()
+        .filter_map(|(name, value)| {
+            let number = value.as_f64()?;
+            Some(format!("{name} {number:.1}"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn render(stats: &OpsStats, jobs: &[Job]) -> String {
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>mono2mesh status</title>\
+         <style>body{{font:14px system-ui,sans-serif;margin:1.5em;color:#222}}table{{border-collapse:collapse;margin-bottom:1.5em}}\
+         td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f3f3f3}}td.l,th.l{{text-align:left}}\
+         .jobs{{display:flex;flex-wrap:wrap;gap:12px}}.job{{border:1px solid #ccc;padding:8px;width:300px}}\
+         .job img{{width:140px;height:140px;object-fit:contain;background:#fafafa}}canvas{{width:140px;height:140px;background:#eef}}\
+         .state-done{{color:#070}}.state-rejected,.state-failed{{color:#a00}}</style></head><body>\
+         <h1>mono2mesh</h1><h2>Stages, last hour</h2><table id=\"stages\"><tr><th class=l>stage</th><th>done</th><th>per min</th>\
+         <th>p50 ms</th><th>p95 ms</th></tr>"
+    );
+    let fmt_ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+    for s in &stats.stages {
+        let _ = write!(
+            html,
+            "<tr><td class=l>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td></tr>",
+            s.stage.name(),
+            s.completed,
+            s.per_minute,
+            fmt_ms(s.latency_p50_ms),
+            fmt_ms(s.latency_p95_ms)
+        );
+    }
+    let _ = write!(html, "</table><p>rejected {} · failed {}</p><h2>Queues</h2>", stats.rejected, stats.failed);
+    if stats.queues.is_empty() {
+        let note = stats.queues_note.as_deref().unwrap_or("no broker asked");
+        let _ = write!(html, "<p id=\"queues\">{}</p>", escape(note));
+    } else {
+        html.push_str("<table id=\"queues\"><tr><th class=l>queue</th><th>ready</th><th>consumers</th></tr>");
+        for q in &stats.queues {
+            let show = |v: Option<u32>| v.map_or("missing".to_string(), |v| v.to_string());
+            let _ = write!(
+                html,
+                "<tr><td class=l>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&q.queue),
+                show(q.messages),
+                show(q.consumers)
+            );
+        }
+        html.push_str("</table>");
+    }
+    html.push_str("<h2>Recent jobs</h2><div class=\"jobs\">");
+    for job in jobs {
+        let path = job_path(job.id);
+        let label = job.external_id.clone().unwrap_or_else(|| job.id.to_string());
+        let category = job.category.map_or("-".to_string(), |c| c.name().to_string());
+        let _ = write!(
+            html,
+            "<div class=\"job\" data-job=\"{id}\"><div><b>{label}</b> <span class=\"state-{state}\">{state}</span></div>\
+             <img alt=\"input photo\" src=\"{path}/input\">",
+            id = job.id,
+            label = escape(&label),
+            state = job.state.name(),
+        );
+        if let Some(name) = viewable_mesh(job) {
+            let _ = write!(
+                html,
+                " <canvas width=\"280\" height=\"280\" data-mesh=\"{path}/outputs/{name}?stream=true\" data-format=\"{fmt}\"></canvas>",
+                name = escape(&name),
+                fmt = if output_keys(job).get(&name).is_some_and(|k| k.as_str().ends_with(".glb")) { "glb" } else { "obj" },
+            );
+        }
+        let _ = write!(
+            html,
+            "<div>category: {category}</div><div>gate: {scores}</div>",
+            scores = escape(&scores_text(job))
+        );
+        if let Some(error) = &job.last_error {
+            let _ = write!(html, "<div>reason: {}</div>", escape(error));
+        }
+        html.push_str("</div>");
+    }
+    if jobs.is_empty() {
+        html.push_str("<p>No jobs yet.</p>");
+    }
+    let _ = write!(html, "</div><script>{VIEWER_JS}</script></body></html>");
+    html
+}
+
+pub async fn status_page(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
+    let stats = super::handlers::ops_stats(&state, WINDOW).await?;
+    let jobs = state.ingest.jobs.recent_jobs(RECENT_JOBS).await?;
+    Ok(Html(render(&stats, &jobs)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+    }
+}

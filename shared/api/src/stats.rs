@@ -1,0 +1,255 @@
+//! Operations view for `mono2mesh stats` and `GET /v1/stats`: per-stage throughput and
+//! latency from Postgres, queue depths and consumer counts from RabbitMQ, and the most
+//! frequent reject reasons.
+
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties};
+use mono2mesh_core::Stage;
+use mono2mesh_infra::jobs::{JobStore, JobStoreError, StageStats};
+use mono2mesh_infra::queue::{Lane, QueueError, Topology};
+use mono2mesh_infra::secret::SecretUrl;
+use serde::Serialize;
+use sqlx::Row;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Reject reasons listed at most.
+const TOP_REASONS: i64 = 10;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid duration {0:?}: expected a number with a unit, e.g. 90s, 15m, 1h, 2d")]
+pub struct BadDuration(pub String);
+
+/// Parses `90s`, `15m`, `1h`, `2d` (a bare number is seconds).
+pub fn parse_window(text: &str) -> Result<Duration, BadDuration> {
+    let text = text.trim();
+    let bad = || BadDuration(text.to_string());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    if number == 0 {
+        return Err(bad());
+    }
+    number.checked_mul(seconds).map(Duration::from_secs).ok_or_else(bad)
+}
+
+/// One RabbitMQ queue as a passive declare reports it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct QueueDepth {
+    pub queue: String,
+    pub stage: Stage,
+    /// The routing key of a work queue; `None` for a dead-letter queue.
+    pub lane: Option<String>,
+    pub dead_letter: bool,
+    /// `None` when the queue does not exist (topology never declared).
+    pub messages: Option<u32>,
+    pub consumers: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RejectReason {
+    pub reason: String,
+    pub jobs: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StageFailures {
+    pub stage: Stage,
+    /// Attempts that failed and were retried or given up, in the window.
+    pub failed_attempts: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OpsStats {
+    pub window_secs: u64,
+    pub stages: Vec<StageStats>,
+    pub rejected: i64,
+    pub failed: i64,
+    pub reject_reasons: Vec<RejectReason>,
+    pub failures: Vec<StageFailures>,
+    /// Empty when no broker was asked (in-memory queue, or `--no-queues`).
+    pub queues: Vec<QueueDepth>,
+    /// Why queue depths are missing, when they are.
+    pub queues_note: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    #[error(transparent)]
+    Jobs(#[from] JobStoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+fn query_error(context: &'static str) -> impl Fn(sqlx::Error) -> JobStoreError {
+    move |e| JobStoreError::Query { context, message: e.to_string() }
+}
+
+/// Database part of the stats (throughput, latency, rejections, failed attempts).
+pub async fn job_stats(jobs: &JobStore, window: Duration) -> Result<OpsStats, StatsError> {
+    let report = jobs.stats(window).await?;
+    let secs = window.as_secs_f64();
+    let corrupt = |e: sqlx::Error| JobStoreError::Corrupt(e.to_string());
+    let reasons = sqlx::query(
+        "SELECT COALESCE(last_error, '(no reason recorded)') AS reason, count(*) AS jobs FROM jobs \
+         WHERE rejected_at >= now() - make_interval(secs => $1) \
+         GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $2",
+    )
+    .bind(secs)
+    .bind(TOP_REASONS)
+    .fetch_all(jobs.pool())
+    .await
+    .map_err(query_error("reject reasons"))?;
+    let reject_reasons = reasons
+        .iter()
+        .map(|row| Ok(RejectReason { reason: row.try_get("reason").map_err(corrupt)?, jobs: row.try_get("jobs").map_err(corrupt)? }))
+        .collect::<Result<Vec<_>, JobStoreError>>()?;
+    let failed_rows = sqlx::query(
+        "SELECT stage, count(*) AS n FROM job_events \
+         WHERE event = 'attempt_failed' AND at >= now() - make_interval(secs => $1) AND stage IS NOT NULL \
+         GROUP BY stage",
+    )
+    .bind(secs)
+    .fetch_all(jobs.pool())
+    .await
+    .map_err(query_error("failed attempts"))?;
+    let mut failures: Vec<StageFailures> =
+        Stage::ALL.iter().map(|s| StageFailures { stage: *s, failed_attempts: 0 }).collect();
+    for row in &failed_rows {
+        let stage: String = row.try_get("stage").map_err(corrupt)?;
+        let n: i64 = row.try_get("n").map_err(corrupt)?;
+        if let Some(slot) = failures.iter_mut().find(|f| f.stage.name() == stage) {
+            slot.failed_attempts = n;
+        }
+    }
+    Ok(OpsStats {
+        window_secs: report.window_secs,
+        stages: report.stages,
+        rejected: report.rejected,
+        failed: report.failed,
+        reject_reasons,
+        failures,
+        queues: Vec::new(),
+        queues_note: None,
+    })
+}
+
+/// Message and consumer counts of every work and dead-letter queue of `topology`, by
+/// passive declares (which never create anything). A missing queue is reported as such.
+pub async fn queue_depths(url: &SecretUrl, topology: &Topology) -> Result<Vec<QueueDepth>, QueueError> {
+    let connection = Connection::connect(url.expose(), ConnectionProperties::default())
+        .await
+        .map_err(|source| QueueError::Connect { url: url.redacted(), source })?;
+    let mut targets: Vec<(String, Stage, Option<String>)> = topology
+        .lanes()
+        .iter()
+        .map(|lane: &Lane| (topology.work_queue(*lane), lane.stage(), Some(lane.routing_key())))
+        .collect();
+    targets.extend(topology.stages().into_iter().map(|s| (topology.dead_letter_queue(s), s, None)));
+
+    let mut channel = connection.create_channel().await?;
+    let mut depths = Vec::with_capacity(targets.len());
+    for (queue, stage, lane) in targets {
+        let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+        let declared = channel.queue_declare(queue.clone().into(), passive, FieldTable::default()).await;
+        let (messages, consumers) = match declared {
+            Ok(q) => (Some(q.message_count()), Some(q.consumer_count())),
+            Err(_) => {
+                // A failed passive declare (404) closes the channel; the queue is absent.
+                channel = connection.create_channel().await?;
+                (None, None)
+            }
+        };
+        depths.push(QueueDepth { queue, stage, dead_letter: lane.is_none(), lane, messages, consumers });
+    }
+    let _ = connection.close(200, "stats read".into()).await;
+    Ok(depths)
+}
+
+fn ms(value: Option<f64>) -> String {
+    match value {
+        None => "-".to_string(),
+        Some(v) if v >= 10_000.0 => format!("{:.1}s", v / 1000.0),
+        Some(v) => format!("{v:.0}ms"),
+    }
+}
+
+fn count(value: Option<u32>) -> String {
+    value.map_or_else(|| "missing".to_string(), |v| v.to_string())
+}
+
+/// The terminal table `mono2mesh stats` prints.
+pub fn render_table(stats: &OpsStats) -> String {
+    let mut out = String::new();
+    let window = humanize_secs(stats.window_secs);
+    let _ = writeln!(out, "Stages, last {window} (latency = previous step to stage done, queue wait included)");
+    let _ = writeln!(out, "{:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}", "stage", "done", "per min", "p50", "p95", "mean", "retries");
+    for s in &stats.stages {
+        let failed = stats.failures.iter().find(|f| f.stage == s.stage).map_or(0, |f| f.failed_attempts);
+        let _ = writeln!(
+            out,
+            "{:<12} {:>9} {:>9.2} {:>9} {:>9} {:>9} {:>8}",
+            s.stage.name(),
+            s.completed,
+            s.per_minute,
+            ms(s.latency_p50_ms),
+            ms(s.latency_p95_ms),
+            ms(s.latency_mean_ms),
+            failed
+        );
+    }
+    let _ = writeln!(out, "rejected {}  failed {}", stats.rejected, stats.failed);
+    let _ = writeln!(out);
+    if stats.queues.is_empty() {
+        let note = stats.queues_note.as_deref().unwrap_or("no broker asked");
+        let _ = writeln!(out, "Queues: {note}");
+    } else {
+        let _ = writeln!(out, "{:<44} {:>9} {:>9}", "queue", "ready", "consumers");
+        for q in &stats.queues {
+            let _ = writeln!(out, "{:<44} {:>9} {:>9}", q.queue, count(q.messages), count(q.consumers));
+        }
+    }
+    if !stats.reject_reasons.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Reject reasons, last {window}");
+        for r in &stats.reject_reasons {
+            let _ = writeln!(out, "{:>7}  {}", r.jobs, r.reason);
+        }
+    }
+    out
+}
+
+fn humanize_secs(secs: u64) -> String {
+    match secs {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_parse_with_units() {
+        assert_eq!(parse_window("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_window("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_window("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_window(" 2d "), Ok(Duration::from_secs(172_800)));
+        for bad in ["", "h", "1w", "-1h", "0s", "1.5h", "99999999999999999999d"] {
+            assert!(parse_window(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(humanize_secs(3600), "1h");
+        assert_eq!(humanize_secs(90), "90s");
+    }
+}

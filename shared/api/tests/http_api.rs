@@ -1,0 +1,361 @@
+//! The HTTP API driven over real HTTP against real Postgres and a real S3 server.
+
+mod support;
+
+use mono2mesh_api::server::Op;
+use mono2mesh_core::{Category, JobId, Stage};
+use mono2mesh_infra::blob::BlobKey;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use support::{complete_job, expect_error, png, Harness, MAX_BODY, MAX_PHOTO, OCTAHEDRON_OBJ, TOKEN};
+
+async fn json_of(response: reqwest::Response) -> Value {
+    response.json().await.unwrap_or_else(|e| panic!("response is not JSON: {e}"))
+}
+
+#[tokio::test]
+async fn uploads_are_stored_recorded_published_and_deduplicated() {
+    let h = Harness::s3().await;
+    let photo = png(7, 64);
+    let response = h
+        .post_photo(photo.clone(), &[("batch", "spring"), ("external_id", "SKU-7"), ("category", "sofa")], Some(TOKEN))
+        .await;
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let job = json_of(response).await;
+    let id: JobId = job["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(location, format!("/v1/jobs/{id}"));
+    assert_eq!(job["state"], "submitted");
+    assert_eq!(job["batch"], "spring");
+    assert_eq!(job["external_id"], "SKU-7");
+    assert_eq!(job["category"], "sofa");
+    assert_eq!(job["category_source"], "manifest");
+
+    // The photo is in S3 byte for byte, under the job's input key.
+    let stored = h.jobs().get_job(id).await.unwrap();
+    assert_eq!(stored.input_key.as_str(), format!("jobs/{id}/input/photo.png"));
+    assert_eq!(h.blobs.get(&stored.input_key).await.unwrap().as_ref(), photo.as_slice());
+    assert_eq!(stored.content_hash, mono2mesh_api::ingest::content_hash(&photo));
+
+    // One gate message, carrying the manifest's category.
+    let messages = h.take_gate_messages().await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!((messages[0].job_id, messages[0].stage, messages[0].category), (id, Stage::Gate, Some(Category::Sofa)));
+
+    // The same photo again: the same job, 200, nothing new stored or published.
+    let again = h.post_photo(photo.clone(), &[("batch", "spring")], Some(TOKEN)).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(json_of(again).await["id"], id.to_string());
+    assert!(h.take_gate_messages().await.is_empty(), "a duplicate must not be published again");
+    assert_eq!(h.blobs.list("jobs/").await.unwrap().len(), 1, "no orphan upload");
+
+    // The same photo in another batch is another job.
+    let other = h.post_photo(photo, &[("batch", "autumn")], Some(TOKEN)).await;
+    assert_eq!(other.status(), 201);
+    assert_ne!(json_of(other).await["id"], id.to_string());
+
+    // GET the job back.
+    let fetched = json_of(h.http.get(h.url(&location)).send().await.unwrap()).await;
+    assert_eq!(fetched["id"], id.to_string());
+    assert_eq!(fetched["links"]["input"], format!("/v1/jobs/{id}/input"));
+    let events = json_of(h.http.get(h.url(&format!("{location}/events"))).send().await.unwrap()).await;
+    let names: Vec<&str> = events["events"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(names, ["submitted", "published"]);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn write_endpoints_need_a_valid_bearer_token() {
+    let h = Harness::s3().await;
+    let writes: Vec<Op> = Op::ALL.into_iter().filter(|op| op.needs_token()).collect();
+    assert_eq!(writes, [Op::CreateJob, Op::CreateBatch]);
+    for op in writes {
+        for token in [None, Some("wrong-token"), Some("")] {
+            let mut request = h.http.request(op.method(), h.url(op.path())).json(&json!({}));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.headers().get("www-authenticate").map(|v| v.to_str().unwrap()), Some("Bearer"));
+            expect_error(response, 401, "unauthorized").await;
+        }
+    }
+    let response = h.post_photo(png(1, 16), &[], Some("test-token-")).await;
+    expect_error(response, 401, "unauthorized").await;
+    assert!(h.jobs().batches().await.unwrap().is_empty(), "nothing was submitted without a token");
+    // Reads are open.
+    assert_eq!(h.http.get(h.url("/healthz")).send().await.unwrap().status(), 200);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_json_errors() {
+    let h = Harness::s3().await;
+    let post = |body: Vec<u8>, content_type: &str| {
+        h.http.post(h.url("/v1/jobs")).bearer_auth(TOKEN).header("content-type", content_type.to_string()).body(body).send()
+    };
+    expect_error(h.post_photo(b"%PDF-1.7 not a photo".to_vec(), &[], Some(TOKEN)).await, 415, "not_an_image").await;
+    expect_error(h.post_photo(Vec::new(), &[], Some(TOKEN)).await, 400, "empty_photo").await;
+    let mut big = png(3, 16);
+    big.resize(MAX_PHOTO as usize + 1, 0);
+    expect_error(h.post_photo(big, &[], Some(TOKEN)).await, 413, "photo_too_large").await;
+    let mut huge = png(3, 16);
+    huge.resize(MAX_BODY + 1, 0);
+    expect_error(h.post_photo(huge, &[], Some(TOKEN)).await, 413, "body_too_large").await;
+    let message = expect_error(h.post_photo(png(4, 16), &[("category", "giraffe")], Some(TOKEN)).await, 400, "invalid_category").await;
+    assert!(message.contains("giraffe"), "{message}");
+    expect_error(h.post_photo(png(4, 16), &[("batch", "a/b")], Some(TOKEN)).await, 400, "invalid_batch").await;
+    expect_error(h.post_photo(png(4, 16), &[("colour", "red")], Some(TOKEN)).await, 400, "invalid_multipart").await;
+    let no_photo = reqwest::multipart::Form::new().text("batch", "x");
+    let response = h.http.post(h.url("/v1/jobs")).bearer_auth(TOKEN).multipart(no_photo).send().await.unwrap();
+    expect_error(response, 400, "missing_photo").await;
+    expect_error(post(b"{not json".to_vec(), "application/json").await.unwrap(), 400, "invalid_json").await;
+    expect_error(post(br#"{"key":"a","extra":1}"#.to_vec(), "application/json").await.unwrap(), 400, "invalid_json").await;
+    expect_error(post(br#"{"key":"../etc/passwd"}"#.to_vec(), "application/json").await.unwrap(), 400, "invalid_key").await;
+    expect_error(post(b"raw".to_vec(), "text/plain").await.unwrap(), 415, "unsupported_content_type").await;
+    expect_error(post(b"--x".to_vec(), "multipart/form-data").await.unwrap(), 400, "invalid_multipart").await;
+    let bad_key = h.http.post(h.url("/v1/jobs")).bearer_auth(TOKEN).header("idempotency-key", "has space").json(&json!({"key": "a"}));
+    expect_error(bad_key.send().await.unwrap(), 400, "invalid_idempotency_key").await;
+
+    let get = |path: &str| h.http.get(h.url(path)).send();
+    expect_error(get("/v1/jobs/not-a-uuid").await.unwrap(), 400, "invalid_job_id").await;
+    expect_error(get(&format!("/v1/jobs/{}", JobId::new())).await.unwrap(), 404, "job_not_found").await;
+    expect_error(get(&format!("/v1/jobs/{}/outputs", JobId::new())).await.unwrap(), 404, "job_not_found").await;
+    expect_error(get("/v1/batches/none").await.unwrap(), 404, "batch_not_found").await;
+    expect_error(get("/v1/batches/none/jobs").await.unwrap(), 404, "batch_not_found").await;
+    expect_error(get("/v1/batches/none/jobs?limit=0").await.unwrap(), 400, "invalid_query").await;
+    expect_error(get("/v1/batches/none/jobs?limit=abc").await.unwrap(), 400, "invalid_query").await;
+    expect_error(get("/v1/stats?since=1w").await.unwrap(), 400, "invalid_query").await;
+    expect_error(get("/v2/nothing").await.unwrap(), 404, "no_route").await;
+    expect_error(h.http.delete(h.url("/v1/jobs")).send().await.unwrap(), 405, "method_not_allowed").await;
+    assert!(h.jobs().batches().await.unwrap().is_empty(), "no bad request created anything");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn objects_already_in_the_bucket_are_submitted_by_key_alone_or_in_batches() {
+    let h = Harness::s3().await;
+    let keys: Vec<BlobKey> = (0..3).map(|i| BlobKey::parse(format!("uploads/shop/{i}.png")).unwrap()).collect();
+    for (i, key) in keys.iter().enumerate() {
+        h.blobs.put(key, png(10 + i as u8, 32).into()).await.unwrap();
+    }
+    let response = h
+        .http
+        .post(h.url("/v1/jobs"))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "key": keys[0].as_str(), "batch": "shop", "external_id": "SKU-0" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let job = json_of(response).await;
+    assert_eq!(job["input_key"], keys[0].as_str(), "the object is used in place, not copied");
+    assert_eq!(h.blobs.list("jobs/").await.unwrap().len(), 0);
+    let missing = h.http.post(h.url("/v1/jobs")).bearer_auth(TOKEN).json(&json!({ "key": "uploads/none.png" }));
+    expect_error(missing.send().await.unwrap(), 422, "object_not_found").await;
+
+    let batch = json!({ "name": "shop", "items": [
+        { "key": keys[0].as_str(), "external_id": "SKU-0" },
+        { "key": keys[1].as_str(), "external_id": "SKU-1", "category": "car" },
+        { "key": "uploads/none.png" },
+        { "key": keys[2].as_str(), "category": "giraffe" },
+    ]});
+    let response = h.http.post(h.url("/v1/batches")).bearer_auth(TOKEN).json(&batch).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    let result = json_of(response).await;
+    assert_eq!((result["created"].as_i64(), result["existing"].as_i64(), result["refused"].as_i64()), (Some(1), Some(1), Some(2)));
+    let items = result["items"].as_array().unwrap();
+    assert_eq!(items[0]["job"]["id"], job["id"], "item 0 was submitted before: same job");
+    assert_eq!(items[1]["job"]["category"], "car");
+    assert_eq!(items[2]["error"]["code"], "object_not_found");
+    assert_eq!(items[3]["error"]["code"], "invalid_category");
+    // 1 (single) + 1 (batch) gate messages.
+    assert_eq!(h.take_gate_messages().await.len(), 2);
+
+    let again = h.http.post(h.url("/v1/batches")).bearer_auth(TOKEN).json(&batch).send().await.unwrap();
+    assert_eq!(again.status(), 200, "nothing new the second time");
+    let empty = json!({ "name": "shop", "items": [] });
+    let response = h.http.post(h.url("/v1/batches")).bearer_auth(TOKEN).json(&empty).send().await.unwrap();
+    expect_error(response, 400, "invalid_batch_items").await;
+    let summary = json_of(h.http.get(h.url("/v1/batches/shop")).send().await.unwrap()).await;
+    assert_eq!(summary["total"], 2);
+    assert_eq!(summary["by_state"]["submitted"], 2);
+    assert_eq!(summary["finished"], 0);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn idempotency_keys_replay_the_first_result_and_refuse_reuse() {
+    let h = Harness::s3().await;
+    let post = |photo: Vec<u8>, key: &'static str| {
+        let form = reqwest::multipart::Form::new()
+            .part("photo", reqwest::multipart::Part::bytes(photo).file_name("p.png"))
+            .text("batch", "idem");
+        h.http.post(h.url("/v1/jobs")).bearer_auth(TOKEN).header("Idempotency-Key", key).multipart(form).send()
+    };
+    let first = post(png(1, 32), "req-1").await.unwrap();
+    assert_eq!(first.status(), 201);
+    let id = json_of(first).await["id"].clone();
+    let replay = post(png(1, 32), "req-1").await.unwrap();
+    assert_eq!(replay.status(), 200);
+    assert_eq!(replay.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
+    assert_eq!(json_of(replay).await["id"], id);
+    expect_error(post(png(2, 32), "req-1").await.unwrap(), 422, "idempotency_key_reused").await;
+    assert_eq!(h.jobs().batch_summary("idem").await.unwrap().unwrap().total, 1, "the refused request created nothing");
+    let other = post(png(2, 32), "req-2").await.unwrap();
+    assert_eq!(other.status(), 201);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn batch_listing_pages_through_every_job_once() {
+    let h = Harness::s3().await;
+    let mut submitted = BTreeSet::new();
+    for seed in 0..5 {
+        let response = h.post_photo(png(seed, 24), &[("batch", "paged")], Some(TOKEN)).await;
+        assert_eq!(response.status(), 201);
+        submitted.insert(json_of(response).await["id"].as_str().unwrap().to_string());
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut url = h.url("/v1/batches/paged/jobs?limit=2");
+        if let Some(cursor) = &after {
+            url.push_str(&format!("&after={cursor}"));
+        }
+        let page = json_of(h.http.get(url).send().await.unwrap()).await;
+        pages += 1;
+        let jobs = page["jobs"].as_array().unwrap();
+        assert!(jobs.len() <= 2);
+        seen.extend(jobs.iter().map(|j| j["id"].as_str().unwrap().to_string()));
+        match page["next_after"].as_str() {
+            Some(cursor) => after = Some(cursor.to_string()),
+            None => break,
+        }
+        assert!(pages < 10, "pagination does not end");
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 5, "no repeats: {seen:?}");
+    assert_eq!(seen.iter().cloned().collect::<BTreeSet<_>>(), submitted);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted, "submission (UUIDv7) order");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn outputs_redirect_to_presigned_s3_urls() {
+    let h = Harness::s3().await;
+    let response = h.post_photo(png(9, 32), &[("batch", "out"), ("external_id", "SKU-9")], Some(TOKEN)).await;
+    let id: JobId = json_of(response).await["id"].as_str().unwrap().parse().unwrap();
+    let voxels = b"#binvox 1\ndim 32 32 32\ntranslate 0 0 0\nscale 1\ndata\n".to_vec();
+    complete_job(h.jobs(), h.blobs.as_ref(), id, &[("mesh_obj", "mesh.obj", OCTAHEDRON_OBJ.as_bytes()), ("voxels", "voxels.binvox", voxels.as_slice())]).await;
+
+    let job = json_of(h.http.get(h.url(&format!("/v1/jobs/{id}"))).send().await.unwrap()).await;
+    assert_eq!(job["state"], "done");
+    assert_eq!(job["gate_scores"]["blur_variance"], 412.5);
+    assert_eq!(job["category"], "chair");
+    for stage in ["gate", "classify", "reconstruct", "refine"] {
+        assert!(job["timings"]["stage_ms"][stage].as_i64().is_some_and(|ms| ms >= 0), "{stage}: {job}");
+    }
+    assert!(job["timings"]["total_ms"].as_i64().is_some());
+    assert_eq!(job["links"]["downloads"]["mesh_obj"], format!("/v1/jobs/{id}/outputs/mesh_obj"));
+
+    let listed = json_of(h.http.get(h.url(&format!("/v1/jobs/{id}/outputs"))).send().await.unwrap()).await;
+    let names: Vec<&str> = listed["outputs"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["mesh_obj", "voxels"]);
+    assert_eq!(listed["outputs"][0]["content_type"], "model/obj");
+
+    for (name, expected) in [("mesh_obj", OCTAHEDRON_OBJ.as_bytes()), ("voxels", voxels.as_slice())] {
+        let redirect = h.http.get(h.url(&format!("/v1/jobs/{id}/outputs/{name}"))).send().await.unwrap();
+        assert_eq!(redirect.status(), 307, "{name}");
+        let location = redirect.headers()["location"].to_str().unwrap().to_string();
+        assert!(location.contains("X-Amz-Signature="), "a presigned URL: {location}");
+        // The presigned URL works on the S3 server, without our credentials.
+        let object = reqwest::get(&location).await.unwrap();
+        assert_eq!(object.status(), 200, "{location}");
+        assert_eq!(object.bytes().await.unwrap().as_ref(), expected);
+        let streamed = h.http.get(h.url(&format!("/v1/jobs/{id}/outputs/{name}?stream=true"))).send().await.unwrap();
+        assert_eq!(streamed.status(), 200);
+        assert_eq!(streamed.bytes().await.unwrap().as_ref(), expected);
+    }
+    let message = expect_error(
+        h.http.get(h.url(&format!("/v1/jobs/{id}/outputs/mesh_glb"))).send().await.unwrap(),
+        404,
+        "output_not_found",
+    )
+    .await;
+    assert!(message.contains("mesh_obj"), "lists what exists: {message}");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn outputs_stream_from_a_local_store_that_cannot_presign() {
+    let h = Harness::local().await;
+    let photo = png(5, 32);
+    let response = h.post_photo(photo.clone(), &[("external_id", "SKU-5")], Some(TOKEN)).await;
+    let job = json_of(response).await;
+    assert_eq!(job["batch"], "api", "the default batch");
+    let id: JobId = job["id"].as_str().unwrap().parse().unwrap();
+    complete_job(h.jobs(), h.blobs.as_ref(), id, &[("mesh_obj", "mesh.obj", OCTAHEDRON_OBJ.as_bytes())]).await;
+    let mesh = h.http.get(h.url(&format!("/v1/jobs/{id}/outputs/mesh_obj"))).send().await.unwrap();
+    assert_eq!(mesh.status(), 200);
+    assert_eq!(mesh.headers()["content-type"], "model/obj");
+    assert_eq!(mesh.headers()["content-disposition"], "inline; filename=\"SKU-5-mesh.obj\"");
+    assert_eq!(mesh.bytes().await.unwrap().as_ref(), OCTAHEDRON_OBJ.as_bytes());
+    let input = h.http.get(h.url(&format!("/v1/jobs/{id}/input"))).send().await.unwrap();
+    assert_eq!(input.headers()["content-type"], "image/png");
+    assert_eq!(input.bytes().await.unwrap().as_ref(), photo.as_slice());
+    h.finish().await;
+}
+
+/// The OpenAPI document describes exactly the routes the router serves (the router is
+/// built from `Op::ALL`), with the same operation ids and the same security.
+#[tokio::test]
+async fn openapi_document_lists_exactly_the_served_routes() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.yaml")).unwrap();
+    let spec: Value = serde_norway::from_str(&text).unwrap_or_else(|e| panic!("docs/openapi.yaml is not YAML: {e}"));
+    assert!(spec["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    let mut documented = BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            let secured = operation.get("security").is_some_and(|s| s.as_array().is_some_and(|a| !a.is_empty()));
+            let id = operation["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            documented.insert((method.to_uppercase(), path.clone(), id.to_string(), secured));
+        }
+    }
+    let served: BTreeSet<_> = Op::ALL
+        .into_iter()
+        .map(|op| (op.method().to_string(), op.path().to_string(), op.operation_id().to_string(), op.needs_token()))
+        .collect();
+    let missing: Vec<_> = served.difference(&documented).collect();
+    let stale: Vec<_> = documented.difference(&served).collect();
+    assert!(missing.is_empty() && stale.is_empty(), "served but not documented: {missing:?}\ndocumented but not served: {stale:?}");
+
+    // Every $ref points at something that exists.
+    fn refs(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    out.push(r.clone());
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&spec, &mut all);
+    for r in all {
+        let pointer = r.strip_prefix('#').unwrap_or_else(|| panic!("external $ref {r}"));
+        assert!(spec.pointer(pointer).is_some(), "dangling $ref {r}");
+    }
+
+    // The server hands out the same document.
+    let h = Harness::local().await;
+    let served_text = h.http.get(h.url("/openapi.yaml")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(served_text, text);
+    h.finish().await;
+}

@@ -1,0 +1,120 @@
+//! `mono2mesh stats` and `/v1/stats` against a real RabbitMQ (queue depths and consumer
+//! counts by passive declare) and a real Postgres (throughput, latency, reject reasons).
+
+mod support;
+
+use mono2mesh_api::server::QueueProbe;
+use mono2mesh_api::stats::{job_stats, queue_depths, render_table};
+use mono2mesh_core::{Category, JobId, JobState, Stage, StageError, StageMessage};
+use mono2mesh_infra::blob::{keys, BlobStore, LocalBlobStore};
+use mono2mesh_infra::jobs::{JobStore, JobUpdate, NewJob};
+use mono2mesh_infra::queue::{Lane, MessageQueue, RabbitQueue, Topology};
+use mono2mesh_infra::secret::SecretUrl;
+use std::sync::Arc;
+use std::time::Duration;
+use support::{Harness, Store};
+
+const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// The broker these tests need; they fail, saying what to do, when it is not there.
+async fn require_rabbitmq() -> String {
+    let url = std::env::var("MONO2MESH_TEST_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.to_string());
+    let host = url.rsplit('@').next().and_then(|r| r.split('/').next()).unwrap_or("127.0.0.1:5672").to_string();
+    match tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(host.as_str())).await {
+        Ok(Ok(_)) => url,
+        _ => panic!(
+            "RabbitMQ is not reachable at {host}: these tests need a real broker. Start one with \
+             `bash scripts/services.sh` or set MONO2MESH_TEST_AMQP_URL."
+        ),
+    }
+}
+
+async fn submit(jobs: &JobStore, batch: &str, n: u8) -> JobId {
+    let id = JobId::new();
+    let new = NewJob {
+        id,
+        batch: batch.into(),
+        input_key: keys::input(id, "photo.png").unwrap(),
+        content_hash: format!("hash-{n}"),
+        external_id: None,
+        category: None,
+    };
+    jobs.submit(&new).await.unwrap().job.id
+}
+
+#[tokio::test]
+async fn stats_report_queue_depths_consumers_throughput_and_reject_reasons() {
+    let url = require_rabbitmq().await;
+    let prefix = format!("test-api-stats-{}", uuid::Uuid::new_v4().simple());
+    let lanes = vec![Lane::Gate, Lane::Classify, Lane::Reconstruct(Category::Chair), Lane::Refine];
+    let topology = Topology::new(prefix.clone(), lanes, vec![Duration::from_secs(1)], 3).unwrap();
+    let secret_url = SecretUrl::new(url.clone());
+    let rabbit = RabbitQueue::connect(&secret_url, topology.clone()).await.unwrap();
+    for _ in 0..3 {
+        rabbit.publish(&StageMessage::new(JobId::new(), Stage::Gate, None)).await.unwrap();
+    }
+    let mut refine_consumer = rabbit.consume(&[Lane::Refine], 1).await.unwrap();
+
+    let depths = queue_depths(&secret_url, &topology).await.unwrap();
+    let find = |name: &str| depths.iter().find(|d| d.queue == format!("{prefix}.{name}")).unwrap_or_else(|| panic!("{name} in {depths:?}"));
+    assert_eq!((find("gate").messages, find("gate").consumers), (Some(3), Some(0)));
+    assert_eq!((find("refine").messages, find("refine").consumers), (Some(0), Some(1)));
+    assert_eq!(find("reconstruct.chair").lane.as_deref(), Some("reconstruct.chair"));
+    assert!(find("gate.dlq").dead_letter);
+    assert_eq!(depths.len(), 4 + 4, "four work queues and four dead-letter queues");
+
+    // Queues that were never declared are reported missing, not created.
+    let absent = Topology::new(format!("{prefix}-absent"), vec![Lane::Gate], vec![Duration::from_secs(1)], 3).unwrap();
+    let missing = queue_depths(&secret_url, &absent).await.unwrap();
+    assert!(missing.iter().all(|d| d.messages.is_none() && d.consumers.is_none()), "{missing:?}");
+    assert!(queue_depths(&secret_url, &absent).await.unwrap().iter().all(|d| d.messages.is_none()), "still not created");
+
+    // Job store side: 3 jobs, 2 gated, 1 rejected with a reason, 1 failed classify attempt.
+    let h = {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(dir.path()));
+        Harness::start(Store::Local(dir), blobs, QueueProbe::Amqp { url: secret_url.clone(), topology: topology.clone() }).await
+    };
+    let jobs = h.jobs().clone();
+    let ids = [submit(&jobs, "ops", 1).await, submit(&jobs, "ops", 2).await, submit(&jobs, "ops", 3).await];
+    for id in &ids[..2] {
+        jobs.advance(*id, Some(Stage::Gate), JobState::Gated, JobUpdate::default()).await.unwrap();
+    }
+    let reason = "blur variance 12.0 below 100.0";
+    let reject = JobUpdate { error: Some(reason.into()), ..JobUpdate::default() };
+    jobs.advance(ids[2], Some(Stage::Gate), JobState::Rejected, reject).await.unwrap();
+    jobs.record_failure(ids[0], Stage::Classify, &StageError::retryable("database restarting")).await.unwrap();
+
+    let stats = job_stats(&jobs, Duration::from_secs(3600)).await.unwrap();
+    let gate = stats.stages.iter().find(|s| s.stage == Stage::Gate).unwrap();
+    assert_eq!(gate.completed, 2);
+    assert!(gate.latency_p50_ms.is_some() && gate.latency_p95_ms >= gate.latency_p50_ms);
+    assert_eq!(stats.stages.iter().find(|s| s.stage == Stage::Refine).unwrap().completed, 0);
+    assert_eq!((stats.rejected, stats.failed), (1, 0));
+    assert_eq!(stats.reject_reasons.len(), 1);
+    assert_eq!((stats.reject_reasons[0].reason.as_str(), stats.reject_reasons[0].jobs), (reason, 1));
+    assert_eq!(stats.failures.iter().find(|f| f.stage == Stage::Classify).unwrap().failed_attempts, 1);
+
+    let mut with_queues = stats.clone();
+    with_queues.queues = depths.clone();
+    let table = render_table(&with_queues);
+    let gate_row = table.lines().find(|l| l.starts_with("gate ")).unwrap_or_else(|| panic!("{table}"));
+    assert_eq!(gate_row.split_whitespace().nth(1), Some("2"), "{gate_row}");
+    let queue_row = table.lines().find(|l| l.starts_with(&format!("{prefix}.gate "))).unwrap_or_else(|| panic!("{table}"));
+    assert_eq!(queue_row.split_whitespace().skip(1).collect::<Vec<_>>(), ["3", "0"]);
+    assert!(table.contains(reason), "{table}");
+
+    // The same over HTTP, with the broker asked by the server.
+    let body: serde_json::Value = h.http.get(h.url("/v1/stats?since=1h")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(body["window_secs"], 3600);
+    assert_eq!(body["rejected"], 1);
+    let gate_queue = body["queues"].as_array().unwrap().iter().find(|q| q["queue"] == format!("{prefix}.gate")).cloned();
+    assert_eq!(gate_queue.map(|q| (q["messages"].clone(), q["consumers"].clone())), Some((3.into(), 0.into())));
+    let page = h.http.get(h.url("/")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains(&format!("<td class=l>{prefix}.gate</td><td>3</td><td>0</td>")), "queue row on the status page");
+
+    refine_consumer.cancel().await.unwrap();
+    rabbit.delete_topology().await.unwrap();
+    rabbit.close().await.unwrap();
+    h.finish().await;
+}

@@ -1,0 +1,100 @@
+//! The status page in a real headless Chromium: the recent job shows its input photo,
+//! gate scores and category, and the WebGL viewer renders its mesh. The screenshot's
+//! path is printed (run with `--nocapture` to see it).
+//!
+//! Needs Debian's `chromium` (or MONO2MESH_CHROMIUM pointing at a Chromium binary).
+
+mod support;
+
+use mono2mesh_core::JobId;
+use std::path::PathBuf;
+use std::time::Duration;
+use support::{complete_job, png, Harness, OCTAHEDRON_OBJ, TOKEN};
+
+fn chromium() -> PathBuf {
+    let candidate = std::env::var("MONO2MESH_CHROMIUM").unwrap_or_else(|_| "chromium".to_string());
+    let found = if candidate.contains('/') {
+        Some(PathBuf::from(&candidate)).filter(|p| p.is_file())
+    } else {
+        std::env::var_os("PATH")
+            .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(&candidate)).find(|p| p.is_file()))
+    };
+    found.unwrap_or_else(|| {
+        panic!(
+            "headless Chromium is required for the status page test but {candidate:?} was not found: \
+             `apt-get install -y chromium`, or set MONO2MESH_CHROMIUM"
+        )
+    })
+}
+
+/// Runs headless Chromium on `url` with `extra` flags and returns its stdout.
+async fn run_chromium(url: &str, extra: &[String]) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let mut command = tokio::process::Command::new(chromium());
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            // Software WebGL: CI machines have no GPU.
+            "--use-angle=swiftshader",
+            "--enable-unsafe-swiftshader",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+            // Lets the page's fetch of the mesh and the first frames run before the dump.
+            "--virtual-time-budget=10000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(url)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(90), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("Chromium did not finish within 90 s"))
+        .unwrap_or_else(|e| panic!("cannot run Chromium: {e}"));
+    assert!(
+        output.status.success(),
+        "Chromium failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn status_page_shows_recent_jobs_and_renders_the_mesh_in_headless_chromium() {
+    let h = Harness::local().await;
+    let done = h.post_photo(png(21, 96), &[("batch", "page"), ("external_id", "SKU-CHAIR")], Some(TOKEN)).await;
+    let done: serde_json::Value = done.json().await.unwrap();
+    let done_id: JobId = done["id"].as_str().unwrap().parse().unwrap();
+    complete_job(h.jobs(), h.blobs.as_ref(), done_id, &[("mesh_obj", "mesh.obj", OCTAHEDRON_OBJ.as_bytes())]).await;
+    let waiting = h.post_photo(png(22, 96), &[("batch", "page"), ("external_id", "SKU-<b>")], Some(TOKEN)).await;
+    assert_eq!(waiting.status(), 201);
+
+    let html = h.http.get(h.url("/")).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains(&format!("data-job=\"{done_id}\"")), "the finished job is listed");
+    assert!(html.contains(&format!("src=\"/v1/jobs/{done_id}/input\"")), "with its input photo");
+    assert!(html.contains("category: chair"));
+    assert!(html.contains("blur_variance 412.5"), "with its gate scores");
+    assert!(html.contains(&format!("data-mesh=\"/v1/jobs/{done_id}/outputs/mesh_obj?stream=true\"")));
+    assert!(html.contains("SKU-&lt;b&gt;") && !html.contains("SKU-<b>"), "external ids are escaped");
+    assert_eq!(html.matches("<canvas width=").count(), 1, "only the finished job has a mesh to show");
+
+    let dom = run_chromium(&h.url("/"), &["--dump-dom".to_string()]).await;
+    assert!(
+        dom.contains("data-status=\"rendered 8 triangles\""),
+        "the viewer rendered the octahedron in Chromium; canvas says: {:?}",
+        dom.split("data-status=").nth(1).map(|s| s.chars().take(80).collect::<String>())
+    );
+
+    let screenshot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
+    let _ = std::fs::remove_file(&screenshot);
+    run_chromium(&h.url("/"), &[format!("--screenshot={}", screenshot.display()), "--window-size=1280,900".to_string()]).await;
+    let shot = image::open(&screenshot).unwrap_or_else(|e| panic!("screenshot {}: {e}", screenshot.display()));
+    assert_eq!((shot.width(), shot.height()), (1280, 900));
+    println!("SCREENSHOT: {}", screenshot.display());
+    h.finish().await;
+}
