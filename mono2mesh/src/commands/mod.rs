@@ -2,6 +2,8 @@
 
 use clap::Subcommand;
 
+pub mod dataset;
+
 pub mod classify;
 pub mod models;
 pub mod reconstruct;
@@ -14,6 +16,9 @@ pub mod submit;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Synthetic catalogs, mesh voxelizing, contact sheets and test photos.
+    #[command(subcommand)]
+    Dataset(dataset::DatasetCommand),
     /// Category and top ImageNet classes of photos.
     Classify(classify::ClassifyArgs),
     /// Import and manage model files.
@@ -35,6 +40,7 @@ pub enum Command {
 
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Dataset(command) => dataset::run(command),
         Command::Classify(args) => classify::run(args),
         Command::Models(command) => models::run(command),
         Command::Reconstruct(args) => reconstruct::run(args),

@@ -1,0 +1,222 @@
+//! `mono2mesh dataset ...`: synthetic catalogs, voxelizing meshes, contact sheets and
+//! photo-style test images. All logic lives in mono2mesh-catalog; this is argument
+//! parsing, progress display and file output.
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use mono2mesh_catalog::camera::ViewParams;
+use mono2mesh_catalog::dataset::{synthesize, SplitFractions, SynthConfig};
+use mono2mesh_catalog::photo::{photo, PhotoSettings};
+use mono2mesh_catalog::render::Lighting;
+use mono2mesh_catalog::{generate, mesh_io, preview, voxelize, Rng};
+use mono2mesh_core::Category;
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Generate a synthetic catalog in the ShapeNetRendering / ShapeNetVox32 layout.
+    Synth(SynthArgs),
+    /// Voxelize a mesh (.obj, .off, .ply) into a solid binvox grid.
+    Voxelize(VoxelizeArgs),
+    /// One PNG grid of sample renders per category plus a voxel preview.
+    ContactSheet(ContactSheetArgs),
+    /// Photo-like JPEGs of catalog models (backgrounds, blur, exposure) for gate/classifier tests.
+    Photos(PhotosArgs),
+}
+
+/// Categories as a comma list of Pascal names or synsets; `all` or `paper5` also work.
+fn parse_categories(list: &str) -> anyhow::Result<Vec<Category>> {
+    match list.trim() {
+        "all" => Ok(Category::ALL.to_vec()),
+        "paper5" => Ok(Category::PAPER_FIVE.to_vec()),
+        other => other.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.parse::<Category>().map_err(anyhow::Error::from)).collect(),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Comma-separated categories (Pascal names or synsets), `all` or `paper5`.
+    #[arg(long, default_value = "all")]
+    pub categories: String,
+    #[arg(long, default_value_t = 10)]
+    pub models_per_category: usize,
+    #[arg(long, default_value_t = 24)]
+    pub views: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output root (gets ShapeNetRendering/, ShapeNetVox32/, ShapeNet.json).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 137)]
+    pub image_size: usize,
+    /// Samples per pixel along each axis for antialiasing.
+    #[arg(long, default_value_t = 3)]
+    pub supersample: usize,
+    #[arg(long, default_value_t = 32)]
+    pub resolution: usize,
+    #[arg(long, default_value_t = 0.7)]
+    pub train_fraction: f32,
+    #[arg(long, default_value_t = 0.1)]
+    pub val_fraction: f32,
+}
+
+#[derive(Debug, Args)]
+pub struct VoxelizeArgs {
+    /// Input mesh: .obj, .off or .ply.
+    pub mesh: PathBuf,
+    /// Output .binvox file.
+    #[arg(short = 'o', long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 32)]
+    pub resolution: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ContactSheetArgs {
+    #[arg(long, default_value = "all")]
+    pub categories: String,
+    /// Models per row (each row ends with the first model's voxels).
+    #[arg(long, default_value_t = 6)]
+    pub per_category: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Tile size in pixels.
+    #[arg(long, default_value_t = 137)]
+    pub tile: usize,
+    #[arg(short = 'o', long, default_value = "contact_sheet.png")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PhotosArgs {
+    #[arg(long, default_value = "all")]
+    pub categories: String,
+    #[arg(long, default_value_t = 5)]
+    pub per_category: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 600)]
+    pub width: usize,
+    #[arg(long, default_value_t = 600)]
+    pub height: usize,
+    /// Also degrade: blur and bad exposure (for testing the quality gate's rejections).
+    #[arg(long)]
+    pub degrade: bool,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(command: DatasetCommand) -> anyhow::Result<()> {
+    match command {
+        DatasetCommand::Synth(args) => synth(args),
+        DatasetCommand::Voxelize(args) => voxelize_mesh(args),
+        DatasetCommand::ContactSheet(args) => contact_sheet(args),
+        DatasetCommand::Photos(args) => photos(args),
+    }
+}
+
+fn synth(args: SynthArgs) -> anyhow::Result<()> {
+    let cfg = SynthConfig {
+        categories: parse_categories(&args.categories)?,
+        models_per_category: args.models_per_category,
+        views: args.views,
+        seed: args.seed,
+        image_size: args.image_size,
+        supersample: args.supersample,
+        resolution: args.resolution,
+        splits: SplitFractions { train: args.train_fraction, val: args.val_fraction },
+    };
+    if !(0.0..=1.0).contains(&(args.train_fraction + args.val_fraction)) || args.train_fraction < 0.0 || args.val_fraction < 0.0 {
+        bail!("train and val fractions must be >= 0 and sum to at most 1");
+    }
+    let total = (cfg.categories.len() * cfg.models_per_category) as u64;
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} models ({per_sec}, eta {eta}) {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let start = std::time::Instant::now();
+    let report = synthesize(&args.out, &cfg, &|model| {
+        bar.set_message(model.category.name());
+        bar.inc(1);
+    })
+    .with_context(|| format!("generating the catalog in {}", args.out.display()))?;
+    bar.finish_and_clear();
+    println!(
+        "{} models, {} views in {:.1} s -> {} (taxonomy {})",
+        report.models,
+        report.views,
+        start.elapsed().as_secs_f64(),
+        args.out.display(),
+        report.taxonomy.display()
+    );
+    Ok(())
+}
+
+fn voxelize_mesh(args: VoxelizeArgs) -> anyhow::Result<()> {
+    let mesh = mesh_io::read_mesh(&args.mesh).with_context(|| format!("reading {}", args.mesh.display()))?;
+    let grid = voxelize::voxelize(&mesh, args.resolution).with_context(|| format!("voxelizing {}", args.mesh.display()))?;
+    grid.write_binvox(&args.out, 0.5).with_context(|| format!("writing {}", args.out.display()))?;
+    println!(
+        "{}: {} triangles -> {} of {} voxels occupied -> {}",
+        args.mesh.display(),
+        mesh.triangles.len(),
+        grid.count_at_least(0.5),
+        grid.len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn contact_sheet(args: ContactSheetArgs) -> anyhow::Result<()> {
+    let categories = parse_categories(&args.categories)?;
+    if args.per_category == 0 || args.tile < 16 {
+        bail!("need --per-category >= 1 and --tile >= 16");
+    }
+    let sheet = preview::contact_sheet(&categories, args.per_category, args.seed, args.tile)?;
+    sheet.save(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
+    println!("{} rows x {} columns -> {}", categories.len(), args.per_category + 1, args.out.display());
+    Ok(())
+}
+
+fn photos(args: PhotosArgs) -> anyhow::Result<()> {
+    let categories = parse_categories(&args.categories)?;
+    if args.width < 16 || args.height < 16 {
+        bail!("photos must be at least 16x16");
+    }
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let mut labels = String::from("file,category,model_id,azimuth,elevation,blur_sigma,exposure\n");
+    for &category in &categories {
+        let dir = args.out.join(category.name());
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for i in 0..args.per_category as u64 {
+            let model = generate(category, args.seed, i);
+            let mut rng = Rng::derive(args.seed, &format!("photo-{}", category.name()), i);
+            let mut view = ViewParams::sample(&mut rng);
+            // Product-photo framing: lower, closer cameras than the R2N2 renders.
+            view.elevation_deg = rng.range(5.0, 35.0);
+            view.distance_ratio = rng.range(0.6, 0.8);
+            let settings = PhotoSettings::sample(&mut rng, args.width, args.height, args.degrade);
+            let img = photo(&model, &view, &Lighting::sample(&mut rng), &settings, &mut rng);
+            let name = format!("{}.jpg", model.id);
+            let path = dir.join(&name);
+            img.save_with_format(&path, mono2mesh_catalog::image::ImageFormat::Jpeg).with_context(|| format!("writing {}", path.display()))?;
+            labels.push_str(&format!(
+                "{}/{},{},{},{:.2},{:.2},{:.2},{:.2}\n",
+                category.name(),
+                name,
+                category.name(),
+                model.id,
+                view.azimuth_deg,
+                view.elevation_deg,
+                settings.blur_sigma,
+                settings.exposure
+            ));
+        }
+    }
+    let lpath = args.out.join("labels.csv");
+    std::fs::write(&lpath, labels).with_context(|| format!("writing {}", lpath.display()))?;
+    println!("{} photos -> {}", categories.len() * args.per_category, args.out.display());
+    Ok(())
+}
