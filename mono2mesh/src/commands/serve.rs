@@ -4,7 +4,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use mono2mesh_api::server::{self, ApiConfig, AppState, QueueProbe};
 use mono2mesh_infra::config::QueueBackend;
-use mono2mesh_infra::queue::{topology, Lane, MessageQueue as _};
+use mono2mesh_infra::queue::{topology, Lane};
 use mono2mesh_infra::runtime::shutdown_signal;
 use mono2mesh_infra::secret::SecretString;
 use mono2mesh_infra::telemetry;

@@ -5,7 +5,6 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use mono2mesh_api::bulk::submit_all;
 use mono2mesh_api::manifest::read_source;
-use mono2mesh_infra::queue::MessageQueue as _;
 use std::path::PathBuf;
 
 use super::services::{block_on, connect, ingest, SettingsArgs};
