@@ -43,3 +43,11 @@ else
   for _ in $(seq 1 30); do rabbitmqctl -q await_startup >/dev/null 2>&1 && break; sleep 1; done
   echo "rabbitmq: started"
 fi
+
+# Headless Chromium for the status-page test (Debian's package; no browser download).
+if command -v chromium >/dev/null || [ -n "${MONO2MESH_CHROMIUM:-}" ]; then
+  echo "chromium: present"
+else
+  apt_install chromium
+  echo "chromium: installed"
+fi

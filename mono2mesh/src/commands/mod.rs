@@ -2,23 +2,30 @@
 
 use clap::Subcommand;
 
-pub mod dataset;
-
 pub mod classify;
+pub mod dataset;
+pub mod mesh;
 pub mod models;
 pub mod reconstruct;
+pub mod run;
 pub mod fetch;
+pub mod gate;
 pub mod serve;
 pub mod services;
 pub mod stats;
 pub mod status;
 pub mod submit;
+pub mod voxels;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Photos to meshes in this process, no servers: gate, classify, reconstruct, refine.
+    Run(run::RunArgs),
     /// Synthetic catalogs, mesh voxelizing, contact sheets and test photos.
     #[command(subcommand)]
     Dataset(dataset::DatasetCommand),
+    /// Quality gate of photos: decision, blur and lighting scores, reasons (exit 0 even when rejected).
+    Gate(gate::GateArgs),
     /// Category and top ImageNet classes of photos.
     Classify(classify::ClassifyArgs),
     /// Import and manage model files.
@@ -36,11 +43,18 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Per-stage throughput and latency, queue depths, reject reasons.
     Stats(stats::StatsArgs),
+    /// Turn a voxel grid (.binvox) into a smoothed mesh file (obj, ply, stl, glb).
+    Mesh(mesh::MeshArgs),
+    /// Inspect voxel files.
+    #[command(subcommand)]
+    Voxels(voxels::VoxelsCommand),
 }
 
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Run(args) => run::run(args),
         Command::Dataset(command) => dataset::run(command),
+        Command::Gate(args) => gate::run(args),
         Command::Classify(args) => classify::run(args),
         Command::Models(command) => models::run(command),
         Command::Reconstruct(args) => reconstruct::run(args),
@@ -49,5 +63,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Fetch(args) => fetch::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Stats(args) => stats::run(args),
+        Command::Mesh(args) => mesh::run(args),
+        Command::Voxels(command) => voxels::run(command),
     }
 }
