@@ -12,8 +12,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 OUT="${1:-out/demo}"
-bash scripts/setup.sh --release
-M="${CARGO_TARGET_DIR:-target}/release/mono2mesh"
+# The dev profile compiles dependencies at -O2 (see Cargo.toml), so the demo shares
+# the test build instead of paying for a second, release build.
+bash scripts/setup.sh
+M="${CARGO_TARGET_DIR:-target}/debug/mono2mesh"
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
