@@ -1,0 +1,178 @@
+//! compose.yaml cannot be run here (no Docker engine), so its structure is checked:
+//! every service has an image or a build, every file it mounts exists, every
+//! MONO2MESH__ variable is a real settings key with a valid value, every program it
+//! starts is one of our binaries, the `mono2mesh` subcommands take the flags given,
+//! reconstruct shards name real categories, and the dashboard queries our metrics.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use mono2mesh_core::Category;
+use mono2mesh_infra::config::SettingsLoader;
+use mono2mesh_infra::telemetry::names;
+use serde_norway::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn compose() -> Value {
+    let text = std::fs::read_to_string(repo().join("compose.yaml")).unwrap();
+    let mut value: Value = serde_norway::from_str(&text).unwrap();
+    // compose.yaml shares worker settings through YAML anchors and `<<` merge keys.
+    value.apply_merge().unwrap();
+    value
+}
+
+fn services(compose: &Value) -> Vec<(String, Value)> {
+    compose["services"]
+        .as_mapping()
+        .expect("services mapping")
+        .iter()
+        .map(|(k, v)| (k.as_str().unwrap().to_string(), v.clone()))
+        .collect()
+}
+
+fn command(service: &Value) -> Vec<String> {
+    service["command"]
+        .as_sequence()
+        .map(|s| s.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// Binary names declared by the workspace's packages.
+fn workspace_binaries() -> BTreeSet<String> {
+    let mut bins = BTreeSet::new();
+    for manifest in ["mono2mesh", "workers/gate", "workers/classify", "workers/reconstruct", "workers/refine"] {
+        let text = std::fs::read_to_string(repo().join(manifest).join("Cargo.toml")).unwrap();
+        let mut in_bin = false;
+        for line in text.lines() {
+            let line = line.trim();
+            if line.starts_with('[') {
+                in_bin = line == "[[bin]]";
+            } else if in_bin && line.starts_with("name") {
+                bins.insert(line.split('"').nth(1).unwrap().to_string());
+            }
+        }
+    }
+    bins
+}
+
+#[test]
+fn every_service_is_runnable_and_every_mounted_file_exists() {
+    let compose = compose();
+    let services = services(&compose);
+    let names: BTreeSet<&str> = services.iter().map(|(n, _)| n.as_str()).collect();
+    for required in ["rabbitmq", "postgres", "minio", "minio-init", "otel-collector", "jaeger", "prometheus", "grafana", "gate", "classify", "refine", "api"] {
+        assert!(names.contains(required), "compose.yaml lacks service {required}");
+    }
+    assert!(names.iter().any(|n| n.starts_with("reconstruct-")), "no reconstruct shard");
+    for (name, service) in &services {
+        assert!(
+            service.get("image").is_some() || service.get("build").is_some(),
+            "{name}: neither image nor build"
+        );
+        for volume in service["volumes"].as_sequence().into_iter().flatten() {
+            let spec = volume.as_str().unwrap();
+            if let Some(local) = spec.strip_prefix("./") {
+                let path = local.split(':').next().unwrap();
+                assert!(repo().join(path).exists(), "{name}: mounts missing {path}");
+            }
+        }
+        for dependency in service["depends_on"].as_mapping().into_iter().flatten().map(|(k, _)| k.as_str().unwrap()) {
+            assert!(names.contains(dependency), "{name} depends on unknown service {dependency}");
+        }
+    }
+    assert!(repo().join("Dockerfile").is_file());
+}
+
+#[test]
+fn mono2mesh_environment_is_valid_settings() {
+    let compose = compose();
+    let mut checked = 0;
+    for (name, service) in services(&compose) {
+        let Some(environment) = service["environment"].as_mapping() else { continue };
+        let env: HashMap<String, String> = environment
+            .iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    Value::String(s) => s.clone(),
+                    other => serde_norway::to_string(other).unwrap().trim().to_string(),
+                };
+                (k.as_str().unwrap().to_string(), value)
+            })
+            .collect();
+        if !env.keys().any(|k| k.starts_with("MONO2MESH__")) {
+            continue;
+        }
+        let settings = SettingsLoader::with_env(env)
+            .load()
+            .unwrap_or_else(|e| panic!("{name}: its MONO2MESH__ environment is not valid settings: {e}"));
+        let dump = settings.redacted_json();
+        assert!(!dump.to_string().contains("mono2mesh-secret"), "{name}: secrets must be redacted");
+        checked += 1;
+    }
+    assert!(checked >= 5, "expected the workers and the API to be configured by env, checked {checked}");
+}
+
+#[test]
+fn started_programs_exist_and_take_their_flags() {
+    let compose = compose();
+    let binaries = workspace_binaries();
+    for (name, service) in services(&compose) {
+        let command = command(&service);
+        let Some(program) = command.first() else { continue };
+        if !program.starts_with("mono2mesh") {
+            continue;
+        }
+        assert!(binaries.contains(program), "{name}: starts {program}, which no package builds ({binaries:?})");
+        if let Some(i) = command.iter().position(|a| a == "--categories") {
+            for category in command[i + 1].split(',') {
+                category.parse::<Category>().unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+        }
+        if program == "mono2mesh" {
+            // Our own binary is built with this test: ask it whether the flags exist.
+            let subcommand = &command[1];
+            let help = Command::new(env!("CARGO_BIN_EXE_mono2mesh")).args([subcommand, "--help"]).output().unwrap();
+            assert!(help.status.success(), "{name}: mono2mesh {subcommand} does not exist");
+            let help = String::from_utf8_lossy(&help.stdout);
+            for flag in command.iter().filter(|a| a.starts_with("--")) {
+                assert!(help.contains(flag.as_str()), "{name}: mono2mesh {subcommand} has no {flag}");
+            }
+        }
+    }
+}
+
+#[test]
+fn every_reconstruct_category_is_served_exactly_once() {
+    let compose = compose();
+    let mut served = Vec::new();
+    for (_, service) in services(&compose) {
+        let command = command(&service);
+        if command.first().map(String::as_str) == Some("mono2mesh-reconstruct") {
+            let i = command.iter().position(|a| a == "--categories").expect("reconstruct shard without --categories");
+            served.extend(command[i + 1].split(',').map(|c| c.parse::<Category>().unwrap()));
+        }
+    }
+    served.sort();
+    assert_eq!(served, Category::ALL.to_vec(), "each category needs exactly one reconstruct shard");
+}
+
+#[test]
+fn the_dashboard_queries_metrics_we_export() {
+    let text = std::fs::read_to_string(repo().join("deploy/grafana/dashboards/mono2mesh.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let exported = [names::STAGE_FINISHED, names::STAGE_DURATION, names::QUEUE_WAIT, names::STAGE_INFLIGHT, names::FAILURES, names::BATCH_SIZE];
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(!panels.is_empty());
+    for panel in panels {
+        let expr = panel["targets"][0]["expr"].as_str().unwrap();
+        assert!(
+            exported.iter().any(|metric| expr.contains(metric)),
+            "panel {:?} queries no metric we export: {expr}",
+            panel["title"]
+        );
+    }
+}
