@@ -1,0 +1,144 @@
+//! The real `mono2mesh-gate` binary against real services: RabbitMQ (127.0.0.1:5672 or
+//! MONO2MESH_TEST_AMQP_URL), Postgres (a fresh database; DATABASE_URL or the local
+//! server) and S3 (s3s-fs on a local port), configured only through the environment as
+//! compose does. Fails, rather than skips, when RabbitMQ or Postgres is missing.
+
+use image::{ImageFormat, Rgb, RgbImage};
+use mono2mesh_core::{JobId, JobState, Stage, StageMessage};
+use mono2mesh_infra::blob::{keys, BlobStore};
+use mono2mesh_infra::queue::{Lane, MessageQueue};
+use mono2mesh_infra::test_rig::{stop_gracefully, PipelineRig};
+use std::collections::HashSet;
+use std::io::Cursor;
+use std::time::{Duration, Instant};
+
+const GATE: &str = env!("CARGO_BIN_EXE_mono2mesh-gate");
+
+fn png(image: &RgbImage) -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    image.write_to(&mut out, ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// Sharp and evenly lit: a checkerboard of 8-pixel squares (passes the gate).
+fn sharp_photo(seed: u8) -> Vec<u8> {
+    png(&RgbImage::from_fn(640, 480, |x, y| {
+        let v = if ((x / 8) + (y / 8)) % 2 == 0 { 200u8.saturating_add(seed % 40) } else { 40 };
+        Rgb([v, v, v])
+    }))
+}
+
+async fn submit(rig: &PipelineRig, batch: &str, photo: Vec<u8>) -> JobId {
+    let id = rig.submit_job(batch, photo).await;
+    rig.publish(&StageMessage::new(id, Stage::Gate, None)).await;
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_goes_through_the_gate_worker() {
+    let rig = PipelineRig::start("gate-batch").await;
+    let mut accepted = Vec::new();
+    for i in 0..12u8 {
+        accepted.push(submit(&rig, "batch-1", sharp_photo(i)).await);
+    }
+    let mut truncated = sharp_photo(99);
+    truncated.truncate(truncated.len() / 3);
+    let dark = submit(&rig, "batch-1", png(&RgbImage::from_pixel(320, 240, Rgb([5, 5, 5])))).await;
+    let rejected = vec![
+        dark,
+        submit(&rig, "batch-1", Vec::new()).await, // zero bytes
+        submit(&rig, "batch-1", b"GIF89a but not really".to_vec()).await,
+        submit(&rig, "batch-1", truncated).await,
+    ];
+
+    let worker = rig.spawn_worker(GATE, &[]);
+    let all: Vec<JobId> = accepted.iter().chain(&rejected).copied().collect();
+    rig.wait_for_states(&all, &[JobState::Gated, JobState::Rejected], Duration::from_secs(60)).await;
+    let status = stop_gracefully(worker);
+    assert!(status.success(), "worker exit status after SIGTERM: {status}");
+
+    for id in &accepted {
+        let job = rig.jobs().get_job(*id).await.unwrap();
+        assert_eq!(job.state, JobState::Gated, "job {id}: {:?}", job.last_error);
+        let scores = job.gate_scores.expect("scores recorded on the job");
+        assert_eq!(scores["decision"], "accept", "{scores}");
+        let image_key = keys::stage_artifact(*id, Stage::Gate, keys::GATED_IMAGE).unwrap();
+        let stored = rig.s3.store.get(&image_key).await.unwrap();
+        let decoded = image::load_from_memory(&stored).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (600, 600), "standardised to the paper's size");
+        assert_eq!(job.outputs["gated_image"], image_key.as_str());
+        let events: Vec<String> = rig.jobs().events(*id).await.unwrap().into_iter().map(|e| e.event).collect();
+        assert_eq!(events, vec!["submitted", "gated"]);
+    }
+    for id in &rejected {
+        let job = rig.jobs().get_job(*id).await.unwrap();
+        assert_eq!(job.state, JobState::Rejected);
+        assert!(job.last_error.as_deref().is_some_and(|e| !e.is_empty()), "a reason is recorded");
+        let report = keys::stage_artifact(*id, Stage::Gate, keys::GATE_REPORT).unwrap();
+        assert!(rig.s3.store.exists(&report).await.unwrap(), "the report is stored for rejected photos too");
+        let image_key = keys::stage_artifact(*id, Stage::Gate, keys::GATED_IMAGE).unwrap();
+        assert!(!rig.s3.store.exists(&image_key).await.unwrap());
+    }
+    let dark = rig.jobs().get_job(dark).await.unwrap();
+    assert!(dark.last_error.unwrap().contains("too dark"));
+
+    let handed_over = rig.drain_lane(Lane::Classify).await;
+    let expected: HashSet<JobId> = accepted.iter().copied().collect();
+    assert_eq!(
+        handed_over.keys().copied().collect::<HashSet<_>>(),
+        expected,
+        "accepted jobs, and only those, go to classify"
+    );
+    assert!(handed_over.values().all(|n| *n == 1), "no crash, so no duplicates: {handed_over:?}");
+    assert_eq!(rig.queue.take_dead_letters(Stage::Gate, 10).await.unwrap(), vec![]);
+    rig.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_loses_nothing_and_finishes_each_job_once() {
+    let rig = PipelineRig::start("gate-sigkill").await;
+    let mut jobs = Vec::new();
+    for i in 0..40u8 {
+        jobs.push(submit(&rig, "batch-kill", sharp_photo(i)).await);
+    }
+    // Kill it while it is busy: some jobs gated, some in flight, most still queued.
+    let mut first = rig.spawn_worker(GATE, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut gated = 0;
+        for id in &jobs {
+            if rig.jobs().get_job(*id).await.unwrap().state == JobState::Gated {
+                gated += 1;
+            }
+        }
+        if gated >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker gated nothing within a minute");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().unwrap(); // SIGKILL: no shutdown code runs
+    first.wait().unwrap();
+
+    let second = rig.spawn_worker(GATE, &[]);
+    rig.wait_for_states(&jobs, &[JobState::Gated], Duration::from_secs(90)).await;
+    assert!(stop_gracefully(second).success());
+
+    for id in &jobs {
+        let events: Vec<String> = rig.jobs().events(*id).await.unwrap().into_iter().map(|e| e.event).collect();
+        assert_eq!(events, vec!["submitted", "gated"], "job {id} reached its state exactly once");
+    }
+    let stored: Vec<String> =
+        rig.s3.store.list("jobs/").await.unwrap().into_iter().map(|m| m.key.as_str().to_string()).collect();
+    for id in &jobs {
+        let image_key = keys::stage_artifact(*id, Stage::Gate, keys::GATED_IMAGE).unwrap();
+        assert_eq!(stored.iter().filter(|k| **k == image_key.as_str()).count(), 1, "output of {id} stored once");
+    }
+    let gated_images = stored.iter().filter(|k| k.ends_with(keys::GATED_IMAGE)).count();
+    assert_eq!(gated_images, jobs.len(), "one output per job, none under other keys");
+    // Delivery is at-least-once: a job whose ack was lost is handed on again, never lost.
+    let handed_over = rig.drain_lane(Lane::Classify).await;
+    assert_eq!(handed_over.keys().copied().collect::<HashSet<_>>(), jobs.iter().copied().collect::<HashSet<_>>());
+    assert_eq!(rig.queue.take_dead_letters(Stage::Gate, 10).await.unwrap(), vec![]);
+    rig.finish().await;
+}
