@@ -195,6 +195,14 @@ fn unique_names(photos: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
+/// A stage's rejection is a verdict on the photo; any other failure is ours.
+fn status_of(class: mono2mesh_core::ErrorClass) -> PhotoStatus {
+    match class {
+        mono2mesh_core::ErrorClass::Rejection => PhotoStatus::Rejected,
+        _ => PhotoStatus::Failed,
+    }
+}
+
 fn elapsed_ms(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1e3
 }
@@ -311,12 +319,8 @@ fn classify_stage(
         let per_photo_ms = elapsed_ms(started) / batch.len() as f64;
         match results {
             Err(error) => {
-                let class = error.to_stage_error();
+                let status = status_of(error.to_stage_error().class);
                 for work in batch {
-                    let status = match class.class {
-                        mono2mesh_core::ErrorClass::Rejection => PhotoStatus::Rejected,
-                        _ => PhotoStatus::Failed,
-                    };
                     let _ = done.send(work.end(status, format!("classify: {error}")));
                 }
             }
@@ -408,11 +412,7 @@ fn reconstruct_stage(
                         }
                     }
                     Err(error) => {
-                        let status = match error.class() {
-                            mono2mesh_core::ErrorClass::Rejection => PhotoStatus::Rejected,
-                            _ => PhotoStatus::Failed,
-                        };
-                        let _ = done.send(work.end(status, format!("reconstruct: {error}")));
+                        let _ = done.send(work.end(status_of(error.class()), format!("reconstruct: {error}")));
                     }
                 }
             }
@@ -430,11 +430,8 @@ fn refine_stage(input: Receiver<Work>, options: &RunOptions, outputs: &Outputs, 
         let refined = match mono2mesh_refine::refine(&grid, &options.refine) {
             Ok(refined) => refined,
             Err(error) => {
-                let status = match mono2mesh_core::StageError::from(error) {
-                    e if e.class == mono2mesh_core::ErrorClass::Rejection => (PhotoStatus::Rejected, e.reason),
-                    e => (PhotoStatus::Failed, e.reason),
-                };
-                let _ = done.send(work.end(status.0, format!("refine: {}", status.1)));
+                let error = mono2mesh_core::StageError::from(error);
+                let _ = done.send(work.end(status_of(error.class), format!("refine: {}", error.reason)));
                 continue;
             }
         };
