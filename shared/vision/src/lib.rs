@@ -8,3 +8,4 @@ pub mod pix2vox;
 pub mod pix2vox_model;
 pub mod pix2vox_preprocess;
 pub mod torch_pickle;
+pub mod train;

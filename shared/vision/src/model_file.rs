@@ -95,6 +95,34 @@ pub fn read_model_file(path: &Path) -> Result<ModelFile, ModelFileError> {
     Ok(ModelFile { metadata, tensors })
 }
 
+/// Only the header metadata of a model file, without reading the weights (a listing of
+/// a registry should not read gigabytes).
+pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>, ModelFileError> {
+    use std::io::Read;
+    let read_err = |source| ModelFileError::Read { path: path.to_path_buf(), source };
+    let format = |reason: String| ModelFileError::Format { path: path.to_path_buf(), reason };
+    let mut file = std::fs::File::open(path).map_err(read_err)?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(read_err)?;
+    let len = u64::from_le_bytes(len);
+    // safetensors caps headers at 100 MB
+    if len > 100_000_000 {
+        return Err(format(format!("header of {len} bytes")));
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header).map_err(read_err)?;
+    let json: serde_json::Value = serde_json::from_slice(&header).map_err(|e| format(e.to_string()))?;
+    let mut out = BTreeMap::new();
+    if let Some(map) = json.get("__metadata__").and_then(|m| m.as_object()) {
+        for (k, v) in map {
+            if let Some(v) = v.as_str() {
+                out.insert(k.clone(), v.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Copies `tensors` into the variables of `store`, requiring an exact one-to-one match of
 /// names and shapes; names in `ignored` (e.g. BatchNorm's `num_batches_tracked`) are skipped.
 /// Every missing, unexpected or mis-shaped name is listed in the error.
@@ -160,6 +188,7 @@ mod tests {
         write_model_file(&path, &[("layer.weight".to_string(), weight.shallow_clone())], &metadata).unwrap();
         let file = read_model_file(&path).unwrap();
         assert_eq!(file.metadata, metadata);
+        assert_eq!(read_metadata(&path).unwrap(), metadata);
         assert_eq!(file.tensors.len(), 1);
         assert_eq!(file.tensors[0].0, "layer.weight");
         assert_eq!(file.tensors[0].1.size(), vec![2, 3]);

@@ -227,6 +227,11 @@ impl Encoder {
 
     /// `[N, 3, 224, 224]` -> `[N, C, H, W]`.
     fn forward_t(&self, images: &Tensor, train: bool) -> Tensor {
+        self.head_t(&self.trunk_t(images, train), train)
+    }
+
+    /// The frozen VGG trunk: `[N, 3, 224, 224]` -> `[N, 512, 28, 28]`.
+    fn trunk_t(&self, images: &Tensor, train: bool) -> Tensor {
         let mut x = images.shallow_clone();
         for (block, pool) in &self.trunk {
             x = block.forward_t(&x, train).relu();
@@ -234,7 +239,11 @@ impl Encoder {
                 x = max_pool2d(&x, 2);
             }
         }
-        let x = self.layer1.forward_t(&x, train).elu();
+        x
+    }
+
+    fn head_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let x = self.layer1.forward_t(x, train).elu();
         let x = max_pool2d(&self.layer2.forward_t(&x, train).elu(), self.layer2_pool);
         self.layer3.forward_t(&x, train).elu()
     }
@@ -492,6 +501,12 @@ impl Pix2Vox {
         };
         let weights = scores.softmax(1, None);
         (coarse * weights).sum_dim_intlist(1, false, None).clamp(0.0, 1.0)
+    }
+
+    /// The frozen trunk's output for `[N, 3, 224, 224]` images (what caching trunk
+    /// features would store; used to measure the trunk's share of a training step).
+    pub fn trunk_t(&self, images: &Tensor, train: bool) -> Tensor {
+        self.encoder.trunk_t(images, train)
     }
 
     /// Eval-mode forward without autograd: the test-time network.

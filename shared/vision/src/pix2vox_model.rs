@@ -92,7 +92,7 @@ pub struct ModelMetadata {
 }
 
 impl ModelMetadata {
-    fn to_map(&self) -> BTreeMap<String, String> {
+    pub(crate) fn to_map(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             ("format".to_string(), FORMAT.to_string()),
             ("schema_version".to_string(), SCHEMA_VERSION.to_string()),
@@ -103,7 +103,7 @@ impl ModelMetadata {
         ])
     }
 
-    fn from_map(map: &BTreeMap<String, String>) -> Result<Self, String> {
+    pub(crate) fn from_map(map: &BTreeMap<String, String>) -> Result<Self, String> {
         let get = |k: &str| map.get(k).ok_or_else(|| format!("metadata lacks {k:?}"));
         if get("format")? != FORMAT {
             return Err(format!("format is {:?}", get("format")?));
@@ -145,10 +145,20 @@ impl Pix2VoxModel {
         Pix2VoxModel { vs, net, metadata }
     }
 
-    /// Load a model file; `expected` refuses a file of the other variant.
+    /// Load a model file (or a training checkpoint, whose optimizer state is skipped);
+    /// `expected` refuses a file of the other variant.
     pub fn load(path: impl AsRef<Path>, device: Device, expected: Option<Variant>) -> Result<Self, Pix2VoxModelError> {
         let path = path.as_ref();
         let file = read_model_file(path)?;
+        Self::from_file(path, &file, device, expected)
+    }
+
+    pub(crate) fn from_file(
+        path: &Path,
+        file: &model_file::ModelFile,
+        device: Device,
+        expected: Option<Variant>,
+    ) -> Result<Self, Pix2VoxModelError> {
         let metadata = ModelMetadata::from_map(&file.metadata)
             .map_err(|message| Pix2VoxModelError::NotOurs { path: path.display().to_string(), message })?;
         if let Some(expected) = expected {
@@ -163,8 +173,15 @@ impl Pix2VoxModel {
             });
         }
         let model = Pix2VoxModel::new(metadata, device);
-        load_exact(&model.vs, &file.tensors, |_| false)?;
+        load_exact(&model.vs, &file.tensors, |name| name.starts_with(crate::train::optim::STATE_PREFIX))?;
         Ok(model)
+    }
+
+    /// The metadata of a model file without loading its weights.
+    pub fn read_metadata(path: impl AsRef<Path>) -> Result<ModelMetadata, Pix2VoxModelError> {
+        let path = path.as_ref();
+        let map = model_file::read_metadata(path)?;
+        ModelMetadata::from_map(&map).map_err(|message| Pix2VoxModelError::NotOurs { path: path.display().to_string(), message })
     }
 
     /// Write the weights (float32) and metadata.

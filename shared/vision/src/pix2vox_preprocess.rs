@@ -63,15 +63,15 @@ pub enum PreprocessError {
 
 /// A float image, channels last, in BGRA order (like `cv2.imread(..., IMREAD_UNCHANGED)`).
 #[derive(Debug, Clone)]
-struct BgraImage {
-    width: usize,
-    height: usize,
+pub(crate) struct BgraImage {
+    pub(crate) width: usize,
+    pub(crate) height: usize,
     /// `height * width * 4` values in `[0, 1]`.
-    data: Vec<f32>,
+    pub(crate) data: Vec<f32>,
 }
 
 impl BgraImage {
-    fn from_rgba(rgba: &RgbaImage) -> Self {
+    pub(crate) fn from_rgba(rgba: &RgbaImage) -> Self {
         let (w, h) = rgba.dimensions();
         let mut data = Vec::with_capacity(w as usize * h as usize * 4);
         for p in rgba.pixels() {
@@ -82,7 +82,7 @@ impl BgraImage {
     }
 
     /// Rows `y0..y0+h`, columns `x0..x0+w`.
-    fn crop(&self, x0: usize, y0: usize, w: usize, h: usize) -> Self {
+    pub(crate) fn crop(&self, x0: usize, y0: usize, w: usize, h: usize) -> Self {
         let mut data = Vec::with_capacity(w * h * 4);
         for y in y0..y0 + h {
             let start = (y * self.width + x0) * 4;
@@ -92,7 +92,7 @@ impl BgraImage {
     }
 
     /// OpenCV `cv2.resize(img, (w, h))` with INTER_LINEAR on a float image.
-    fn resize_linear(&self, w: usize, h: usize) -> Self {
+    pub(crate) fn resize_linear(&self, w: usize, h: usize) -> Self {
         let xs = linear_taps(self.width, w);
         let ys = linear_taps(self.height, h);
         // horizontal pass first, then vertical, in f32 like OpenCV's HResize/VResize
