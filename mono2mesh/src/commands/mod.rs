@@ -15,6 +15,7 @@ pub mod services;
 pub mod stats;
 pub mod status;
 pub mod submit;
+pub mod train;
 pub mod voxels;
 
 #[derive(Debug, Subcommand)]
@@ -43,6 +44,12 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Per-stage throughput and latency, queue depths, reject reasons.
     Stats(stats::StatsArgs),
+    /// Train Pix2Vox from scratch (the official recipe) on a dataset in ShapeNet layout.
+    Train(train::TrainArgs),
+    /// Fine-tune a model on one category (the paper's recipe), or on all into a general model.
+    Finetune(train::FinetuneArgs),
+    /// IoU of a Pix2Vox model on a dataset split, per category and overall.
+    Eval(train::EvalArgs),
     /// Turn a voxel grid (.binvox) into a smoothed mesh file (obj, ply, stl, glb).
     Mesh(mesh::MeshArgs),
     /// Inspect voxel files.
@@ -63,6 +70,9 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Fetch(args) => fetch::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Stats(args) => stats::run(args),
+        Command::Train(args) => train::train(args),
+        Command::Finetune(args) => train::finetune(args),
+        Command::Eval(args) => train::eval(args),
         Command::Mesh(args) => mesh::run(args),
         Command::Voxels(command) => voxels::run(command),
     }

@@ -1,11 +1,15 @@
-//! `mono2mesh models ...`: bringing outside weights into our model files.
+//! `mono2mesh models ...`: bringing outside weights into our model files, and the model
+//! registry the reconstruct workers read (publish, list).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use mono2mesh_vision::classifier::{Architecture, ClassifierModel};
+use mono2mesh_infra::blob::BlobStore as _;
+use mono2mesh_reconstruct::registry::{parse_s3_location, ModelRegistry, BASE_MODEL, GENERAL_MODEL, PIX2VOX_DIR};
 use mono2mesh_vision::device::DeviceChoice;
+use mono2mesh_vision::pix2vox_model::Pix2VoxModel;
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
@@ -15,6 +19,38 @@ pub enum ModelsCommand {
     /// Convert an official Pix2Vox checkpoint (legacy or zip torch.save format, fp16 or
     /// fp32) into our Pix2Vox model file. No Python needed.
     ImportPix2vox(ImportPix2voxArgs),
+    /// Put a trained model (a run directory's best model, or a model file) into a registry
+    /// as base, general or a category's specialist, with its evaluation report.
+    Publish(PublishArgs),
+    /// The Pix2Vox models of a registry with their provenance and evaluation results.
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// A run directory (its best.safetensors and best.eval.json) or a model file
+    model: PathBuf,
+    /// Registry: a directory or s3://bucket/prefix
+    #[arg(long, env = "MONO2MESH_MODELS", default_value = "models")]
+    registry: String,
+    /// Registry name: base, general or a category [default: from the model's metadata]
+    #[arg(long = "as")]
+    name: Option<String>,
+    /// Evaluation report to publish beside it [default: the run's best.eval.json]
+    #[arg(long)]
+    eval: Option<PathBuf>,
+    #[command(flatten)]
+    settings: super::services::SettingsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Registry directory
+    #[arg(long, env = "MONO2MESH_MODELS", default_value = "models")]
+    registry: PathBuf,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -51,7 +87,107 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
     match command {
         ModelsCommand::ImportTorchvision(args) => import_torchvision(args),
         ModelsCommand::ImportPix2vox(args) => import_pix2vox(args),
+        ModelsCommand::Publish(args) => publish(args),
+        ModelsCommand::List(args) => list(args),
     }
+}
+
+fn publish(args: PublishArgs) -> anyhow::Result<()> {
+    use mono2mesh_vision::train::trainer::{BEST_EVAL_FILE, BEST_FILE};
+    let (model, default_eval) = if args.model.is_dir() {
+        (args.model.join(BEST_FILE), Some(args.model.join(BEST_EVAL_FILE)))
+    } else {
+        (args.model.clone(), None)
+    };
+    let metadata = Pix2VoxModel::read_metadata(&model).with_context(|| format!("reading {}", model.display()))?;
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => match (metadata.category, metadata.provenance.kind.as_str()) {
+            (Some(c), _) => c.name().to_string(),
+            (None, "train") => BASE_MODEL.to_string(),
+            (None, _) => GENERAL_MODEL.to_string(),
+        },
+    };
+    if let (Some(c), false) = (metadata.category, name == metadata.category.map_or("", |c| c.name())) {
+        anyhow::bail!("{} is a {c} specialist; publishing it as {name:?} would serve the wrong category", model.display());
+    }
+    let eval = args.eval.clone().or(default_eval.filter(|p| p.is_file()));
+    if let Some((bucket, prefix)) = parse_s3_location(&args.registry) {
+        let settings = args.settings.load()?;
+        let store = mono2mesh_infra::blob::S3BlobStore::unchecked(&settings.blob.s3).with_bucket(bucket);
+        super::services::block_on(async {
+            let prefix = prefix.trim_matches('/');
+            let key = |file: String| {
+                let text = if prefix.is_empty() { format!("{PIX2VOX_DIR}/{file}") } else { format!("{prefix}/{PIX2VOX_DIR}/{file}") };
+                mono2mesh_infra::blob::BlobKey::parse(text)
+            };
+            let body = std::fs::read(&model).with_context(|| format!("reading {}", model.display()))?;
+            store.put(&key(format!("{name}.safetensors"))?, body.into()).await?;
+            let eval_key = key(format!("{name}.eval.json"))?;
+            match &eval {
+                Some(path) => store.put(&eval_key, std::fs::read(path)?.into()).await?,
+                None => store.delete(&eval_key).await?,
+            }
+            Ok(())
+        })?;
+    } else {
+        ModelRegistry::new(&args.registry)
+            .publish(&model, &name, eval.as_deref())
+            .with_context(|| format!("publishing into {}", args.registry))?;
+    }
+    println!(
+        "published {} as {name} (Pix2Vox-{}, {}) in {}{}",
+        model.display(),
+        metadata.variant,
+        metadata.provenance.kind,
+        args.registry,
+        eval.map_or(String::new(), |e| format!(" with {}", e.display()))
+    );
+    Ok(())
+}
+
+fn list(args: ListArgs) -> anyhow::Result<()> {
+    let registry = ModelRegistry::new(&args.registry);
+    let mut rows = Vec::new();
+    for entry in registry.entries() {
+        let metadata = Pix2VoxModel::read_metadata(&entry.path).ok();
+        let report = entry.eval.as_ref().map(|e| e.get("report").unwrap_or(e).clone());
+        rows.push(serde_json::json!({
+            "name": entry.name,
+            "path": entry.path,
+            "variant": metadata.as_ref().map(|m| m.variant.to_string()),
+            "kind": metadata.as_ref().map(|m| m.provenance.kind.clone()),
+            "provenance": metadata.as_ref().map(|m| m.provenance.details.clone()),
+            "eval": report,
+        }));
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no Pix2Vox models in {}", registry_dir(&args.registry).display());
+        return Ok(());
+    }
+    println!("{:<12} {:<7} {:<9} {:>8} {:>9}  path", "name", "variant", "kind", "val IoU", "eval IoU");
+    for row in rows {
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_string();
+        let number = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_f64()).map_or("-".to_string(), |v| format!("{v:.4}"));
+        println!(
+            "{:<12} {:<7} {:<9} {:>8} {:>9}  {}",
+            text(&row["name"]),
+            text(&row["variant"]),
+            text(&row["kind"]),
+            number(row["provenance"].get("val_iou")),
+            number(row["eval"].get("best_iou")),
+            text(&row["path"]),
+        );
+    }
+    Ok(())
+}
+
+fn registry_dir(root: &Path) -> PathBuf {
+    root.join(PIX2VOX_DIR)
 }
 
 fn import_torchvision(args: ImportTorchvisionArgs) -> anyhow::Result<()> {

@@ -18,7 +18,7 @@ use mono2mesh_infra::pipeline::{begin, complete, hand_over, Begin};
 use mono2mesh_infra::queue::Lane;
 use mono2mesh_infra::runtime::{Next, StageHandler};
 use mono2mesh_infra::service::{serve, Services, WorkerArgs};
-use mono2mesh_reconstruct::registry::{ModelRegistry, ModelRole};
+use mono2mesh_reconstruct::registry::{open_registry, ModelRole, GENERAL_MODEL};
 use mono2mesh_reconstruct::{npy, ReconstructJob, ReconstructSettings, Reconstructor, DEFAULT_THRESHOLD};
 use mono2mesh_vision::device::DeviceChoice;
 use serde_json::json;
@@ -36,9 +36,13 @@ struct Cli {
     /// Categories this worker serves, comma-separated (default: reconstruct.categories).
     #[arg(long, env = "MONO2MESH_RECONSTRUCT_CATEGORIES", value_delimiter = ',')]
     categories: Vec<Category>,
-    /// Model registry root holding `pix2vox/<category>.safetensors` (default: models.registry).
-    #[arg(long, env = "MONO2MESH_MODELS", value_name = "DIR")]
-    models: Option<PathBuf>,
+    /// Model registry holding `pix2vox/<category>.safetensors`: a directory or
+    /// `s3://bucket/prefix` (default: models.registry).
+    #[arg(long, env = "MONO2MESH_MODELS", value_name = "DIR|s3://BUCKET/PREFIX")]
+    models: Option<String>,
+    /// Local cache for an S3 registry [default: ~/.cache/mono2mesh/registry/<bucket>/<prefix>]
+    #[arg(long, env = "MONO2MESH_MODELS_CACHE")]
+    models_cache: Option<PathBuf>,
     /// Occupancy threshold for the stored binvox grid.
     #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
     threshold: f32,
@@ -54,11 +58,13 @@ async fn main() -> anyhow::Result<()> {
     categories.sort();
     categories.dedup();
     anyhow::ensure!(!categories.is_empty(), "no categories to serve: pass --categories a,b,c");
-    let root = cli.models.clone().unwrap_or_else(|| PathBuf::from(&settings.models.registry));
-    if root.to_string_lossy().starts_with("s3://") {
-        anyhow::bail!("the reconstruct worker loads models from a local directory; pass --models DIR");
-    }
-    let registry = ModelRegistry::new(root);
+    let location = cli.models.clone().unwrap_or_else(|| settings.models.registry.clone());
+    // Only this worker's specialists and the general fallback are fetched from an S3 registry.
+    let mut stems: Vec<String> = categories.iter().map(|c| c.name().to_string()).collect();
+    stems.push(GENERAL_MODEL.to_string());
+    let registry = open_registry(&location, &settings.blob.s3, &stems, cli.models_cache.clone())
+        .await
+        .with_context(|| format!("opening the model registry {location}"))?;
 
     let device: DeviceChoice = settings.reconstruct.device.parse()?;
     let device = device.resolve()?;

@@ -67,6 +67,12 @@ impl S3BlobStore {
         Ok(store)
     }
 
+    /// A store from the settings without checking the bucket (no I/O): for reading from
+    /// another bucket through [`S3BlobStore::with_bucket`], e.g. a model registry.
+    pub fn unchecked(settings: &S3Settings) -> Self {
+        Self::from_client(aws_sdk_s3::Client::from_conf(Self::client_config(settings).build()), settings)
+    }
+
     /// A store over an already configured client; does no I/O.
     pub fn from_client(client: aws_sdk_s3::Client, settings: &S3Settings) -> Self {
         let endpoint = settings.endpoint.clone().unwrap_or_else(|| "aws".to_string());
