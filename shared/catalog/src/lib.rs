@@ -8,6 +8,7 @@
 //! * [`agreement`]: render/voxel silhouette agreement, the check that both use one camera.
 //! * [`dataset`]: the ShapeNetRendering / ShapeNetVox32 / taxonomy layout, the catalog
 //!   writer and the reader the training code uses (works on real ShapeNet too).
+//! * [`mat`]: a MAT v5 reader (Pascal3D+'s annotations are MAT-files).
 //! * [`mesh_io`]: strict .obj / .off / .ply readers; [`photo`]: photo-style test images;
 //!   [`preview`]: contact sheets.
 
@@ -15,6 +16,7 @@ pub mod agreement;
 pub mod builder;
 pub mod camera;
 pub mod dataset;
+pub mod mat;
 pub mod math;
 pub mod mesh_io;
 pub mod photo;
