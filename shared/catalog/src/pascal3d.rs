@@ -30,10 +30,12 @@
 //! as the annotation projects the CAD (up to the focal length: the crop re-frames).
 //! A coarse-only viewpoint (Pascal3D+ writes distance 0) is kept, with distance ratio 0.
 //!
-//! **Splits** are per image, so no photo is split across train and test. From the image
-//! sets: Pascal3D+'s train images are our train, less a seeded `splits.val` fraction that
-//! becomes val; its val images are our test. A source without image-set files falls back
-//! to the seeded split of [`split_ids`] (reported). Objects share few CAD models (about ten
+//! **Splits** are per image, so no photo is split across train and test, and are made
+//! over the images with at least one object whose CAD model loaded. From the image sets:
+//! Pascal3D+'s train images are our train, less a seeded `splits.val` fraction that
+//! becomes val; its val images are our test. The images of sources without image-set
+//! files (all of them with [`SplitFrom::Seed`]) share one seeded split per category by
+//! [`split_ids`] (the report says which sources fell back, and why). Objects share few CAD models (about ten
 //! per category), so test shapes are also seen in training: this measures reconstruction
 //! from real photos, not generalisation to new shapes.
 //!
@@ -683,18 +685,9 @@ fn import_category(root: &Path, out: &Path, category: Category, cfg: &ImportConf
         }
     }
 
-    // 2. Splits, per image, over the images that have a candidate.
-    let splits = assign_splits(root, category, cfg, &candidates, &mut rep);
-    let mut kept = Vec::with_capacity(candidates.len());
-    for c in candidates {
-        match splits.get(&(c.source, c.stem.clone())) {
-            Some(&split) => kept.push((c, split)),
-            None => skipped.push(skip(&c.annotation, Some(c.object.index), SkipReason::NotInImageSets)),
-        }
-    }
-
-    // 3. Voxelize each CAD model the kept objects use, once.
-    let mut cad_ids: Vec<u32> = kept.iter().map(|(c, _)| c.cad_index).collect();
+    // 2. Voxelize each CAD model the candidates use, once; drop objects whose model
+    // fails, so that splits are made over images that can really yield a sample.
+    let mut cad_ids: Vec<u32> = candidates.iter().map(|c| c.cad_index).collect();
     cad_ids.sort_unstable();
     cad_ids.dedup();
     let cads: HashMap<u32, Result<Cad, SkipReason>> = cad_ids
@@ -705,15 +698,25 @@ fn import_category(root: &Path, out: &Path, category: Category, cfg: &ImportConf
         })
         .collect();
     rep.cad_models = cads.values().filter(|c| c.is_ok()).count();
-
-    // 4. Crop and write the samples, one image decode per annotation file.
-    let mut by_image: BTreeMap<(Source, String), Vec<(Candidate, crate::dataset::Split)>> = BTreeMap::new();
-    for (c, split) in kept {
+    let mut usable = Vec::with_capacity(candidates.len());
+    for c in candidates {
         match &cads[&c.cad_index] {
-            Ok(_) => by_image.entry((c.source, c.stem.clone())).or_default().push((c, split)),
+            Ok(_) => usable.push(c),
             Err(reason) => skipped.push(skip(&c.annotation, Some(c.object.index), reason.clone())),
         }
     }
+
+    // 3. Splits, per image.
+    let splits = assign_splits(root, category, cfg, &usable, &mut rep);
+    let mut by_image: BTreeMap<(Source, String), Vec<(Candidate, crate::dataset::Split)>> = BTreeMap::new();
+    for c in usable {
+        match splits.get(&(c.source, c.stem.clone())) {
+            Some(&split) => by_image.entry((c.source, c.stem.clone())).or_default().push((c, split)),
+            None => skipped.push(skip(&c.annotation, Some(c.object.index), SkipReason::NotInImageSets)),
+        }
+    }
+
+    // 4. Crop and write the samples, one image decode per annotation file.
     let groups: Vec<Vec<(Candidate, crate::dataset::Split)>> = by_image.into_values().collect();
     let total = groups.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
@@ -771,6 +774,8 @@ fn load_cad(root: &Path, path: &Path, resolution: usize) -> Result<Cad, SkipReas
 }
 
 /// Train/val/test for every image with a candidate; images left out get no entry.
+/// Sources without image sets (or all, with `SplitFrom::Seed`) share one seeded split,
+/// so its fractions hold for the category as a whole.
 fn assign_splits(root: &Path, category: Category, cfg: &ImportConfig, candidates: &[Candidate], rep: &mut CategoryReport) -> HashMap<(Source, String), crate::dataset::Split> {
     use crate::dataset::Split;
     let mut images: BTreeMap<Source, Vec<String>> = BTreeMap::new();
@@ -778,18 +783,19 @@ fn assign_splits(root: &Path, category: Category, cfg: &ImportConfig, candidates
         images.entry(c.source).or_default().push(c.stem.clone());
     }
     let mut out = HashMap::new();
+    let mut seeded: Vec<String> = Vec::new();
     for (source, mut stems) in images {
         stems.sort();
         stems.dedup();
-        let stream = format!("pascal3d-{}-{}", category.synset(), source.name());
         let sets = match cfg.split_from {
-            SplitFrom::Seed => Err("seed".to_string()),
-            SplitFrom::ImageSets => load_image_sets(root, category, source),
+            SplitFrom::Seed => Err(None),
+            SplitFrom::ImageSets => load_image_sets(root, category, source).map_err(Some),
         };
         match sets {
             Ok((train_set, val_set)) => {
                 rep.split_source.insert(source, "image-sets".into());
                 let train: Vec<String> = stems.iter().filter(|s| train_set.contains(*s)).cloned().collect();
+                let stream = format!("pascal3d-{}-{}", category.synset(), source.name());
                 let val: HashSet<String> = carve(&train, cfg.splits.val, cfg.seed, &stream).into_iter().collect();
                 for s in &stems {
                     let split = if val.contains(s) {
@@ -805,13 +811,17 @@ fn assign_splits(root: &Path, category: Category, cfg: &ImportConfig, candidates
                 }
             }
             Err(why) => {
-                rep.split_source.insert(source, if why == "seed" { why } else { format!("seed ({why})") });
-                let (train, val, test) = split_ids(&stems, cfg.splits, cfg.seed, &stream);
-                for (ids, split) in [(train, Split::Train), (val, Split::Val), (test, Split::Test)] {
-                    for s in ids {
-                        out.insert((source, s), split);
-                    }
-                }
+                rep.split_source.insert(source, why.map_or_else(|| "seed".to_string(), |w| format!("seed ({w})")));
+                seeded.extend(stems.into_iter().map(|s| format!("{}/{s}", source.name())));
+            }
+        }
+    }
+    let (train, val, test) = split_ids(&seeded, cfg.splits, cfg.seed, &format!("pascal3d-{}", category.synset()));
+    for (ids, split) in [(train, Split::Train), (val, Split::Val), (test, Split::Test)] {
+        for key in ids {
+            if let Some((source, stem)) = key.split_once('/') {
+                let source = if source == Source::Pascal.name() { Source::Pascal } else { Source::Imagenet };
+                out.insert((source, stem.to_string()), split);
             }
         }
     }

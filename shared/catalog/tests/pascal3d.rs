@@ -296,6 +296,9 @@ fn policy_options_and_seeded_splits() {
     assert_eq!(split_of("n03001627_101_01"), split_of("n03001627_101_02"));
     assert_eq!(split_of("2008_000123_02"), split_of("2008_000123_03"));
     assert!(report.categories[&Category::Chair].split_source.values().all(|s| s == "seed"));
+    // Both sources' 4 photos are split together: 2 train, 1 val, 1 test.
+    let photos = |s: Split| ids(&ds, s, Category::Chair).iter().map(|m| m[..m.len() - 3].to_string()).collect::<std::collections::BTreeSet<_>>().len();
+    assert_eq!((photos(Split::Train), photos(Split::Val), photos(Split::Test)), (2, 1, 1));
     // Same inputs, same output; another seed, another split of the 3 ImageNet photos.
     let again = tempfile::tempdir().unwrap();
     import(again.path(), &cfg);
@@ -334,7 +337,7 @@ fn missing_files_skip_only_what_depends_on_them() {
     let ds = Dataset::open(&out).unwrap();
     assert_eq!(ds.taxonomy.len(), 1, "aeroplane has no samples left and is left out");
     assert_eq!(ids(&ds, Split::Train, Category::Chair), ["n03001627_101_01"]);
-    assert!(!report.categories[&Category::Aeroplane].split_source.is_empty());
+    assert!(report.categories[&Category::Aeroplane].split_source.is_empty(), "no aeroplane photo is left to split");
 
     // Not a Pascal3D+ folder at all: one clear error.
     let err = import_pascal3d(dir.path().join("out").as_path(), &dir.path().join("o2"), &ImportConfig::default(), &quiet).unwrap_err();
