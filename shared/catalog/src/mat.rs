@@ -679,6 +679,17 @@ mod tests {
     }
 
     #[test]
+    fn zero_length_nested_arrays_read_as_empty() {
+        // MATLAB writes an empty cell item or field ([]) as an miMATRIX with no data.
+        let double = matrix(6, &[1, 1], "", &el(MI_DOUBLE, &2.5f64.to_le_bytes()));
+        let cell = matrix(1, &[1, 2], "c", &[el(MI_MATRIX, &[]), double].concat());
+        let f = MatFile::parse(&file(&cell)).unwrap();
+        let items = f.get("c").unwrap().as_cell().unwrap();
+        assert!(items[0].is_empty() && items[0].as_numeric().is_some());
+        assert_eq!(items[1].as_scalar(), Some(2.5));
+    }
+
+    #[test]
     fn nesting_is_bounded() {
         let mut inner = matrix(6, &[0, 0], "", &[]);
         for _ in 0..(MAX_DEPTH + 2) {
