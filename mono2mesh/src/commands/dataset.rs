@@ -150,8 +150,8 @@ pub struct ImportPascal3dArgs {
     /// Margin around the box on each side, as a fraction of its longer side.
     #[arg(long, default_value_t = 0.1)]
     pub margin: f32,
-    /// Side of the saved square crops, in pixels.
-    #[arg(long, default_value_t = 224)]
+    /// Side of the saved square crops, in pixels (137: the ShapeNet renders' size).
+    #[arg(long, default_value_t = 137)]
     pub image_size: u32,
     #[arg(long, default_value_t = 32)]
     pub resolution: usize,

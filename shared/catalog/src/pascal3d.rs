@@ -127,7 +127,9 @@ pub struct ImportConfig {
     pub min_box_side: f64,
     /// Margin around the box on each side, as a fraction of its longer side.
     pub margin: f32,
-    /// Side of the saved square crop.
+    /// Side of the saved square crop. The default, 137, is the ShapeNet renders' size:
+    /// Pix2Vox's render transform (a centred 128 crop) then keeps the whole object with
+    /// the default margin, and crops and renders are treated alike however they are read.
     pub image_size: u32,
     /// Colour of the padding where the square crop leaves the photo.
     pub background: [u8; 3],
@@ -149,7 +151,7 @@ impl Default for ImportConfig {
             include_difficult: false,
             min_box_side: 16.0,
             margin: 0.1,
-            image_size: 224,
+            image_size: 137,
             background: [255, 255, 255],
             resolution: 32,
         }

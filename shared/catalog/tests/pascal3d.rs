@@ -204,8 +204,8 @@ fn import_writes_a_dataset_the_reader_opens() {
     // The crop: square, the object's red box in the middle, photo around it.
     let s = ds.samples(Split::Train, Some(&[Category::Chair])).into_iter().find(|s| s.model_id == "n03001627_101_01").unwrap();
     let view = &ds.load_views(&s, &[0]).unwrap()[0];
-    assert_eq!(view.dimensions(), (224, 224));
-    let centre = view.get_pixel(112, 112).0;
+    assert_eq!(view.dimensions(), (137, 137));
+    let centre = view.get_pixel(68, 68).0;
     assert!(centre[0] > 180 && centre[1] < 70 && centre[2] < 70, "centre {centre:?} is not the red object");
     let corner = view.get_pixel(2, 2).0;
     assert!(corner[..3].iter().all(|&c| (108..=148).contains(&c)), "corner {corner:?} is not the grey photo");
@@ -217,7 +217,7 @@ fn import_writes_a_dataset_the_reader_opens() {
     let corner_sample = ds.samples(Split::Test, Some(&[Category::Chair])).remove(0);
     let padded = &ds.load_views(&corner_sample, &[0]).unwrap()[0];
     assert!(padded.get_pixel(3, 3).0[..3].iter().all(|&c| c >= 245), "{:?}", padded.get_pixel(3, 3));
-    assert!(padded.get_pixel(112, 112).0[0] > 180);
+    assert!(padded.get_pixel(68, 68).0[0] > 180);
 
     // Voxels: the CAD model, voxelized, in our frame.
     let grid = ds.load_voxels(&s).unwrap();
