@@ -40,7 +40,9 @@
 //! from real photos, not generalisation to new shapes.
 //!
 //! Nothing one file can do aborts the import: a corrupt `.mat`, a missing image or CAD model
-//! skips what depends on it, with a reason in the report. Output write failures do abort.
+//! skips what depends on it, with a reason in the report. Output write failures do abort,
+//! and so does an output folder that holds another dataset's taxonomy. Importing again into
+//! the same folder replaces the taxonomy; samples no longer selected stay on disk, unlisted.
 
 use crate::camera::{ViewParams, MAX_CAMERA_DISTANCE, METADATA_FOV};
 use crate::dataset::{split_ids, SplitFractions, TaxonomyEntry, RENDERING_DIR, TAXONOMY_FILE, VOXEL_DIR};
@@ -600,6 +602,14 @@ pub fn import_pascal3d(root: &Path, out: &Path, cfg: &ImportConfig, on_progress:
     }
     if cfg.image_size < 8 || cfg.resolution == 0 || !(0.0..=1.0).contains(&cfg.splits.val) {
         return Err(ImportError::Invalid("image size must be >= 8, resolution >= 1, and the val fraction in [0, 1]".into()));
+    }
+    // Re-importing over our own output is fine (files are replaced); replacing another
+    // dataset's taxonomy (a synthetic catalog, real ShapeNet) would orphan its samples.
+    if out.join(TAXONOMY_FILE).exists() && !out.join(REPORT_FILE).exists() {
+        return Err(ImportError::Invalid(format!(
+            "{} already holds another dataset ({TAXONOMY_FILE} without {REPORT_FILE}); import into an empty folder",
+            out.display()
+        )));
     }
     std::fs::create_dir_all(out).map_err(io_err(out))?;
     let mut report = ImportReport::default();

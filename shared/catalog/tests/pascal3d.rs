@@ -339,6 +339,15 @@ fn missing_files_skip_only_what_depends_on_them() {
     assert_eq!(ids(&ds, Split::Train, Category::Chair), ["n03001627_101_01"]);
     assert!(report.categories[&Category::Aeroplane].split_source.is_empty(), "no aeroplane photo is left to split");
 
+    // Importing again into our own output is fine; into another dataset's root is not.
+    import_pascal3d(dir.path(), &out, &ImportConfig::default(), &quiet).unwrap();
+    let synthetic = dir.path().join("synthetic");
+    std::fs::create_dir_all(&synthetic).unwrap();
+    std::fs::write(synthetic.join("ShapeNet.json"), b"[]").unwrap();
+    let err = import_pascal3d(dir.path(), &synthetic, &ImportConfig::default(), &quiet).unwrap_err();
+    assert!(err.to_string().contains("another dataset"), "{err}");
+    assert_eq!(std::fs::read(synthetic.join("ShapeNet.json")).unwrap(), b"[]");
+
     // Not a Pascal3D+ folder at all: one clear error.
     let err = import_pascal3d(dir.path().join("out").as_path(), &dir.path().join("o2"), &ImportConfig::default(), &quiet).unwrap_err();
     assert!(err.to_string().contains("Annotations"), "{err}");
