@@ -233,8 +233,9 @@ fn import_pascal3d_cmd(args: ImportPascal3dArgs) -> anyhow::Result<()> {
     } else if !report.skipped.is_empty() {
         println!("every skipped object and why: {} (or --list-skipped)", args.out.join(mono2mesh_catalog::pascal3d::REPORT_FILE).display());
     }
-    if report.samples == 0 {
-        bail!("no samples imported from {}", args.root.display());
+    let absent: Vec<&str> = cfg.categories.iter().filter(|c| !report.categories.contains_key(c)).map(|c| c.name()).collect();
+    if !absent.is_empty() {
+        println!("no annotations for: {}", absent.join(", "));
     }
     Ok(())
 }

@@ -170,6 +170,25 @@ pub enum ImportError {
     Json { path: PathBuf, source: serde_json::Error },
     #[error("{0}")]
     Invalid(String),
+    /// No sample at all: nothing was written, so an earlier import in `out` is intact.
+    #[error("no samples imported: {}", nothing_summary(.report, .without_annotations))]
+    NothingImported { report: Box<ImportReport>, without_annotations: Vec<Category> },
+}
+
+fn nothing_summary(report: &ImportReport, without: &[Category]) -> String {
+    let mut parts = Vec::new();
+    if !without.is_empty() {
+        let names: Vec<&str> = without.iter().map(|c| c.name()).collect();
+        parts.push(format!("no Annotations/<category>_{{imagenet,pascal}} folders for {}", names.join(", ")));
+    }
+    if !report.skipped.is_empty() {
+        let counts: Vec<String> = report.skip_counts().iter().map(|(k, v)| format!("{k} {v}")).collect();
+        parts.push(format!("{} skipped ({})", report.skipped.len(), counts.join(", ")));
+    }
+    if parts.is_empty() {
+        parts.push("no objects of the requested categories".into());
+    }
+    parts.join("; ")
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ImportError + '_ {
@@ -625,11 +644,11 @@ pub fn import_pascal3d(root: &Path, out: &Path, cfg: &ImportConfig, on_progress:
             taxonomy.push(entry);
         }
     }
-    write_json(&out.join(TAXONOMY_FILE), &taxonomy)?;
-    // The layout's folders exist even when nothing was imported, so the reader opens it.
-    for dir in [RENDERING_DIR, VOXEL_DIR] {
-        std::fs::create_dir_all(out.join(dir)).map_err(io_err(&out.join(dir)))?;
+    if report.samples == 0 {
+        let without_annotations = cfg.categories.iter().copied().filter(|c| !report.categories.contains_key(c)).collect();
+        return Err(ImportError::NothingImported { report: Box::new(report), without_annotations });
     }
+    write_json(&out.join(TAXONOMY_FILE), &taxonomy)?;
     write_json(&out.join(REPORT_FILE), &serde_json::json!({ "source": root, "config": cfg, "report": report }))?;
     Ok(report)
 }

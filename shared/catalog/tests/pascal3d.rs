@@ -348,6 +348,18 @@ fn missing_files_skip_only_what_depends_on_them() {
     assert!(err.to_string().contains("another dataset"), "{err}");
     assert_eq!(std::fs::read(synthetic.join("ShapeNet.json")).unwrap(), b"[]");
 
+    // Nothing to import: an error naming why, and the earlier import left as it was.
+    let before = std::fs::read(out.join("ShapeNet.json")).unwrap();
+    let cfg = ImportConfig { categories: vec![Category::Bus, Category::Aeroplane], ..ImportConfig::default() };
+    match import_pascal3d(dir.path(), &out, &cfg, &quiet).unwrap_err() {
+        e @ mono2mesh_catalog::pascal3d::ImportError::NothingImported { .. } => {
+            let text = e.to_string();
+            assert!(text.contains("folders for bus") && text.contains("missing_cad 2"), "{text}");
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(std::fs::read(out.join("ShapeNet.json")).unwrap(), before);
+
     // Not a Pascal3D+ folder at all: one clear error.
     let err = import_pascal3d(dir.path().join("out").as_path(), &dir.path().join("o2"), &ImportConfig::default(), &quiet).unwrap_err();
     assert!(err.to_string().contains("Annotations"), "{err}");
