@@ -586,7 +586,7 @@ impl<'a> Cursor<'a> {
 }
 
 fn check_multiple(cur: &Cursor, len: usize, size: usize, what: &str) -> Result<(), MatError> {
-    if len % size != 0 {
+    if !len.is_multiple_of(size) {
         return Err(cur.corrupt(format!("{what}: {len} bytes is not a multiple of {size}")));
     }
     Ok(())
@@ -615,7 +615,7 @@ mod tests {
         let mut b = kind.to_le_bytes().to_vec();
         b.extend((data.len() as u32).to_le_bytes());
         b.extend(data);
-        while b.len() % 8 != 0 {
+        while !b.len().is_multiple_of(8) {
             b.push(0);
         }
         b

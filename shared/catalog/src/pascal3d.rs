@@ -539,7 +539,9 @@ pub struct SampleRecord {
     pub image: String,
     pub annotation: String,
     pub object_index: usize,
+    /// As annotated: `[x1 y1 x2 y2]`, 1-based inclusive.
     pub bbox: [f64; 4],
+    /// The square cut from the photo around the bbox (clipped to the photo), 0-based.
     pub crop: CropBox,
     pub image_size: u32,
     pub cad_index: u32,
