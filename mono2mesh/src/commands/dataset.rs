@@ -1,5 +1,5 @@
-//! `mono2mesh dataset ...`: synthetic catalogs, voxelizing meshes, contact sheets and
-//! photo-style test images. All logic lives in mono2mesh-catalog; this is argument
+//! `mono2mesh dataset ...`: synthetic catalogs, Pascal3D+ imports, voxelizing meshes,
+//! contact sheets and photo-style test images. All logic lives in mono2mesh-catalog; this is argument
 //! parsing, progress display and file output.
 
 use anyhow::{bail, Context};
@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use mono2mesh_catalog::camera::ViewParams;
 use mono2mesh_catalog::dataset::{synthesize, SplitFractions, SynthConfig};
+use mono2mesh_catalog::pascal3d::{import_pascal3d, ImportConfig, Source, SplitFrom};
 use mono2mesh_catalog::photo::{photo, PhotoSettings};
 use mono2mesh_catalog::render::Lighting;
 use mono2mesh_catalog::{generate, mesh_io, preview, voxelize, Rng};
@@ -23,6 +24,9 @@ pub enum DatasetCommand {
     ContactSheet(ContactSheetArgs),
     /// Photo-like JPEGs of catalog models (backgrounds, blur, exposure) for gate/classifier tests.
     Photos(PhotosArgs),
+    /// Import Pascal3D+ (release 1.1): object crops, voxelized CAD models, splits, in our layout.
+    #[command(name = "import-pascal3d")]
+    ImportPascal3d(ImportPascal3dArgs),
 }
 
 /// Categories as a comma list of Pascal names or synsets; `all` or `paper5` also work.
@@ -107,13 +111,133 @@ pub struct PhotosArgs {
     pub out: PathBuf,
 }
 
+#[derive(Debug, Args)]
+pub struct ImportPascal3dArgs {
+    /// The PASCAL3D+_release1.1 folder (or the folder holding it).
+    pub root: PathBuf,
+    /// Output root (gets ShapeNetRendering/, ShapeNetVox32/, ShapeNet.json, pascal3d/).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Comma-separated categories (Pascal names or synsets), `all` or `paper5`.
+    #[arg(long, default_value = "all")]
+    pub categories: String,
+    /// Comma-separated halves of the release: imagenet, pascal.
+    #[arg(long, default_value = "imagenet,pascal")]
+    pub sources: String,
+    /// image-sets: Pascal3D+'s train/val lists (val becomes our test); seed: a seeded split.
+    #[arg(long, default_value = "image-sets")]
+    pub split_from: String,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Seeded split only.
+    #[arg(long, default_value_t = 0.7)]
+    pub train_fraction: f32,
+    /// Share of the images held out as val (with image sets: of Pascal3D+'s train images).
+    #[arg(long, default_value_t = 0.1)]
+    pub val_fraction: f32,
+    /// Also import objects marked truncated.
+    #[arg(long)]
+    pub include_truncated: bool,
+    /// Also import objects marked occluded.
+    #[arg(long)]
+    pub include_occluded: bool,
+    /// Also import objects marked difficult.
+    #[arg(long)]
+    pub include_difficult: bool,
+    /// Skip objects whose box is narrower or lower than this many pixels.
+    #[arg(long, default_value_t = 16.0)]
+    pub min_box: f64,
+    /// Margin around the box on each side, as a fraction of its longer side.
+    #[arg(long, default_value_t = 0.1)]
+    pub margin: f32,
+    /// Side of the saved square crops, in pixels (137: the ShapeNet renders' size).
+    #[arg(long, default_value_t = 137)]
+    pub image_size: u32,
+    #[arg(long, default_value_t = 32)]
+    pub resolution: usize,
+    /// Print every skipped object with its reason.
+    #[arg(long)]
+    pub list_skipped: bool,
+}
+
 pub fn run(command: DatasetCommand) -> anyhow::Result<()> {
     match command {
         DatasetCommand::Synth(args) => synth(args),
         DatasetCommand::Voxelize(args) => voxelize_mesh(args),
         DatasetCommand::ContactSheet(args) => contact_sheet(args),
         DatasetCommand::Photos(args) => photos(args),
+        DatasetCommand::ImportPascal3d(args) => import_pascal3d_cmd(args),
     }
+}
+
+fn import_pascal3d_cmd(args: ImportPascal3dArgs) -> anyhow::Result<()> {
+    let sources = args.sources.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.parse::<Source>().map_err(anyhow::Error::msg)).collect::<anyhow::Result<Vec<_>>>()?;
+    if args.train_fraction < 0.0 || args.val_fraction < 0.0 || args.train_fraction + args.val_fraction > 1.0 {
+        bail!("train and val fractions must be >= 0 and sum to at most 1");
+    }
+    let cfg = ImportConfig {
+        categories: parse_categories(&args.categories)?,
+        sources,
+        split_from: args.split_from.parse::<SplitFrom>().map_err(anyhow::Error::msg)?,
+        seed: args.seed,
+        splits: SplitFractions { train: args.train_fraction, val: args.val_fraction },
+        include_truncated: args.include_truncated,
+        include_occluded: args.include_occluded,
+        include_difficult: args.include_difficult,
+        min_box_side: args.min_box,
+        margin: args.margin,
+        image_size: args.image_size,
+        resolution: args.resolution,
+        ..ImportConfig::default()
+    };
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let start = std::time::Instant::now();
+    let report = import_pascal3d(&args.root, &args.out, &cfg, &|p| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+        bar.set_message(format!("{}: {}", p.category, p.stage));
+    })
+    .with_context(|| format!("importing {} into {}", args.root.display(), args.out.display()))?;
+    bar.finish_and_clear();
+    for (category, c) in &report.categories {
+        let splits: Vec<String> = c.split_source.iter().map(|(s, how)| format!("{} {how}", s.name())).collect();
+        println!(
+            "{category}: {} files, {} objects -> {} samples (train {}, val {}, test {}), {} CAD models; split: {}",
+            c.annotation_files,
+            c.objects,
+            c.imported,
+            c.train,
+            c.val,
+            c.test,
+            c.cad_models,
+            splits.join(", ")
+        );
+    }
+    let counts: Vec<String> = report.skip_counts().iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!(
+        "{} samples in {:.1} s -> {}; skipped {}{}",
+        report.samples,
+        start.elapsed().as_secs_f64(),
+        args.out.display(),
+        report.skipped.len(),
+        if counts.is_empty() { String::new() } else { format!(" ({})", counts.join(", ")) }
+    );
+    if args.list_skipped {
+        for s in &report.skipped {
+            let object = s.object.map(|o| format!(" object {o}")).unwrap_or_default();
+            println!("skipped {}{object}: {}", s.annotation, serde_json::to_string(&s.reason).unwrap_or_default());
+        }
+    } else if !report.skipped.is_empty() {
+        println!("every skipped object and why: {} (or --list-skipped)", args.out.join(mono2mesh_catalog::pascal3d::REPORT_FILE).display());
+    }
+    let absent: Vec<&str> = cfg.categories.iter().filter(|c| !report.categories.contains_key(c)).map(|c| c.name()).collect();
+    if !absent.is_empty() {
+        println!("no annotations for: {}", absent.join(", "));
+    }
+    Ok(())
 }
 
 fn synth(args: SynthArgs) -> anyhow::Result<()> {

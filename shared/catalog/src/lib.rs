@@ -8,6 +8,8 @@
 //! * [`agreement`]: render/voxel silhouette agreement, the check that both use one camera.
 //! * [`dataset`]: the ShapeNetRendering / ShapeNetVox32 / taxonomy layout, the catalog
 //!   writer and the reader the training code uses (works on real ShapeNet too).
+//! * [`pascal3d`]: imports Pascal3D+ (photos, annotations, voxelized CAD models) into
+//!   that layout; [`mat`]: the MAT v5 reader its annotations need.
 //! * [`mesh_io`]: strict .obj / .off / .ply readers; [`photo`]: photo-style test images;
 //!   [`preview`]: contact sheets.
 
@@ -15,8 +17,10 @@ pub mod agreement;
 pub mod builder;
 pub mod camera;
 pub mod dataset;
+pub mod mat;
 pub mod math;
 pub mod mesh_io;
+pub mod pascal3d;
 pub mod photo;
 pub mod preview;
 pub mod render;
