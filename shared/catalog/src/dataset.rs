@@ -492,6 +492,11 @@ mod tests {
             .map(|(c, i)| (c, check_agreement(&build_model(c, i, &cfg).unwrap())))
             .collect();
         for (c, views) in results {
+            // Plain IoU is reported, not asserted: a 32^3 grid widens every outline by up
+            // to a projected voxel, which alone keeps thin categories below 0.9.
+            let plain_min = views.iter().map(|a| a.iou).fold(1.0f32, f32::min);
+            let band_min = views.iter().map(|a| a.band_iou).fold(1.0f32, f32::min);
+            println!("{c}: plain IoU min {plain_min:.3}, band IoU min {band_min:.3}");
             for a in views {
                 assert!(a.coverage >= 0.98, "{c}: voxels miss rendered pixels: {a:?}");
                 assert!(a.band_iou >= 0.9, "{c}: {a:?}");

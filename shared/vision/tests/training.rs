@@ -175,3 +175,27 @@ fn evaluation_is_sample_weighted_across_categories() {
     let table = report.table();
     assert!(table.contains("chair") && table.contains("overall") && table.contains("t=0.3"), "{table}");
 }
+
+#[test]
+fn early_stopping_ends_a_run_that_stops_improving() {
+    let data = tempfile::tempdir().unwrap();
+    let ds = catalog(data.path(), vec![Category::Bottle], 3);
+    let pairs = PairSet::load(&ds, all_samples(&ds)).unwrap();
+    // With every learning rate at zero the weights never change, and at threshold 0.2 an
+    // untrained network marks every voxel occupied, so validation IoU is flat from epoch 1.
+    let config = TrainConfig {
+        lr: mono2mesh_vision::train::LearningRates { encoder: 0.0, decoder: 0.0, merger: 0.0, refiner: 0.0 },
+        patience: Some(2),
+        max_batches_per_epoch: Some(1),
+        eval: EvalConfig { thresholds: vec![0.2], ..EvalConfig::default() },
+        ..quick_config(data.path(), 10)
+    };
+    let run = tempfile::tempdir().unwrap();
+    let mut trainer = Trainer::start(config, run.path(), Device::Cpu).unwrap();
+    let summary = trainer.run(&pairs, &pairs, &mut Quiet).unwrap();
+    assert!(summary.stopped_early);
+    assert_eq!((summary.epochs_done, summary.best_epoch), (3, Some(1)));
+    // A resumed run that had stopped early stays stopped.
+    let mut resumed = Trainer::resume(run.path(), Device::Cpu, None).unwrap();
+    assert_eq!(resumed.run(&pairs, &pairs, &mut Quiet).unwrap().epochs_done, 3);
+}
