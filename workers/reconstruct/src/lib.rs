@@ -146,13 +146,25 @@ impl Reconstructor {
     /// One forward pass over `[V, 3, 224, 224]` inputs with the same V.
     fn forward(&self, inputs: &[&Tensor]) -> Result<Vec<VoxelGrid>, tch::TchError> {
         let batch = Tensor::f_stack(inputs, 0)?.f_to_device(self.device)?;
-        let volume = self.model.net.infer(&batch).volume().f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?;
+        // The network's layers use tch's panicking calls; a libtorch failure there (device
+        // out of memory, a driver error) must fail these jobs, not the worker.
+        let output = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.model.net.infer(&batch)))
+            .map_err(|panic| tch::TchError::Torch(format!("inference failed: {}", panic_message(&panic))))?;
+        let volume = output.volume().f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?;
         let per_grid = GRID_SIZE * GRID_SIZE * GRID_SIZE;
         let n = inputs.len();
         let mut values = vec![0f32; n * per_grid];
         volume.f_contiguous()?.f_copy_data(&mut values, n * per_grid)?;
         Ok(values.chunks(per_grid).map(probabilities_to_grid).collect())
     }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .map_or_else(|| "libtorch panicked".to_string(), |m| m.lines().next().unwrap_or_default().to_string())
 }
 
 fn preprocess_job(job: &ReconstructJob<'_>, kind: InputKind) -> Result<Tensor, ReconstructError> {
@@ -251,6 +263,19 @@ mod tests {
         let (ra, rb) = (results[0].as_ref().unwrap(), results[3].as_ref().unwrap());
         assert!(ra.data.iter().zip(&rb.data).any(|(x, y)| (x - y).abs() > 1e-6));
         assert!(matches!(r.reconstruct(&[], &settings), Err(ReconstructError::NoImages)));
+    }
+
+    #[test]
+    fn a_libtorch_failure_in_the_network_is_an_error_not_a_crash() {
+        let r = reconstructor();
+        // Four channels: the first convolution fails inside libtorch.
+        let bad = Tensor::zeros([1, 4, 224, 224], (Kind::Float, Device::Cpu));
+        let err = r.forward(&[&bad]).unwrap_err();
+        assert!(err.to_string().contains("inference failed"), "{err}");
+        assert_eq!(ReconstructError::Torch(err).class(), ErrorClass::Retryable);
+        // The model still works afterwards.
+        let good = Tensor::zeros([1, 3, 224, 224], (Kind::Float, Device::Cpu));
+        assert_eq!(r.forward(&[&good]).unwrap().len(), 1);
     }
 
     #[test]
