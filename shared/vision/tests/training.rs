@@ -199,3 +199,32 @@ fn early_stopping_ends_a_run_that_stops_improving() {
     let mut resumed = Trainer::resume(run.path(), Device::Cpu, None).unwrap();
     assert_eq!(resumed.run(&pairs, &pairs, &mut Quiet).unwrap().epochs_done, 3);
 }
+
+#[test]
+fn pix2vox_a_trains_its_refiner_too() {
+    let data = tempfile::tempdir().unwrap();
+    let ds = catalog(data.path(), vec![Category::Tvmonitor], 2);
+    let pairs = PairSet::load(&ds, all_samples(&ds)).unwrap();
+    let config = TrainConfig {
+        variant: Variant::A,
+        batch_size: 2,
+        max_batches_per_epoch: Some(1),
+        ..quick_config(data.path(), 1)
+    };
+    let run = tempfile::tempdir().unwrap();
+    let mut trainer = Trainer::start(config, run.path(), Device::Cpu).unwrap();
+    let before: Vec<(String, tch::Tensor)> =
+        trainer.model.vs.variables().into_iter().filter(|(n, _)| n.starts_with("refiner.")).map(|(n, t)| (n, t.copy())).collect();
+    let batch = pairs.eval_batch(&[0, 1], 1, Device::Cpu).unwrap();
+    let loss_before = trainer.batch_loss(&batch);
+    // The loss is 10 x BCE of the merged volume plus 10 x BCE of the refined one.
+    let out = tch::no_grad(|| trainer.model.net.forward_t(&batch.images, false, mono2mesh_vision::pix2vox::Stages::default()));
+    let bce = |p: &tch::Tensor| p.binary_cross_entropy::<tch::Tensor>(&batch.voxels, None, tch::Reduction::Mean).double_value(&[]);
+    let expected = 10.0 * (bce(&out.merged) + bce(out.refined.as_ref().unwrap()));
+    assert!((loss_before - expected).abs() < 1e-4 * expected, "{loss_before} vs {expected}");
+    trainer.run(&pairs, &pairs, &mut Quiet).unwrap();
+    let after = trainer.model.vs.variables();
+    let changed = before.iter().filter(|(n, t)| !t.equal(&after[n])).count();
+    assert!(changed > before.len() / 2, "only {changed} of {} refiner variables moved", before.len());
+    assert!(Pix2VoxModel::load(run.path().join(BEST_FILE), Device::Cpu, Some(Variant::A)).is_ok());
+}
