@@ -301,22 +301,20 @@ impl SettingsLoader {
             builder = builder.add_source(file);
         }
 
-        let mut environment = config::Environment::with_prefix(ENV_PREFIX)
+        let environment = config::Environment::with_prefix(ENV_PREFIX)
             .prefix_separator(ENV_SEPARATOR)
             .separator(ENV_SEPARATOR)
-            .try_parsing(true)
-            .list_separator(",");
-        for key in LIST_KEYS {
-            environment = environment.with_list_parse_key(key);
-        }
+            .try_parsing(true);
         let mut env = self.env;
-        // Tolerate "chair, sofa": the config crate splits lists but does not trim.
-        for key in LIST_KEYS {
-            if let Some(value) = env.get_mut(&env_var_for(key)) {
-                *value = split_list(value).join(",");
-            }
-        }
+        // List keys are taken out of the environment and applied as lists: the config
+        // crate's own list parsing turns a one-element list ("300") into a scalar, which
+        // then fails to load as a list. Splitting here also trims "chair, sofa".
+        let env_lists: Vec<(&str, Vec<String>)> =
+            LIST_KEYS.iter().filter_map(|key| env.remove(&env_var_for(key)).map(|v| (*key, split_list(&v)))).collect();
         builder = builder.add_source(environment.source(Some(env.into_iter().collect())));
+        for (key, items) in env_lists {
+            builder = builder.set_override(key, items)?;
+        }
 
         for (key, value) in self.overrides {
             builder = match value {
@@ -393,6 +391,24 @@ mod tests {
         assert_eq!(s.blob.s3.endpoint.as_deref(), Some("http://127.0.0.1:8014"), "nested sections via env");
         assert_eq!(s.queue.retry_delays_ms, vec![10, 20], "env lists");
         assert_eq!(s.reconstruct.categories, vec![Category::Car], "flag lists");
+    }
+
+    #[test]
+    fn one_element_lists_from_the_environment_stay_lists() {
+        let s = SettingsLoader::with_env(env(&[
+            ("MONO2MESH__QUEUE__RETRY_DELAYS_MS", "300"),
+            ("MONO2MESH__RECONSTRUCT__CATEGORIES", " chair "),
+        ]))
+        .load()
+        .unwrap();
+        assert_eq!(s.queue.retry_delays_ms, vec![300]);
+        assert_eq!(s.reconstruct.categories, vec![Category::Chair]);
+        // ...and a flag still beats the environment for lists.
+        let s = SettingsLoader::with_env(env(&[("MONO2MESH__QUEUE__RETRY_DELAYS_MS", "300")]))
+            .set("queue.retry_delays_ms", "5,6")
+            .load()
+            .unwrap();
+        assert_eq!(s.queue.retry_delays_ms, vec![5, 6]);
     }
 
     #[test]
