@@ -15,6 +15,9 @@ MODELS="${MODELS:-30}"
 VIEWS="${VIEWS:-6}"
 BASE_EPOCHS="${BASE_EPOCHS:-12}"
 FT_EPOCHS="${FT_EPOCHS:-6}"
+# A specialist sees one category, so it takes fewer steps per epoch than the general
+# model; SPECIALIST_EPOCHS lets the comparison be at equal optimizer steps instead.
+SPECIALIST_EPOCHS="${SPECIALIST_EPOCHS:-$FT_EPOCHS}"
 BATCH="${BATCH:-16}"
 DEVICE="${DEVICE:-auto}"
 SEED="${SEED:-1}"
@@ -44,8 +47,8 @@ log "general: fine-tuned on all categories, $FT_EPOCHS epochs"
 run_or_resume "$OUT/runs/general" "$BIN" finetune --from "$OUT/runs/base/best.safetensors" --general --epochs "$FT_EPOCHS" "${common[@]}"
 IFS=, read -r -a cats <<< "$CATEGORIES"
 for c in "${cats[@]}"; do
-  log "specialist $c: fine-tuned on $c only, $FT_EPOCHS epochs"
-  run_or_resume "$OUT/runs/$c" "$BIN" finetune --from "$OUT/runs/base/best.safetensors" --category "$c" --epochs "$FT_EPOCHS" "${common[@]}"
+  log "specialist $c: fine-tuned on $c only, $SPECIALIST_EPOCHS epochs"
+  run_or_resume "$OUT/runs/$c" "$BIN" finetune --from "$OUT/runs/base/best.safetensors" --category "$c" --epochs "$SPECIALIST_EPOCHS" "${common[@]}"
 done
 
 log "evaluating on each category's test split"
