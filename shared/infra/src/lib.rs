@@ -3,6 +3,7 @@
 pub mod blob;
 pub mod config;
 pub mod jobs;
+pub mod otel;
 pub mod pipeline;
 pub mod queue;
 pub mod runtime;
@@ -11,5 +12,7 @@ pub mod service;
 pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod test_support;
+#[cfg(feature = "test-support")]
+pub mod test_otlp;
 #[cfg(feature = "test-support")]
 pub mod test_rig;

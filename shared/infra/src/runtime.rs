@@ -227,7 +227,7 @@ impl Worker {
             match next {
                 Some(Ok(delivery)) => {
                     let context = self.context.clone();
-                    let span = tracing::info_span!("delivery", %stage, lane = %delivery.lane());
+                    let span = delivery_span(stage, &delivery);
                     tasks.spawn(
                         async move {
                             process(delivery, &context).await;
@@ -266,6 +266,26 @@ impl Worker {
         info!(%stage, ?report, "worker stopped");
         stop.map(|()| report)
     }
+}
+
+/// The span of one delivery: named after the stage, a child of the trace context the
+/// message carries, so a job's stages form one trace. `job_id`, `attempt` and
+/// `outcome` are filled in as they become known.
+fn delivery_span(stage: Stage, delivery: &Delivery) -> tracing::Span {
+    let span = tracing::info_span!(
+        "delivery",
+        otel.name = stage.name(),
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        %stage,
+        lane = %delivery.lane(),
+        redelivered = delivery.redelivered(),
+        job_id = tracing::field::Empty,
+        attempt = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    );
+    crate::otel::continue_trace(&span, delivery.trace());
+    span
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C): the signals orchestrators and people send.
@@ -327,13 +347,22 @@ async fn process(delivery: Delivery, context: &Context) {
     if delivery.redelivered() {
         metrics::counter!(names::REDELIVERIES, "stage" => lane.stage().name()).increment(1);
     }
+    let span = tracing::Span::current();
     let outcome = match decode(delivery.body(), lane) {
-        Ok(message) => handle(delivery, message, context).await,
+        Ok(message) => {
+            span.record("job_id", tracing::field::display(message.job_id));
+            span.record("attempt", message.attempt);
+            handle(delivery, message, context).await
+        }
         Err(reason) => {
             warn!(%reason, "undecodable message");
             dead_letter(delivery, &reason, context).await
         }
     };
+    span.record("outcome", outcome.name());
+    if matches!(outcome, StageOutcome::Retried | StageOutcome::DeadLettered) {
+        span.record("otel.status_code", "error");
+    }
     timer.finish(outcome);
 }
 
@@ -380,7 +409,8 @@ async fn handle(delivery: Delivery, message: StageMessage, context: &Context) ->
 async fn run_handler(message: &StageMessage, context: &Context) -> Result<Next, StageError> {
     let handler = context.handler.clone();
     let owned = message.clone();
-    let mut task = tokio::spawn(async move { handler.handle(owned).await });
+    // In the delivery's span, so the handler's own spans and events join the job's trace.
+    let mut task = tokio::spawn(async move { handler.handle(owned).await }.in_current_span());
     match tokio::time::timeout(context.handler_timeout, &mut task).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(join_error)) if join_error.is_panic() => {

@@ -113,6 +113,8 @@ pub async fn serve(
     let result = worker.run(shutdown_signal()).await;
     // Closing returns whatever is still unsettled to the broker.
     let closed = services.queue.close().await;
+    // Send the last spans before the process exits (off the async threads: it blocks).
+    let _ = tokio::task::spawn_blocking(crate::otel::shutdown).await;
     let report = result?;
     closed?;
     Ok(report)

@@ -5,8 +5,10 @@
 //! * `install_prometheus`: a Prometheus `/metrics` listener; metric names are the
 //!   constants in [`names`], and [`StageTimer`] records a stage's duration and outcome
 //!   even when the handler panics or is cancelled (it records on drop).
-//! * OTLP trace export is not built in yet: a configured `otlp_endpoint` is reported
-//!   with a warning instead of being silently ignored.
+//! * Traces ([`crate::otel`]): every span of our own crates (`mono2mesh*` targets, info
+//!   and up, whatever the log filter says) is also an OpenTelemetry span, exported over
+//!   OTLP/HTTP when `otlp_endpoint` is set; the queue carries the trace context between
+//!   stages.
 
 use crate::config::{LogFormat, TelemetrySettings};
 use metrics::{counter, gauge, histogram};
@@ -14,9 +16,10 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use mono2mesh_core::Stage;
 use std::net::SocketAddr;
 use std::time::Instant;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, Layer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -26,6 +29,8 @@ pub enum TelemetryError {
     TracingAlreadyInstalled,
     #[error("cannot start the Prometheus exporter: {0}")]
     Prometheus(String),
+    #[error(transparent)]
+    Traces(#[from] crate::otel::OtelError),
 }
 
 /// Metric names, in one place so dashboards and code agree.
@@ -171,23 +176,48 @@ pub fn install_prometheus(listen: SocketAddr) -> Result<PrometheusHandle, Teleme
 }
 
 /// Installs the global `tracing` subscriber: `RUST_LOG` if set, else the configured
-/// filter; text or JSON lines on stderr.
+/// filter; text or JSON lines on stderr. Spans of our crates also become OpenTelemetry
+/// spans (exported when `otlp_endpoint` is set), filtered on their own so a quiet log
+/// level (`warn`) does not cut the traces.
 pub fn init_tracing(settings: &TelemetrySettings) -> Result<(), TelemetryError> {
     let directive = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()).unwrap_or(settings.log_filter.clone());
     let filter = EnvFilter::try_new(&directive)
         .map_err(|e| TelemetryError::Filter { filter: directive.clone(), message: e.to_string() })?;
-    let registry = tracing_subscriber::registry().with(filter);
-    let installed = match settings.log_format {
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init(),
-        LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().with_current_span(true).with_writer(std::io::stderr))
-            .try_init(),
+    let provider = crate::otel::install(&service_name(), settings.otlp_endpoint.as_deref())?;
+    let traces = tracing_opentelemetry::layer()
+        .with_tracer(crate::otel::tracer(&provider))
+        .with_filter(Targets::new().with_target(TRACED_TARGETS, LevelFilter::INFO));
+    let logs = match settings.log_format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
+        LogFormat::Json => {
+            tracing_subscriber::fmt::layer().json().with_current_span(true).with_writer(std::io::stderr).boxed()
+        }
     };
-    installed.map_err(|_| TelemetryError::TracingAlreadyInstalled)?;
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(traces)
+        .try_init()
+        .map_err(|_| TelemetryError::TracingAlreadyInstalled)?;
     if let Some(endpoint) = &settings.otlp_endpoint {
-        tracing::warn!(%endpoint, "telemetry.otlp_endpoint is set but OTLP export is not built into this version; traces stay local");
+        tracing::info!(%endpoint, service = %service_name(), "exporting traces over OTLP/HTTP");
     }
     Ok(())
+}
+
+/// Target prefix of the spans exported as traces: our own crates (`mono2mesh_infra`,
+/// `mono2mesh_api`, the workers...), not the libraries under them.
+pub const TRACED_TARGETS: &str = "mono2mesh";
+
+/// `OTEL_SERVICE_NAME`, else the program's file name (`mono2mesh-gate`).
+pub fn service_name() -> String {
+    std::env::var("OTEL_SERVICE_NAME")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .or_else(|| {
+            let arg0 = std::env::args_os().next()?;
+            Some(std::path::Path::new(&arg0).file_stem()?.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "mono2mesh".to_string())
 }
 
 /// Everything a worker needs at start-up: logs, then the metrics listener when

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
 
+use crate::otel::TraceHeaders;
+
 use super::{encode, DeadLetter, Delivery, DeliveryStream, Lane, MessageQueue, QueueError, Settle, Topology};
 
 /// Reason the memory backend gives a message dead-lettered past the delivery limit,
@@ -40,6 +42,8 @@ struct Envelope {
     body: Vec<u8>,
     delivery_count: u32,
     redelivered: bool,
+    /// The publisher's trace context, as RabbitMQ would carry it in headers.
+    trace: TraceHeaders,
 }
 
 impl Shared {
@@ -106,7 +110,9 @@ impl MessageQueue for MemoryQueue {
     }
 
     async fn publish_raw(&self, lane: Lane, body: &[u8]) -> Result<(), QueueError> {
-        self.shared.push(lane, Envelope { body: body.to_vec(), delivery_count: 0, redelivered: false })
+        let envelope =
+            Envelope { body: body.to_vec(), delivery_count: 0, redelivered: false, trace: TraceHeaders::current() };
+        self.shared.push(lane, envelope)
     }
 
     async fn consume(&self, lanes: &[Lane], prefetch: u16) -> Result<Box<dyn DeliveryStream>, QueueError> {
@@ -171,6 +177,7 @@ impl MemoryStream {
             self.unsettled[index].fetch_add(1, Ordering::SeqCst);
             self.next_lane = index + 1;
             let (body, redelivered, count) = (envelope.body.clone(), envelope.redelivered, envelope.delivery_count);
+            let trace = envelope.trace.clone();
             let settle = MemorySettle {
                 shared: self.shared.clone(),
                 unsettled: self.unsettled.clone(),
@@ -178,7 +185,7 @@ impl MemoryStream {
                 lane,
                 envelope: Some(envelope),
             };
-            return Ok(Some(Delivery::new(lane, body, redelivered, count, Box::new(settle))));
+            return Ok(Some(Delivery::new(lane, body, redelivered, count, Box::new(settle)).with_trace(trace)));
         }
         Ok(None)
     }
@@ -256,12 +263,14 @@ impl Settle for MemorySettle {
         let topology = &self.shared.topology;
         let delay = topology.retry_delay(topology.retry_tier(next_attempt));
         let shared = self.shared.clone();
+        // The retry continues the trace of the attempt that failed (the current span).
+        let trace = TraceHeaders::current();
         self.finish();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             // A retry landing after close is lost, as it would be for a stopped broker
             // without persistence; the memory backend promises nothing across restarts.
-            let _ = shared.push(lane, Envelope { body, delivery_count: 0, redelivered: false });
+            let _ = shared.push(lane, Envelope { body, delivery_count: 0, redelivered: false, trace });
         });
         Ok(delay)
     }

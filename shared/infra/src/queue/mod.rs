@@ -12,6 +12,8 @@
 //!   its lane with its delivery count raised; past the delivery limit it is
 //!   dead-lettered with reason `delivery_limit`, so a message that kills its consumer
 //!   cannot loop forever.
+//! - Every publish (retries and dead letters included) carries the W3C trace context of
+//!   the current span, and a delivery hands it back ([`Delivery::trace`]).
 
 pub mod memory;
 pub mod rabbitmq;
@@ -23,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{QueueBackend, QueueSettings};
+use crate::otel::TraceHeaders;
 pub use memory::MemoryQueue;
 pub use rabbitmq::RabbitQueue;
 pub use topology::{Lane, Topology};
@@ -35,6 +38,8 @@ pub mod headers {
     pub const LANE: &str = "x-mono2mesh-lane";
     /// Unix milliseconds at publish, for queue-wait metrics.
     pub const ENQUEUED_AT: &str = "x-enqueued-at";
+    /// W3C trace context of the publishing span (see [`crate::otel`]).
+    pub use crate::otel::{TRACEPARENT, TRACESTATE};
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +95,7 @@ pub struct Delivery {
     body: Vec<u8>,
     redelivered: bool,
     delivery_count: u32,
+    trace: TraceHeaders,
     settle: Box<dyn Settle>,
 }
 
@@ -112,7 +118,19 @@ impl Delivery {
         delivery_count: u32,
         settle: Box<dyn Settle>,
     ) -> Self {
-        Delivery { lane, body, redelivered, delivery_count, settle }
+        Delivery { lane, body, redelivered, delivery_count, trace: TraceHeaders::default(), settle }
+    }
+
+    /// The trace context the publisher sent along.
+    pub(crate) fn with_trace(mut self, trace: TraceHeaders) -> Self {
+        self.trace = trace;
+        self
+    }
+
+    /// The publisher's trace context (empty when it had none): the parent of the span
+    /// that handles this delivery.
+    pub fn trace(&self) -> &TraceHeaders {
+        &self.trace
     }
 
     pub fn lane(&self) -> Lane {

@@ -20,6 +20,7 @@ use super::{
     encode, headers, unix_millis, DeadLetter, Delivery, DeliveryStream, Lane, MessageQueue, QueueError, Settle,
     Topology,
 };
+use crate::otel::TraceHeaders;
 use crate::secret::SecretUrl;
 
 /// How often one publish may wait for a connection recovery before giving up; each
@@ -123,6 +124,8 @@ impl Inner {
 fn message_properties(message_id: Option<String>, extra: &[(&str, AMQPValue)]) -> BasicProperties {
     let mut table = FieldTable::default();
     table.insert(headers::ENQUEUED_AT.into(), AMQPValue::LongLongInt(unix_millis() as i64));
+    // Every publish continues the trace of the span it happens in.
+    TraceHeaders::current().write_amqp(&mut table);
     for (key, value) in extra {
         table.insert(ShortString::from(*key), value.clone());
     }
@@ -270,8 +273,10 @@ impl DeliveryStream for RabbitStream {
             match self.merged.next().await? {
                 (lane, Ok(delivery)) => {
                     let count = delivery_count(&delivery.properties);
+                    let trace = TraceHeaders::read_amqp(delivery.properties.headers().as_ref());
                     let settle = RabbitSettle { inner: self.inner.clone(), acker: delivery.acker };
-                    return Some(Ok(Delivery::new(lane, delivery.data, delivery.redelivered, count, Box::new(settle))));
+                    let delivery = Delivery::new(lane, delivery.data, delivery.redelivered, count, Box::new(settle));
+                    return Some(Ok(delivery.with_trace(trace)));
                 }
                 (lane, Err(error)) => {
                     warn!(%lane, %error, "consumer lost its connection; waiting for recovery");
