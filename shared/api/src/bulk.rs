@@ -64,6 +64,8 @@ pub async fn submit_all(
                     external_id: entry.external_id.clone(),
                     category: entry.category,
                     file_name: entry.path.file_name().and_then(|n| n.to_str()).map(str::to_string),
+                    // The ingest's default (`webhook.url`) applies.
+                    webhook_url: None,
                 };
                 ingest.submit_photo(Bytes::from(photo), &meta).await
             }

@@ -9,6 +9,8 @@
 //!    orphaned upload is deleted);
 //! 4. publish the gate message, then append a `published` event.
 //!
+//! A webhook, when asked for, is registered between 3 and 4 (see `crate::webhook`).
+//!
 //! A crash between 3 and 4 leaves a job with no `published` event; the next
 //! submission of the same photo publishes it. Jobs that were published are never
 //! published twice by a re-run, so resuming a 10,000-photo batch does not double
@@ -22,6 +24,9 @@ use mono2mesh_infra::queue::{MessageQueue, QueueError};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use std::sync::Arc;
+use tracing::Instrument;
+
+use crate::webhook::{self, WebhookError};
 
 /// The history event written once a job's gate message is confirmed by the broker.
 pub const PUBLISHED_EVENT: &str = "published";
@@ -37,6 +42,8 @@ pub enum IngestError {
     InvalidBatch(String),
     #[error("invalid external id {0:?}: at most 200 printable characters")]
     InvalidExternalId(String),
+    #[error("invalid webhook_url {0:?}: an absolute http:// or https:// URL of at most 2000 characters")]
+    InvalidWebhook(String),
     #[error("the photo is empty")]
     EmptyPhoto,
     #[error("the photo is {size} bytes, more than the limit of {limit}")]
@@ -61,6 +68,7 @@ impl IngestError {
         match self {
             IngestError::InvalidBatch(_)
             | IngestError::InvalidExternalId(_)
+            | IngestError::InvalidWebhook(_)
             | IngestError::EmptyPhoto
             | IngestError::PhotoTooLarge { .. }
             | IngestError::NotAnImage
@@ -82,6 +90,8 @@ pub struct PhotoMeta {
     pub category: Option<Category>,
     /// The photo's original file name, for the extension of the stored object.
     pub file_name: Option<String>,
+    /// Called when the job finishes; else the ingest's default, if any.
+    pub webhook_url: Option<String>,
 }
 
 /// The outcome of one submission.
@@ -102,6 +112,8 @@ pub struct Ingest {
     pub queue: Arc<dyn MessageQueue>,
     /// Largest photo accepted, in bytes (the gate's decoder limit is a sensible value).
     pub max_photo_bytes: u64,
+    /// Webhook of jobs submitted without their own (`webhook.url`).
+    pub default_webhook: Option<String>,
 }
 
 /// Hex SHA-256 of the photo: the dedupe key within a batch.
@@ -155,6 +167,7 @@ impl Ingest {
     pub async fn submit_photo(&self, photo: Bytes, meta: &PhotoMeta) -> Result<Submitted, IngestError> {
         validate_batch(&meta.batch)?;
         validate_external_id(&meta.external_id)?;
+        let webhook = self.webhook_for(meta)?;
         if photo.is_empty() {
             return Err(IngestError::EmptyPhoto);
         }
@@ -164,12 +177,12 @@ impl Ingest {
         let ext = sniff_image(&photo).ok_or(IngestError::NotAnImage)?;
         let hash = content_hash(&photo);
         if let Some(existing) = self.find_by_content(&meta.batch, &hash).await? {
-            return self.resume(existing).await;
+            return self.resume(existing, webhook).await;
         }
         let id = JobId::new();
         let input_key = keys::input(id, &format!("photo.{ext}"))?;
         self.blobs.put(&input_key, photo).await?;
-        self.record_and_publish(id, input_key, hash, meta, true).await
+        self.record_and_publish(id, input_key, hash, meta, webhook, true).await
     }
 
     /// Submits an object already in the blob store (uploaded by the caller), without
@@ -177,6 +190,7 @@ impl Ingest {
     pub async fn submit_object(&self, key: &BlobKey, meta: &PhotoMeta) -> Result<Submitted, IngestError> {
         validate_batch(&meta.batch)?;
         validate_external_id(&meta.external_id)?;
+        let webhook = self.webhook_for(meta)?;
         let meta_of = self.blobs.head(key).await.map_err(|e| match e {
             BlobError::NotFound { key } => IngestError::MissingObject(key),
             other => IngestError::Blob(other),
@@ -191,9 +205,9 @@ impl Ingest {
         sniff_image(&photo).ok_or(IngestError::NotAnImage)?;
         let hash = content_hash(&photo);
         if let Some(existing) = self.find_by_content(&meta.batch, &hash).await? {
-            return self.resume(existing).await;
+            return self.resume(existing, webhook).await;
         }
-        self.record_and_publish(JobId::new(), key.clone(), hash, meta, false).await
+        self.record_and_publish(JobId::new(), key.clone(), hash, meta, webhook, false).await
     }
 
     async fn record_and_publish(
@@ -202,6 +216,7 @@ impl Ingest {
         input_key: BlobKey,
         hash: String,
         meta: &PhotoMeta,
+        webhook: Option<&str>,
         uploaded: bool,
     ) -> Result<Submitted, IngestError> {
         let new = NewJob {
@@ -218,14 +233,18 @@ impl Ingest {
             if uploaded && submission.job.input_key != input_key {
                 let _ = self.blobs.delete(&input_key).await;
             }
-            return self.resume(submission.job).await;
+            return self.resume(submission.job, webhook).await;
         }
+        // Before the publish, so even the fastest job finds its webhook registered.
+        self.register_webhook(submission.job.id, webhook).await?;
         self.publish(&submission.job).await?;
         Ok(Submitted { job: submission.job, created: true, published: true })
     }
 
-    /// An existing job: publish it only if no earlier submission did.
-    async fn resume(&self, job: Job) -> Result<Submitted, IngestError> {
+    /// An existing job: publish it only if no earlier submission did. A webhook asked
+    /// for now is added if the job has none (and fires at once if it has finished).
+    async fn resume(&self, job: Job, webhook: Option<&str>) -> Result<Submitted, IngestError> {
+        self.register_webhook(job.id, webhook).await?;
         let needs_publish = job.state == JobState::Submitted && !self.was_published(job.id).await?;
         if needs_publish {
             self.publish(&job).await?;
@@ -233,10 +252,41 @@ impl Ingest {
         Ok(Submitted { job, created: false, published: needs_publish })
     }
 
+    /// Publishes the gate message inside the job's root span: the trace context the
+    /// message carries makes every stage's span part of this one trace.
     async fn publish(&self, job: &Job) -> Result<(), IngestError> {
-        self.queue.publish(&StageMessage::new(job.id, Stage::Gate, job.category)).await?;
-        self.jobs.append_event(job.id, None, PUBLISHED_EVENT, serde_json::json!({ "stage": Stage::Gate })).await?;
-        Ok(())
+        let span = tracing::info_span!(
+            "submit",
+            otel.name = "submit",
+            otel.kind = "producer",
+            job_id = %job.id,
+            batch = %job.batch,
+            external_id = job.external_id.as_deref(),
+        );
+        async {
+            self.queue.publish(&StageMessage::new(job.id, Stage::Gate, job.category)).await?;
+            self.jobs.append_event(job.id, None, PUBLISHED_EVENT, serde_json::json!({ "stage": Stage::Gate })).await?;
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The job's webhook (its own, else the default), checked.
+    fn webhook_for<'a>(&'a self, meta: &'a PhotoMeta) -> Result<Option<&'a str>, IngestError> {
+        let url = meta.webhook_url.as_deref().or(self.default_webhook.as_deref());
+        if let Some(url) = url {
+            webhook::validate_url(url).map_err(|_| IngestError::InvalidWebhook(url.to_string()))?;
+        }
+        Ok(url)
+    }
+
+    async fn register_webhook(&self, id: JobId, url: Option<&str>) -> Result<(), IngestError> {
+        let Some(url) = url else { return Ok(()) };
+        webhook::register(&self.jobs, id, url).await.map_err(|e| match e {
+            WebhookError::Jobs(e) => IngestError::Jobs(e),
+            _ => IngestError::InvalidWebhook(url.to_string()),
+        })
     }
 
     async fn was_published(&self, id: JobId) -> Result<bool, IngestError> {

@@ -9,3 +9,4 @@ pub mod manifest;
 pub mod server;
 pub mod stats;
 pub mod views;
+pub mod webhook;

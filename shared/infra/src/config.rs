@@ -20,7 +20,7 @@ pub const ENV_SEPARATOR: &str = "__";
 pub const CONFIG_FILE_ENV: &str = "MONO2MESH_CONFIG";
 
 /// Keys whose environment or flag value is a comma-separated list.
-pub const LIST_KEYS: [&str; 2] = ["queue.retry_delays_ms", "reconstruct.categories"];
+pub const LIST_KEYS: [&str; 3] = ["queue.retry_delays_ms", "reconstruct.categories", "webhook.retry_delays_ms"];
 
 /// The compiled defaults, as TOML so that the file format is documented by example.
 pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
@@ -48,6 +48,7 @@ pub struct Settings {
     pub models: ModelSettings,
     pub reconstruct: ReconstructSettings,
     pub telemetry: TelemetrySettings,
+    pub webhook: WebhookSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -206,6 +207,39 @@ pub struct TelemetrySettings {
     pub prometheus_listen: Option<SocketAddr>,
 }
 
+/// Notifications of finished jobs (see `mono2mesh_api::webhook`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Called for every job submitted without a `webhook_url` of its own; none means
+    /// only jobs that name one are notified. Applied at submission.
+    pub url: Option<String>,
+    /// Key of the `X-Mono2mesh-Signature` HMAC-SHA256; empty sends calls unsigned.
+    pub secret: SecretString,
+    /// Prefix of the links in a notification (the API's public URL); none gives paths.
+    pub public_url: Option<String>,
+    /// One call's deadline.
+    pub timeout_ms: u64,
+    /// Calls per notification, the first included, before it is marked failed.
+    pub max_attempts: u32,
+    /// Back-off before the n-th retry; the last entry repeats.
+    pub retry_delays_ms: Vec<u64>,
+    /// How often the dispatcher looks for due notifications when idle.
+    pub poll_interval_ms: u64,
+}
+
+impl WebhookSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+    pub fn retry_delays(&self) -> Vec<Duration> {
+        self.retry_delays_ms.iter().map(|ms| Duration::from_millis(*ms)).collect()
+    }
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+}
+
 impl Settings {
     /// Loads the layered settings from the process environment. `config_file` is the
     /// value of a `--config` flag, if the binary has one.
@@ -361,6 +395,8 @@ mod tests {
         assert_eq!(s.reconstruct.categories, Category::ALL.to_vec());
         assert_eq!(s.models.registry, "models");
         assert!(s.telemetry.otlp_endpoint.is_none());
+        assert!(s.webhook.url.is_none() && s.webhook.secret.expose().is_empty());
+        assert!(s.webhook.max_attempts >= 1 && !s.webhook.retry_delays_ms.is_empty());
         assert!(!s.queue.retry_delays_ms.is_empty());
     }
 
@@ -456,6 +492,7 @@ mod tests {
             ("MONO2MESH__BLOB__S3__SECRET_KEY", "very-secret-key"),
             ("MONO2MESH__QUEUE__URL", "amqp://guest:amqp-pass@127.0.0.1:5672/%2f"),
             ("MONO2MESH__DATABASE__URL", "postgres://app:db-pass@db:5432/m"),
+            ("MONO2MESH__WEBHOOK__SECRET", "hook-secret"),
         ]))
         .load()
         .unwrap();
@@ -463,7 +500,8 @@ mod tests {
         assert_eq!(s.database.url.expose(), "postgres://app:db-pass@db:5432/m");
         let debug = format!("{s:?}");
         let dump = s.redacted_json().to_string();
-        for leaked in ["very-secret-key", "amqp-pass", "db-pass"] {
+        assert_eq!(s.webhook.secret.expose(), "hook-secret");
+        for leaked in ["very-secret-key", "amqp-pass", "db-pass", "hook-secret"] {
             assert!(!debug.contains(leaked), "{leaked} in Debug output");
             assert!(!dump.contains(leaked), "{leaked} in dump");
         }

@@ -78,6 +78,7 @@ struct CreateJobFromKey {
     batch: Option<String>,
     external_id: Option<String>,
     category: Option<String>,
+    webhook_url: Option<String>,
 }
 
 /// What a create-job request asks for, before it is carried out.
@@ -125,10 +126,11 @@ async fn read_multipart(request: Request, state: &AppState) -> Result<NewPhoto, 
             "batch" => batch = Some(text),
             "external_id" => meta.external_id = Some(text).filter(|t| !t.is_empty()),
             "category" => category = Some(text),
+            "webhook_url" => meta.webhook_url = Some(text).filter(|t| !t.is_empty()),
             other => {
                 return Err(ApiError::bad_request(
                     "invalid_multipart",
-                    format!("unknown field {other:?}; expected photo, batch, external_id, category"),
+                    format!("unknown field {other:?}; expected photo, batch, external_id, category, webhook_url"),
                 ))
             }
         }
@@ -151,6 +153,7 @@ async fn read_new_photo(request: Request, state: &AppState) -> Result<NewPhoto, 
             external_id: body.external_id,
             category: parse_category(body.category.as_deref())?,
             file_name: None,
+            webhook_url: body.webhook_url,
         };
         Ok(NewPhoto::Object { key, meta })
     } else {
@@ -219,6 +222,8 @@ fn key_reused() -> ApiError {
 struct CreateBatch {
     name: String,
     items: Vec<BatchItem>,
+    /// Webhook of every item that names none.
+    webhook_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,6 +232,7 @@ struct BatchItem {
     key: String,
     external_id: Option<String>,
     category: Option<String>,
+    webhook_url: Option<String>,
 }
 
 /// `POST /v1/batches`: many uploaded objects at once. Items are independent: one bad
@@ -253,6 +259,7 @@ pub async fn create_batch(State(state): State<AppState>, _access: WriteAccess, r
                 external_id: item.external_id,
                 category: parse_category(item.category.as_deref())?,
                 file_name: None,
+                webhook_url: item.webhook_url.or_else(|| body.webhook_url.clone()),
             };
             Ok::<_, ApiError>(state.ingest.submit_object(&key, &meta).await?)
         }
