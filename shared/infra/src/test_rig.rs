@@ -76,10 +76,16 @@ impl PipelineRig {
     /// Starts a worker binary (path from `env!("CARGO_BIN_EXE_...")`) configured only
     /// through the environment.
     pub fn spawn_worker(&self, binary: &str, args: &[&str]) -> Child {
+        self.spawn_worker_with_env(binary, args, &[])
+    }
+
+    /// [`Self::spawn_worker`] with extra environment variables (which win).
+    pub fn spawn_worker_with_env(&self, binary: &str, args: &[&str], extra: &[(&str, &str)]) -> Child {
         Command::new(binary)
             .args(args)
             .env_clear()
             .envs(self.worker_env())
+            .envs(extra.iter().copied())
             .stdin(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"))

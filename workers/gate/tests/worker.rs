@@ -142,3 +142,39 @@ async fn a_killed_worker_loses_nothing_and_finishes_each_job_once() {
     assert_eq!(rig.queue.take_dead_letters(Stage::Gate, 10).await.unwrap(), vec![]);
     rig.finish().await;
 }
+
+/// The real binary, configured like compose with an OTLP endpoint (a receiver in this
+/// test): its span for a job is the child of the submitter's span, whose context came in
+/// the AMQP headers, and the classify message it publishes carries the gate's own
+/// context on, so the next stage continues the same trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gate_worker_continues_the_jobs_trace_and_hands_it_on() {
+    use mono2mesh_infra::otel::TRACEPARENT;
+    use mono2mesh_infra::test_otlp::{in_new_trace, traced_process};
+    let receiver = traced_process();
+    let rig = PipelineRig::start("gate-trace").await;
+    let id = rig.submit_job("trace-batch", sharp_photo(7)).await;
+    let ((), root) = in_new_trace(rig.publish(&StageMessage::new(id, Stage::Gate, None))).await;
+
+    let env = [("MONO2MESH__TELEMETRY__OTLP_ENDPOINT", receiver.endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "200")];
+    let worker = rig.spawn_worker_with_env(GATE, &[], &env);
+    rig.wait_for_states(&[id], &[JobState::Gated], Duration::from_secs(60)).await;
+    assert!(stop_gracefully(worker).success());
+
+    let spans = receiver
+        .wait_for_trace(&root.trace_id, Duration::from_secs(20), |spans| spans.iter().any(|s| s.name == "gate"))
+        .await;
+    let gate = spans.iter().find(|s| s.name == "gate").unwrap();
+    assert_eq!(gate.parent_span_id, root.span_id, "{spans:#?}");
+    assert_eq!(gate.service, "mono2mesh-gate");
+    assert_eq!(gate.attribute("job_id"), Some(id.to_string().as_str()));
+    assert_eq!(gate.attribute("outcome"), Some("ok"));
+
+    let mut consumer = rig.queue.consume(&[Lane::Classify], 1).await.unwrap();
+    let delivery = tokio::time::timeout(Duration::from_secs(5), consumer.next()).await.unwrap().unwrap().unwrap();
+    let traceparent = delivery.trace().get(TRACEPARENT).expect("the classify message carries a traceparent");
+    assert_eq!(traceparent, format!("00-{}-{}-01", root.trace_id, gate.span_id));
+    delivery.ack().await.unwrap();
+    consumer.cancel().await.unwrap();
+    rig.finish().await;
+}
