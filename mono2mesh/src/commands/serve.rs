@@ -1,8 +1,10 @@
-//! `mono2mesh serve [--listen ADDR]`: the HTTP API (docs/openapi.yaml) and status page.
+//! `mono2mesh serve [--listen ADDR]`: the HTTP API (docs/openapi.yaml) and status page,
+//! and the webhook dispatcher (`mono2mesh_api::webhook`) next to them.
 
 use anyhow::{bail, Context};
 use clap::Args;
 use mono2mesh_api::server::{self, ApiConfig, AppState, QueueProbe};
+use mono2mesh_api::webhook::Dispatcher;
 use mono2mesh_infra::config::QueueBackend;
 use mono2mesh_infra::queue::{topology, Lane};
 use mono2mesh_infra::runtime::shutdown_signal;
@@ -51,7 +53,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             QueueBackend::Memory => QueueProbe::None,
         };
         let max_body = settings.gate.max_input_bytes.saturating_add(MULTIPART_OVERHEAD);
+        let webhook_settings = settings.webhook.clone();
         let services = connect(settings).await?;
+        let dispatcher = Dispatcher::new(services.jobs.clone(), &webhook_settings).context("webhook settings")?;
+        let (stop_dispatcher, dispatcher_stopped) = tokio::sync::oneshot::channel::<()>();
+        let dispatching = tokio::spawn(dispatcher.run(async move {
+            let _ = dispatcher_stopped.await;
+        }));
         let config = ApiConfig {
             tokens,
             max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
@@ -61,8 +69,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let state = AppState { ingest: ingest(&services), config: Arc::new(config), probe: Arc::new(probe) };
         let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
         tracing::info!(listen = %listener.local_addr()?, "mono2mesh API serving");
-        server::serve(listener, state, shutdown_signal()).await.context("serving HTTP")?;
+        let served = server::serve(listener, state, shutdown_signal()).await.context("serving HTTP");
+        // A call in flight finishes (bounded by webhook.timeout_ms); the rest stays owed
+        // in the outbox for the next start.
+        let _ = stop_dispatcher.send(());
+        let _ = dispatching.await;
         let _ = services.queue.close().await;
-        Ok(())
+        let _ = tokio::task::spawn_blocking(mono2mesh_infra::otel::shutdown).await;
+        served
     })
 }

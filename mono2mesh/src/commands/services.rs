@@ -42,6 +42,7 @@ pub fn ingest(services: &Services) -> Ingest {
         blobs: services.blobs.clone(),
         queue: services.queue.clone(),
         max_photo_bytes: services.settings.gate.max_input_bytes,
+        default_webhook: services.settings.webhook.url.clone(),
     }
 }
 

@@ -36,6 +36,12 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<()> {
     let entries = read_source(&args.source)?;
     let settings = args.settings.load()?;
     block_on(async move {
+        // With a collector configured, each photo's job trace starts here (the `submit`
+        // span); without one the command keeps its terminal free of log lines.
+        let traced = settings.telemetry.otlp_endpoint.is_some();
+        if traced {
+            mono2mesh_infra::telemetry::init_tracing(&settings.telemetry)?;
+        }
         let services = connect(settings).await?;
         let ingest = ingest(&services);
         let bar = ProgressBar::new(entries.len() as u64);
@@ -52,6 +58,9 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<()> {
         .await?;
         bar.finish_and_clear();
         let _ = services.queue.close().await;
+        if traced {
+            let _ = tokio::task::spawn_blocking(mono2mesh_infra::otel::shutdown).await;
+        }
         println!(
             "batch {batch}: {} submitted, {} already submitted (skipped), {} resumed, {} failed",
             report.created,
