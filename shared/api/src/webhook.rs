@@ -12,6 +12,7 @@
 //!   an operator) notifies, with no code path to forget.
 //! - Claims use `FOR UPDATE SKIP LOCKED` and a lease, so several API replicas share
 //!   the work and a dispatcher that dies mid-call only delays that call.
+//!
 //! The price: a notification waits up to one poll interval (1 s by default), and
 //! needs a running `mono2mesh serve`. Delivery is at least once; receivers dedupe on
 //! `X-Mono2mesh-Delivery`'s job id.
@@ -343,7 +344,7 @@ impl Dispatcher {
             "outcome": state,
             "status": status,
             "error": error,
-            "retry_in_ms": (state == "pending").then(|| delay.as_millis() as u64),
+            "retry_in_ms": (state == "pending").then_some(delay.as_millis() as u64),
         });
         sqlx::query(
             "WITH updated AS ( \
