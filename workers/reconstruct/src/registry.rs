@@ -222,6 +222,8 @@ pub async fn open_registry(
     };
     use mono2mesh_infra::blob::S3BlobStore;
     let store = S3BlobStore::unchecked(s3).with_bucket(bucket);
+    // A missing bucket would otherwise look like an empty registry.
+    store.ensure_bucket(false, &s3.region).await.map_err(MirrorError::Store)?;
     let cache = cache.unwrap_or_else(|| {
         let base = std::env::var_os("XDG_CACHE_HOME")
             .map(PathBuf::from)
