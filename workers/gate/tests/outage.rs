@@ -92,7 +92,8 @@ async fn run_through(scenario: Scenario) {
         rig.publish(&StageMessage::new(id, Stage::Gate, None)).await;
         jobs.push(id);
     }
-    let mut workers = vec![rig.spawn_worker_with(GATE, &[], &overrides), rig.spawn_worker_with(GATE, &[], &overrides)];
+    let env: Vec<(&str, &str)> = overrides.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut workers = vec![rig.spawn_worker_with_env(GATE, &[], &env), rig.spawn_worker_with_env(GATE, &[], &env)];
 
     // Cut while the workers are busy: some jobs done, some in flight, most queued.
     let deadline = Instant::now() + Duration::from_secs(90);

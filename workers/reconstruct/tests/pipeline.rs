@@ -119,7 +119,7 @@ async fn jobs_go_through_all_four_workers() {
 
     // Gate and classify first, so the reconstruct lanes can be inspected before anything
     // consumes them.
-    let cpu = [("MONO2MESH__RECONSTRUCT__DEVICE", "cpu".to_string())];
+    let cpu = [("MONO2MESH__RECONSTRUCT__DEVICE", "cpu")];
     let mut workers: Vec<Child> = vec![
         rig.spawn_worker(gate.to_str().unwrap(), &[]),
         rig.spawn_worker(
@@ -145,7 +145,7 @@ async fn jobs_go_through_all_four_workers() {
     }
     println!("classified into {} lanes: {by_category:?}", by_category.len());
 
-    workers.push(rig.spawn_worker_with(
+    workers.push(rig.spawn_worker_with_env(
         RECONSTRUCT,
         &["--models", registry.path().to_str().unwrap()],
         &cpu,
