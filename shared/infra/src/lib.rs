@@ -15,4 +15,6 @@ pub mod test_support;
 #[cfg(feature = "test-support")]
 pub mod test_otlp;
 #[cfg(feature = "test-support")]
+pub mod test_proxy;
+#[cfg(feature = "test-support")]
 pub mod test_rig;

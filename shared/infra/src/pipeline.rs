@@ -63,7 +63,21 @@ pub async fn complete(jobs: &JobStore, message: &StageMessage, update: JobUpdate
 }
 
 /// Ends the job in `to` (rejected or failed). A job already in a terminal state keeps it.
+///
+/// Only a job still waiting for `message.stage` may end here. One that has completed the
+/// stage (its completion was committed but the reply lost, e.g. in a database outage)
+/// or moved past it belongs to the following stages: ending it would fail a job whose
+/// work is done. The error is retryable, so the message comes back and `begin` hands the
+/// job over again or drops the message as stale.
 async fn end_job(jobs: &JobStore, message: &StageMessage, to: JobState, reason: &str) -> Result<(), StageError> {
+    let current = jobs.get_job(message.job_id).await?.state;
+    let done = message.stage.success_state();
+    if !current.is_terminal() && (current == done || !current.can_move_to(done)) {
+        return Err(StageError::retryable(format!(
+            "not marking the job {to}: it is {current}, past {}, so the retry hands it on",
+            message.stage
+        )));
+    }
     let update = JobUpdate {
         error: Some(reason.to_string()),
         detail: Some(serde_json::json!({ "reason": reason, "attempt": message.attempt })),

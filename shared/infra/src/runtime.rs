@@ -458,12 +458,14 @@ async fn retry(delivery: Delivery, message: &StageMessage, reason: &str, context
 }
 
 /// Ends the job as failed and parks the message in the dead-letter queue. When the
-/// failure cannot be recorded for a passing reason (database down) and attempts remain,
-/// the message is retried instead, so the job does not stay unfinished in the store.
+/// failure cannot be recorded for a passing reason (database down), the message is
+/// retried instead, however many attempts it has had: dead-lettering it would leave the
+/// job unfinished in the store with nothing left to move it. Once the store is back,
+/// the retry either completes the stage or records the failure.
 async fn give_up(delivery: Delivery, message: &StageMessage, reason: &str, context: &Context) -> StageOutcome {
     let reason = match context.outcomes.fail(message, reason).await {
         Ok(()) => reason.to_string(),
-        Err(record) if record.class == ErrorClass::Retryable && message.attempt < context.max_attempts => {
+        Err(record) if record.class == ErrorClass::Retryable => {
             let why = format!("{reason}; marking the job failed did not work: {}", record.reason);
             return retry(delivery, message, &why, context).await;
         }

@@ -1,0 +1,196 @@
+//! The distributed pipeline end to end: the four real worker binaries (gate, classify,
+//! reconstruct, refine) on RabbitMQ, Postgres and S3 (see `mono2mesh_infra::test_rig`),
+//! configured only through the environment and flags, as compose runs them.
+//!
+//! The reconstruct worker serves every category with a freshly initialised (seeded)
+//! Pix2Vox-F saved as the registry's `general.safetensors`: this checks the distributed
+//! plumbing (routing, storage, state machine, history), not shape quality. The
+//! classifier is the real ImageNet MobileNetV2 (`scripts/setup.sh` makes it) and the
+//! photos are real ImageNet photos from ../shared, so classification routes jobs to
+//! several category lanes.
+//!
+//! Prints SKIPPED when the photos, the classifier weights or the other workers'
+//! binaries are missing (`cargo test --workspace` builds every binary; a lone
+//! `cargo test -p mono2mesh-reconstruct` does not). Fails when RabbitMQ or Postgres is.
+
+use mono2mesh_core::{Category, JobId, JobState, Stage, StageMessage};
+use mono2mesh_infra::blob::{keys, BlobStore};
+use mono2mesh_infra::queue::{Lane, MessageQueue};
+use mono2mesh_infra::test_rig::{stop_gracefully, PipelineRig};
+use mono2mesh_vision::pix2vox::Variant;
+use mono2mesh_vision::pix2vox_model::{ModelMetadata, Pix2VoxModel, PreprocessingSpec, Provenance};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::Duration;
+
+const RECONSTRUCT: &str = env!("CARGO_BIN_EXE_mono2mesh-reconstruct");
+const CLASSIFIER: &str = "classifiers/mobilenet_v2.safetensors";
+
+/// The other workers' binaries, built beside this package's one.
+fn sibling_binaries() -> Result<[PathBuf; 3], String> {
+    let dir = Path::new(RECONSTRUCT).parent().ok_or("binary path has no directory")?;
+    let found = ["mono2mesh-gate", "mono2mesh-classify", "mono2mesh-refine"].map(|name| dir.join(name));
+    match found.iter().find(|p| !p.is_file()) {
+        Some(missing) => Err(format!(
+            "{} not built (run `cargo build -p mono2mesh-gate -p mono2mesh-classify -p mono2mesh-refine` \
+             or `cargo test --workspace`)",
+            missing.display()
+        )),
+        None => Ok(found),
+    }
+}
+
+fn classifier_file() -> Result<PathBuf, String> {
+    let models = std::env::var_os("MONO2MESH_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"));
+    let file = models.join(CLASSIFIER);
+    file.is_file().then_some(file.clone()).ok_or_else(|| {
+        format!("{} not found (run scripts/setup.sh, or set MONO2MESH_MODELS)", file.display())
+    })
+}
+
+/// The first ImageNet photo of each category directory (12 categories in ../shared).
+fn real_photos() -> Result<Vec<(Category, PathBuf)>, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/photos/imagenet");
+    let entries = std::fs::read_dir(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let mut photos = Vec::new();
+    for entry in entries.flatten() {
+        let Ok(category) = entry.file_name().to_string_lossy().parse::<Category>() else { continue };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(entry.path())
+            .map_err(|e| format!("{}: {e}", entry.path().display()))?
+            .flatten()
+            .map(|f| f.path())
+            .collect();
+        files.sort();
+        if let Some(first) = files.into_iter().next() {
+            photos.push((category, first));
+        }
+    }
+    photos.sort();
+    if photos.is_empty() {
+        return Err(format!("no photos under {}", root.display()));
+    }
+    Ok(photos)
+}
+
+/// A general Pix2Vox-F with seeded random weights, saved where the registry looks.
+fn write_general_model(registry: &Path) {
+    tch::manual_seed(11);
+    let metadata = ModelMetadata {
+        variant: Variant::F,
+        category: None,
+        provenance: Provenance { kind: "test".into(), details: Default::default() },
+        preprocessing: PreprocessingSpec::official(),
+    };
+    let path = registry.join("pix2vox/general.safetensors");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    Pix2VoxModel::new(metadata, tch::Device::Cpu).save(&path).unwrap();
+}
+
+async fn events(rig: &PipelineRig, id: JobId) -> Vec<String> {
+    rig.jobs().events(id).await.unwrap().into_iter().map(|e| e.event).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_go_through_all_four_workers() {
+    let prerequisites = sibling_binaries().and_then(|bins| Ok((bins, classifier_file()?, real_photos()?)));
+    let ([gate, classify, refine], classifier, photos) = match prerequisites {
+        Ok(found) => found,
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+    let registry = tempfile::tempdir().unwrap();
+    write_general_model(registry.path());
+
+    let rig = PipelineRig::start("pipeline").await;
+    let mut jobs = Vec::new();
+    for (_, path) in &photos {
+        jobs.push(rig.submit_job("e2e", std::fs::read(path).unwrap()).await);
+    }
+    let unreadable = rig.submit_job("e2e", b"not a photo at all".to_vec()).await;
+    jobs.push(unreadable);
+    for id in &jobs {
+        rig.publish(&StageMessage::new(*id, Stage::Gate, None)).await;
+    }
+
+    // Gate and classify first, so the reconstruct lanes can be inspected before anything
+    // consumes them.
+    let cpu = [("MONO2MESH__RECONSTRUCT__DEVICE", "cpu")];
+    let mut workers: Vec<Child> = vec![
+        rig.spawn_worker(gate.to_str().unwrap(), &[]),
+        rig.spawn_worker(
+            classify.to_str().unwrap(),
+            &["--device", "cpu", "--model", classifier.to_str().unwrap()],
+        ),
+    ];
+    rig.wait_for_states(&jobs, &[JobState::Classified, JobState::Rejected], Duration::from_secs(180)).await;
+
+    // Classify routed each job to the lane of its category, and only there.
+    let mut by_category: BTreeMap<Category, u32> = BTreeMap::new();
+    for id in &jobs {
+        let job = rig.jobs().get_job(*id).await.unwrap();
+        if job.state == JobState::Classified {
+            let category = job.category.unwrap_or_else(|| panic!("classified job {id} has a category"));
+            *by_category.entry(category).or_default() += 1;
+        }
+    }
+    assert!(!by_category.is_empty(), "no photo was classified; nothing would reach reconstruct");
+    for category in Category::ALL {
+        let waiting = rig.queue.ready_count(Lane::Reconstruct(category)).await.unwrap();
+        assert_eq!(waiting, by_category.get(&category).copied().unwrap_or(0), "messages on reconstruct.{category}");
+    }
+    println!("classified into {} lanes: {by_category:?}", by_category.len());
+
+    workers.push(rig.spawn_worker_with_env(
+        RECONSTRUCT,
+        &["--models", registry.path().to_str().unwrap()],
+        &cpu,
+    ));
+    workers.push(rig.spawn_worker(refine.to_str().unwrap(), &[]));
+    rig.wait_for_states(&jobs, &[JobState::Done, JobState::Rejected], Duration::from_secs(300)).await;
+    for worker in workers {
+        let status = stop_gracefully(worker);
+        assert!(status.success(), "worker exit status after SIGTERM: {status}");
+    }
+
+    let (mut done, mut rejected_late) = (0, 0);
+    for id in &jobs {
+        let job = rig.jobs().get_job(*id).await.unwrap();
+        let history = events(&rig, *id).await;
+        if job.state == JobState::Rejected {
+            assert!(job.last_error.as_deref().is_some_and(|e| !e.is_empty()), "job {id}: rejected with a reason");
+            assert_eq!(history.last().map(String::as_str), Some("rejected"), "job {id}: {history:?}");
+            if job.reconstructed_at.is_some() {
+                rejected_late += 1; // refine found no surface in the untrained model's grid
+            }
+            continue;
+        }
+        done += 1;
+        assert_eq!(history, ["submitted", "gated", "classified", "reconstructed", "done"], "job {id}");
+        assert_eq!(job.model.as_deref(), Some("pix2vox/general"));
+        let category = job.category.expect("a done job has a category");
+        assert!(by_category.contains_key(&category));
+        for (name, key) in job.outputs.as_object().unwrap() {
+            let key = mono2mesh_infra::blob::BlobKey::parse(key.as_str().unwrap().to_string()).unwrap();
+            assert!(rig.s3.store.head(&key).await.unwrap().size > 0, "job {id}: output {name} ({key}) stored");
+        }
+        for name in ["gated_image", "classification", "voxels", "probabilities", "mesh_glb", "mesh_obj", "mesh_stats"] {
+            assert!(job.outputs.get(name).is_some(), "job {id}: output {name} recorded: {}", job.outputs);
+        }
+        let voxels = keys::stage_artifact(*id, Stage::Reconstruct, keys::VOXELS_BINVOX).unwrap();
+        assert_eq!(job.outputs["voxels"], voxels.as_str());
+    }
+    let unreadable = rig.jobs().get_job(unreadable).await.unwrap();
+    assert_eq!(unreadable.state, JobState::Rejected);
+    assert_eq!(events(&rig, unreadable.id).await, ["submitted", "rejected"]);
+    assert!(done >= 1, "at least one job meshed (the seeded model's grids have surfaces)");
+    for stage in Stage::ALL {
+        assert_eq!(rig.queue.take_dead_letters(stage, 10).await.unwrap(), vec![], "{stage}: nothing dead-lettered");
+    }
+    println!("{} jobs: {done} done, {} rejected ({rejected_late} after reconstruct)", jobs.len(), jobs.len() - done);
+    rig.finish().await;
+}
