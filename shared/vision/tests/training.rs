@@ -12,6 +12,14 @@ use mono2mesh_vision::train::trainer::{Quiet, BEST_EVAL_FILE, BEST_FILE, CHECKPO
 use mono2mesh_vision::train::{evaluate, AugmentConfig, DatasetLocation, EpochMetrics, EvalConfig, Init, PairSet, TrainConfig, Trainer};
 use tch::Device;
 
+/// libtorch's random generator is process-global and initialisation draws from it: the
+/// tests take turns so each run's weights, and so its outcome, are the same every time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn catalog(dir: &Path, categories: Vec<Category>, models: usize) -> Dataset {
     let cfg = SynthConfig { categories, models_per_category: models, views: 3, seed: 21, ..SynthConfig::default() };
     synthesize(dir, &cfg, &|_| {}).unwrap();
@@ -37,24 +45,25 @@ fn quick_config(root: &Path, epochs: usize) -> TrainConfig {
 
 #[test]
 fn a_short_run_lowers_the_loss_and_raises_iou() {
+    let _turn = serial();
     let data = tempfile::tempdir().unwrap();
     let ds = catalog(data.path(), vec![Category::Chair], 6);
     // Train and validate on the same six models: the claim is that the loop learns.
     let pairs = PairSet::load(&ds, all_samples(&ds)).unwrap();
     let run = tempfile::tempdir().unwrap();
-    let mut trainer = Trainer::start(quick_config(data.path(), 4), run.path(), Device::Cpu).unwrap();
+    let mut trainer = Trainer::start(quick_config(data.path(), 6), run.path(), Device::Cpu).unwrap();
     assert_eq!(trainer.trainable_parameters(), 4_517_331, "the trunk stays frozen");
     let before = evaluate(&trainer.model.net, &pairs, &trainer.config.eval, Device::Cpu, &mut |_| {}).unwrap();
     let summary = trainer.run(&pairs, &pairs, &mut Quiet).unwrap();
-    assert_eq!(summary.epochs_done, 4);
+    assert_eq!(summary.epochs_done, 6);
 
     let metrics: Vec<EpochMetrics> = std::fs::read_to_string(run.path().join(METRICS_FILE))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(metrics.len(), 4);
-    let (first, last) = (&metrics[0], &metrics[3]);
+    assert_eq!(metrics.len(), 6);
+    let (first, last) = (&metrics[0], &metrics[5]);
     assert!(last.train_loss < first.train_loss * 0.8, "loss {} -> {}", first.train_loss, last.train_loss);
     assert!(
         summary.best_iou > before.best_iou + 0.05,
@@ -77,6 +86,7 @@ fn a_short_run_lowers_the_loss_and_raises_iou() {
 
 #[test]
 fn a_resumed_run_continues_where_it_stopped_and_finetuning_starts_from_the_base() {
+    let _turn = serial();
     let data = tempfile::tempdir().unwrap();
     let ds = catalog(data.path(), vec![Category::Sofa], 4);
     let pairs = PairSet::load(&ds, all_samples(&ds)).unwrap();
@@ -146,6 +156,7 @@ fn a_resumed_run_continues_where_it_stopped_and_finetuning_starts_from_the_base(
 
 #[test]
 fn evaluation_is_sample_weighted_across_categories() {
+    let _turn = serial();
     let data = tempfile::tempdir().unwrap();
     let cfg = SynthConfig { categories: vec![Category::Chair, Category::Car], models_per_category: 3, views: 1, seed: 5, ..SynthConfig::default() };
     synthesize(data.path(), &cfg, &|_| {}).unwrap();
@@ -178,6 +189,7 @@ fn evaluation_is_sample_weighted_across_categories() {
 
 #[test]
 fn early_stopping_ends_a_run_that_stops_improving() {
+    let _turn = serial();
     let data = tempfile::tempdir().unwrap();
     let ds = catalog(data.path(), vec![Category::Bottle], 3);
     let pairs = PairSet::load(&ds, all_samples(&ds)).unwrap();
@@ -202,6 +214,7 @@ fn early_stopping_ends_a_run_that_stops_improving() {
 
 #[test]
 fn pix2vox_a_trains_its_refiner_too() {
+    let _turn = serial();
     let data = tempfile::tempdir().unwrap();
     let ds = catalog(data.path(), vec![Category::Tvmonitor], 2);
     let pairs = PairSet::load(&ds, all_samples(&ds)).unwrap();
