@@ -56,10 +56,10 @@ pub enum DataError {
 
 /// The models of one split with their ground-truth voxels held in memory (128 KiB a model).
 pub struct PairSet {
-    dataset: Dataset,
     samples: Vec<Sample>,
     voxels: Vec<Vec<f32>>,
-    view_counts: Vec<usize>,
+    /// Each sample's rendering files, listed once at load (not re-read every batch).
+    view_files: Vec<Vec<std::path::PathBuf>>,
 }
 
 /// One batch, on the requested device.
@@ -76,23 +76,23 @@ impl PairSet {
     /// Reads every sample's voxel grid and view listing up front, so a broken model is
     /// reported before training starts rather than hours into it.
     pub fn load(dataset: &Dataset, samples: Vec<Sample>) -> Result<Self, DataError> {
-        let loaded: Vec<(Vec<f32>, usize)> = samples
+        let loaded: Vec<(Vec<f32>, Vec<std::path::PathBuf>)> = samples
             .par_iter()
             .map(|s| {
                 let grid = dataset.load_voxels(s)?;
                 if grid.dims != [VOXEL_SIDE; 3] {
                     return Err(DataError::VoxelDims { model: s.model_id.clone(), dims: grid.dims });
                 }
-                let views = dataset.view_files(s)?.len();
-                if views == 0 {
+                let views = dataset.view_files(s)?;
+                if views.is_empty() {
                     return Err(DataError::Empty(format!("model {} has no renderings", s.model_id)));
                 }
                 let occupancy = grid.data.iter().map(|&v| if v >= 0.5 { 1.0 } else { 0.0 }).collect();
                 Ok((occupancy, views))
             })
             .collect::<Result<_, DataError>>()?;
-        let (voxels, view_counts) = loaded.into_iter().unzip();
-        Ok(PairSet { dataset: dataset.clone(), samples, voxels, view_counts })
+        let (voxels, view_files) = loaded.into_iter().unzip();
+        Ok(PairSet { samples, voxels, view_files })
     }
 
     pub fn len(&self) -> usize {
@@ -123,7 +123,7 @@ impl PairSet {
             .par_iter()
             .map(|&i| {
                 let mut rng = Rng::derive(seed, "train-item", stream.wrapping_mul(1 << 32).wrapping_add(i as u64));
-                let chosen = choose_views(self.view_counts[i], views, &mut rng);
+                let chosen = choose_views(self.view_files[i].len(), views, &mut rng);
                 let images = self.load_images(i, &chosen)?;
                 augment_views(&images, augment, &mut rng)
                     .map_err(|source| DataError::Preprocess { model: self.samples[i].model_id.clone(), source })
@@ -137,7 +137,7 @@ impl PairSet {
         let per_sample: Vec<Vec<f32>> = indices
             .par_iter()
             .map(|&i| {
-                let chosen: Vec<usize> = (0..views).map(|v| v % self.view_counts[i]).collect();
+                let chosen: Vec<usize> = (0..views).map(|v| v % self.view_files[i].len()).collect();
                 let mut values = Vec::with_capacity(views * 3 * INPUT_SIZE * INPUT_SIZE);
                 for image in self.load_images(i, &chosen)? {
                     let t = preprocess_image(&image, InputKind::Auto)
@@ -151,7 +151,7 @@ impl PairSet {
     }
 
     fn load_images(&self, i: usize, chosen: &[usize]) -> Result<Vec<image::DynamicImage>, DataError> {
-        let files = self.dataset.view_files(&self.samples[i])?;
+        let files = &self.view_files[i];
         chosen
             .iter()
             .map(|&v| {
