@@ -201,10 +201,23 @@ pub struct TelemetrySettings {
     /// `tracing` filter directive (`RUST_LOG` wins when set).
     pub log_filter: String,
     pub log_format: LogFormat,
-    /// OTLP/HTTP collector endpoint; traces are exported only when set.
+    /// OTLP/HTTP collector endpoint; traces and metrics are exported only when set.
     pub otlp_endpoint: Option<String>,
     /// Address of the Prometheus `/metrics` listener; none means no listener.
     pub prometheus_listen: Option<SocketAddr>,
+    /// How often metrics are pushed over OTLP (and once more at shutdown).
+    #[serde(default = "default_metrics_interval_ms")]
+    pub metrics_interval_ms: u64,
+}
+
+fn default_metrics_interval_ms() -> u64 {
+    10_000
+}
+
+impl TelemetrySettings {
+    pub fn metrics_interval(&self) -> Duration {
+        Duration::from_millis(self.metrics_interval_ms.max(100))
+    }
 }
 
 /// Notifications of finished jobs (see `mono2mesh_api::webhook`).

@@ -4,6 +4,7 @@ pub mod blob;
 pub mod config;
 pub mod jobs;
 pub mod otel;
+pub mod otel_metrics;
 pub mod pipeline;
 pub mod queue;
 pub mod runtime;

@@ -32,7 +32,7 @@ pub const TRACESTATE: &str = "tracestate";
 pub const OTLP_TRACES_PATH: &str = "/v1/traces";
 
 /// How long one export request may take before the batch is dropped.
-const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The tracer name (instrumentation scope) of every mono2mesh span.
 pub const TRACER_NAME: &str = "mono2mesh";
@@ -81,6 +81,19 @@ impl TraceHeaders {
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The trace-context entries of any header list (HTTP request headers, say); names
+    /// compare case-insensitively and other headers are ignored.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> TraceHeaders {
+        let mut headers = TraceHeaders::default();
+        for (name, value) in pairs {
+            let name = name.to_ascii_lowercase();
+            if name == TRACEPARENT || name == TRACESTATE {
+                headers.0.insert(name, value.to_string());
+            }
+        }
+        headers
     }
 
     /// Adds the headers to an AMQP header table (as long strings).
@@ -160,9 +173,10 @@ pub fn tracer(provider: &SdkTracerProvider) -> opentelemetry_sdk::trace::Tracer 
     provider.tracer(TRACER_NAME)
 }
 
-/// Sends every finished span now (tests, and before a short-lived command exits).
-/// Blocks until the exporter answered; call it off the async threads when it matters.
+/// Sends every finished span and the metrics now (tests, and before a short-lived
+/// command exits). Blocks until the exporters answered; call it off the async threads.
 pub fn flush() {
+    crate::otel_metrics::flush();
     let provider = PROVIDER.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(provider) = provider {
         if let Err(e) = provider.force_flush() {
@@ -171,8 +185,10 @@ pub fn flush() {
     }
 }
 
-/// Flushes and stops the exporter, at process end. Later spans are dropped.
+/// Flushes and stops the trace and metric exporters, at process end. Later spans are
+/// dropped.
 pub fn shutdown() {
+    crate::otel_metrics::shutdown();
     let provider = PROVIDER.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(provider) = provider {
         if let Err(e) = provider.shutdown() {
@@ -213,7 +229,7 @@ fn otlp_exporter(endpoint: &str) -> Result<SpanExporter, OtelError> {
 /// hyper's client needs a tokio runtime, but the SDK's batch processor exports from its
 /// own plain thread; this client brings a small runtime of its own and drives each
 /// request on it, so exporting never depends on (or blocks) the application's runtime.
-struct OwnRuntimeClient {
+pub(crate) struct OwnRuntimeClient {
     runtime: Option<tokio::runtime::Runtime>,
     client: opentelemetry_http::hyper::HyperClient,
 }
@@ -225,7 +241,7 @@ impl std::fmt::Debug for OwnRuntimeClient {
 }
 
 impl OwnRuntimeClient {
-    fn new() -> std::io::Result<Self> {
+    pub(crate) fn new() -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let client = opentelemetry_http::hyper::HyperClient::with_default_connector(EXPORT_TIMEOUT, None);
         Ok(OwnRuntimeClient { runtime: Some(runtime), client })

@@ -2,9 +2,11 @@
 //!
 //! * `init_tracing`: `tracing` subscriber with an env filter (`RUST_LOG` wins over the
 //!   configured filter) in text or JSON.
-//! * `install_prometheus`: a Prometheus `/metrics` listener; metric names are the
-//!   constants in [`names`], and [`StageTimer`] records a stage's duration and outcome
-//!   even when the handler panics or is cancelled (it records on drop).
+//! * Metrics ([`install_metrics`]): code records through the `metrics` facade, with the
+//!   names in [`names`]; a Prometheus `/metrics` listener and the OTLP export
+//!   ([`crate::otel_metrics`]) are the recorders behind it, either or both.
+//!   [`StageTimer`] records a stage's duration and outcome even when the handler
+//!   panics or is cancelled (it records on drop).
 //! * Traces ([`crate::otel`]): every span of our own crates (`mono2mesh*` targets, info
 //!   and up, whatever the log filter says) is also an OpenTelemetry span, exported over
 //!   OTLP/HTTP when `otlp_endpoint` is set; the queue carries the trace context between
@@ -12,7 +14,8 @@
 
 use crate::config::{LogFormat, TelemetrySettings};
 use metrics::{counter, gauge, histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_util::layers::FanoutBuilder;
 use mono2mesh_core::Stage;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -29,6 +32,8 @@ pub enum TelemetryError {
     TracingAlreadyInstalled,
     #[error("cannot start the Prometheus exporter: {0}")]
     Prometheus(String),
+    #[error("a global metrics recorder is already installed")]
+    MetricsAlreadyInstalled,
     #[error(transparent)]
     Traces(#[from] crate::otel::OtelError),
 }
@@ -53,7 +58,10 @@ pub mod names {
     pub const PUBLISH_CONFIRM: &str = "mono2mesh_queue_publish_confirm_seconds";
     /// Histogram {stage}: items per model batch (classify, reconstruct).
     pub const BATCH_SIZE: &str = "mono2mesh_stage_batch_size";
-    /// Histogram {op}: blob store request time.
+    /// Histogram {stage, device}: time a model batch spent in the network on its device
+    /// (GPU time on a GPU), per batch.
+    pub const DEVICE_TIME: &str = "mono2mesh_stage_device_seconds";
+    /// Histogram {op, outcome}: blob store request time.
     pub const BLOB_REQUEST: &str = "mono2mesh_blob_request_seconds";
     /// Histogram {op}: job store query time.
     pub const DB_QUERY: &str = "mono2mesh_db_query_seconds";
@@ -142,6 +150,7 @@ pub fn describe_metrics() {
     describe_counter!(names::FAILURES, "Failed deliveries by error class");
     describe_histogram!(names::PUBLISH_CONFIRM, Unit::Seconds, "Publish to broker confirm");
     describe_histogram!(names::BATCH_SIZE, Unit::Count, "Items per model batch");
+    describe_histogram!(names::DEVICE_TIME, Unit::Seconds, "Network time per model batch on its device");
     describe_histogram!(names::BLOB_REQUEST, Unit::Seconds, "Blob store request time");
     describe_histogram!(names::DB_QUERY, Unit::Seconds, "Job store query time");
 }
@@ -150,6 +159,18 @@ pub fn describe_metrics() {
 const SECONDS_BUCKETS: [f64; 14] =
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 const BATCH_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+
+/// The explicit histogram buckets of a metric, shared by the Prometheus endpoint and
+/// the OTLP export so both show the same distribution.
+pub fn buckets_for(name: &str) -> Option<&'static [f64]> {
+    if name == names::BATCH_SIZE {
+        Some(&BATCH_BUCKETS)
+    } else if name.ends_with("_seconds") {
+        Some(&SECONDS_BUCKETS)
+    } else {
+        None
+    }
+}
 
 /// The exporter configuration shared by the listener and by tests.
 pub fn prometheus_builder() -> Result<PrometheusBuilder, TelemetryError> {
@@ -164,14 +185,50 @@ pub fn prometheus_builder() -> Result<PrometheusBuilder, TelemetryError> {
 /// Installs the global metrics recorder with an HTTP listener serving `/metrics`
 /// on `listen`. Must be called from within a tokio runtime.
 pub fn install_prometheus(listen: SocketAddr) -> Result<PrometheusHandle, TelemetryError> {
+    let (recorder, handle) = prometheus_listener(listen)?;
+    set_global_recorder(recorder)?;
+    Ok(handle)
+}
+
+/// A Prometheus recorder whose `/metrics` listener on `listen` already runs.
+fn prometheus_listener(listen: SocketAddr) -> Result<(PrometheusRecorder, PrometheusHandle), TelemetryError> {
     let (recorder, exporter) = prometheus_builder()?
         .with_http_listener(listen)
         .build()
         .map_err(|e| TelemetryError::Prometheus(e.to_string()))?;
     let handle = recorder.handle();
     tokio::spawn(exporter);
-    metrics::set_global_recorder(recorder).map_err(|e| TelemetryError::Prometheus(e.to_string()))?;
+    Ok((recorder, handle))
+}
+
+fn set_global_recorder(recorder: impl metrics::Recorder + Sync + 'static) -> Result<(), TelemetryError> {
+    metrics::set_global_recorder(recorder).map_err(|_| TelemetryError::MetricsAlreadyInstalled)?;
     describe_metrics();
+    Ok(())
+}
+
+/// Installs the global metrics recorder: the Prometheus listener when
+/// `prometheus_listen` is set, the OTLP export when `otlp_endpoint` is, both when
+/// both are (every metric goes to each). Nothing is installed when neither is set.
+/// Must be called from within a tokio runtime.
+pub fn install_metrics(settings: &TelemetrySettings) -> Result<Option<PrometheusHandle>, TelemetryError> {
+    let prometheus = settings.prometheus_listen.map(prometheus_listener).transpose()?;
+    let otlp = match &settings.otlp_endpoint {
+        Some(endpoint) => Some(crate::otel_metrics::install(&service_name(), endpoint, settings.metrics_interval())?),
+        None => None,
+    };
+    let handle = prometheus.as_ref().map(|(_, handle)| handle.clone());
+    match (prometheus, otlp) {
+        (None, None) => return Ok(None),
+        (Some((prometheus, _)), None) => set_global_recorder(prometheus)?,
+        (None, Some(otlp)) => set_global_recorder(otlp)?,
+        (Some((prometheus, _)), Some(otlp)) => {
+            set_global_recorder(FanoutBuilder::default().add_recorder(prometheus).add_recorder(otlp).build())?
+        }
+    }
+    if let Some(endpoint) = &settings.otlp_endpoint {
+        tracing::info!(%endpoint, interval_ms = settings.metrics_interval_ms, "exporting metrics over OTLP/HTTP");
+    }
     Ok(handle)
 }
 
@@ -220,11 +277,11 @@ pub fn service_name() -> String {
         .unwrap_or_else(|| "mono2mesh".to_string())
 }
 
-/// Everything a worker needs at start-up: logs, then the metrics listener when
-/// configured. Returns the metrics handle when a listener was started.
+/// Everything a worker needs at start-up: logs and traces, then the metrics
+/// recorder (Prometheus listener, OTLP export) as configured. Returns the metrics handle when a listener was started.
 pub fn init(settings: &TelemetrySettings) -> Result<Option<PrometheusHandle>, TelemetryError> {
     init_tracing(settings)?;
-    settings.prometheus_listen.map(install_prometheus).transpose()
+    install_metrics(settings)
 }
 
 #[cfg(test)]

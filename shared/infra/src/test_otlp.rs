@@ -1,6 +1,7 @@
-//! An OTLP/HTTP trace receiver for tests (feature `test-support`): a real HTTP server on
-//! `127.0.0.1:<random port>` that decodes each `POST /v1/traces` protobuf body, as a
-//! collector would, and keeps the spans for assertions.
+//! An OTLP/HTTP receiver for tests (feature `test-support`): a real HTTP server on
+//! `127.0.0.1:<random port>` that decodes each `POST /v1/traces` and `POST /v1/metrics`
+//! protobuf body, as a collector would, and keeps the spans and metric points for
+//! assertions.
 //!
 //! It runs on a thread with its own runtime, so it outlives any one `#[tokio::test]`
 //! runtime and can serve every test of a binary (see [`traced_process`]).
@@ -10,7 +11,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, NumberDataPoint};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use prost::Message;
 use std::collections::BTreeMap;
@@ -37,11 +40,43 @@ impl ReceivedSpan {
     }
 }
 
+/// One metric data point as the collector received it (cumulative, so later exports
+/// repeat a point with its newer total).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedPoint {
+    pub name: String,
+    pub unit: String,
+    pub service: String,
+    pub attributes: BTreeMap<String, String>,
+    pub value: PointValue,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PointValue {
+    Sum { value: f64, monotonic: bool },
+    Gauge(f64),
+    Histogram { count: u64, sum: f64, bounds: Vec<f64>, bucket_counts: Vec<u64> },
+    /// A kind we do not use (exponential histogram, summary).
+    Other,
+}
+
+impl ReceivedPoint {
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
+
+    /// Whether every `(key, value)` of `labels` is among the point's attributes.
+    pub fn has(&self, labels: &[(&str, &str)]) -> bool {
+        labels.iter().all(|(k, v)| self.attribute(k) == Some(*v))
+    }
+}
+
 #[derive(Clone)]
 pub struct OtlpReceiver {
     /// Base URL to configure as `telemetry.otlp_endpoint`.
     pub endpoint: String,
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    points: Arc<Mutex<Vec<ReceivedPoint>>>,
     /// Export requests that were not valid OTLP protobuf.
     bad_requests: Arc<Mutex<Vec<String>>>,
 }
@@ -55,6 +90,7 @@ impl OtlpReceiver {
         let receiver = OtlpReceiver {
             endpoint: format!("http://{addr}"),
             spans: Arc::default(),
+            points: Arc::default(),
             bad_requests: Arc::default(),
         };
         let state = receiver.clone();
@@ -68,7 +104,10 @@ impl OtlpReceiver {
                 runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener)
                         .unwrap_or_else(|e| panic!("OTLP receiver: {e}"));
-                    let app = Router::new().route("/v1/traces", post(receive)).with_state(state);
+                    let app = Router::new()
+                        .route("/v1/traces", post(receive))
+                        .route("/v1/metrics", post(receive_metrics))
+                        .with_state(state);
                     axum::serve(listener, app).await.unwrap_or_else(|e| panic!("OTLP receiver: {e}"));
                 });
             })
@@ -79,6 +118,43 @@ impl OtlpReceiver {
     /// Every span received so far.
     pub fn spans(&self) -> Vec<ReceivedSpan> {
         self.spans.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Every metric point received so far, oldest first.
+    pub fn points(&self) -> Vec<ReceivedPoint> {
+        self.points.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The newest point of metric `name` from `service` with these labels, once one
+    /// satisfies `done`; panics with what did arrive after `limit`.
+    pub async fn wait_for_point(
+        &self,
+        service: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+        limit: Duration,
+        done: impl Fn(&PointValue) -> bool,
+    ) -> ReceivedPoint {
+        let deadline = Instant::now() + limit;
+        loop {
+            let newest = self
+                .points()
+                .into_iter()
+                .rev()
+                .find(|p| p.service == service && p.name == name && p.has(labels));
+            if let Some(point) = newest.filter(|p| done(&p.value)) {
+                return point;
+            }
+            if Instant::now() >= deadline {
+                let names: Vec<(String, String, BTreeMap<String, String>)> =
+                    self.points().into_iter().map(|p| (p.service, p.name, p.attributes)).collect();
+                panic!(
+                    "no satisfying {name} {labels:?} from {service} after {limit:?}; received {names:#?}; bad requests: {:?}",
+                    self.bad_requests()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub fn bad_requests(&self) -> Vec<String> {
@@ -143,6 +219,71 @@ async fn receive(State(receiver): State<OtlpReceiver>, body: Bytes) -> StatusCod
     StatusCode::OK
 }
 
+async fn receive_metrics(State(receiver): State<OtlpReceiver>, body: Bytes) -> StatusCode {
+    let request = match ExportMetricsServiceRequest::decode(body) {
+        Ok(request) => request,
+        Err(e) => {
+            receiver.bad_requests.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
+            return StatusCode::BAD_REQUEST;
+        }
+    };
+    let mut received = Vec::new();
+    for resource_metrics in request.resource_metrics {
+        let service = resource_metrics
+            .resource
+            .as_ref()
+            .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
+            .map(|kv| render(&kv.value))
+            .unwrap_or_default();
+        for scope in resource_metrics.scope_metrics {
+            for metric in scope.metrics {
+                let point = |attributes: BTreeMap<String, String>, value: PointValue| ReceivedPoint {
+                    name: metric.name.clone(),
+                    unit: metric.unit.clone(),
+                    service: service.clone(),
+                    attributes,
+                    value,
+                };
+                match &metric.data {
+                    Some(metric::Data::Sum(sum)) => {
+                        for p in &sum.data_points {
+                            let value = PointValue::Sum { value: number(p), monotonic: sum.is_monotonic };
+                            received.push(point(attributes(&p.attributes), value));
+                        }
+                    }
+                    Some(metric::Data::Gauge(gauge)) => {
+                        for p in &gauge.data_points {
+                            received.push(point(attributes(&p.attributes), PointValue::Gauge(number(p))));
+                        }
+                    }
+                    Some(metric::Data::Histogram(histogram)) => {
+                        for p in &histogram.data_points {
+                            let value = PointValue::Histogram {
+                                count: p.count,
+                                sum: p.sum.unwrap_or_default(),
+                                bounds: p.explicit_bounds.clone(),
+                                bucket_counts: p.bucket_counts.clone(),
+                            };
+                            received.push(point(attributes(&p.attributes), value));
+                        }
+                    }
+                    _ => received.push(point(BTreeMap::new(), PointValue::Other)),
+                }
+            }
+        }
+    }
+    receiver.points.lock().unwrap_or_else(|p| p.into_inner()).extend(received);
+    StatusCode::OK
+}
+
+fn number(point: &NumberDataPoint) -> f64 {
+    match point.value {
+        Some(number_data_point::Value::AsDouble(v)) => v,
+        Some(number_data_point::Value::AsInt(v)) => v as f64,
+        None => f64::NAN,
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -195,6 +336,7 @@ pub fn traced_process() -> &'static OtlpReceiver {
             log_format: crate::config::LogFormat::Text,
             otlp_endpoint: Some(receiver.endpoint.clone()),
             prometheus_listen: None,
+            metrics_interval_ms: 10_000,
         };
         crate::telemetry::init_tracing(&settings).unwrap_or_else(|e| panic!("test tracing: {e}"));
         receiver
