@@ -223,6 +223,25 @@ pub struct StatsReport {
 }
 
 /// The states a job may be in for a move to `to` to be legal.
+/// Times one job-store call into `mono2mesh_db_query_seconds{op}` when dropped, so
+/// early returns and errors are timed too.
+struct QueryTimer {
+    op: &'static str,
+    started: std::time::Instant,
+}
+
+impl QueryTimer {
+    fn start(op: &'static str) -> QueryTimer {
+        QueryTimer { op, started: std::time::Instant::now() }
+    }
+}
+
+impl Drop for QueryTimer {
+    fn drop(&mut self) {
+        metrics::histogram!(crate::telemetry::names::DB_QUERY, "op" => self.op).record(self.started.elapsed().as_secs_f64());
+    }
+}
+
 fn allowed_predecessors(to: JobState) -> Vec<String> {
     JobState::ALL.into_iter().filter(|from| from.can_move_to(to)).map(|s| s.name().to_string()).collect()
 }
@@ -334,6 +353,7 @@ impl JobStore {
 
     /// Submits a job, or returns the batch's existing job for the same content.
     pub async fn submit(&self, new: &NewJob) -> Result<Submission> {
+        let _timer = QueryTimer::start("submit");
         let sql_err = |context| move |e| JobStoreError::from_sqlx(context, e);
         let mut tx = self.pool.begin().await.map_err(sql_err("submit"))?;
         // DO UPDATE (a no-op) instead of DO NOTHING so RETURNING yields the existing id.
@@ -385,6 +405,7 @@ impl JobStore {
     }
 
     pub async fn find_job(&self, id: JobId) -> Result<Option<Job>> {
+        let _timer = QueryTimer::start("find_job");
         let row = sqlx::query(concat!(job_select!(), " WHERE j.id = $1"))
             .bind(id.0)
             .fetch_optional(&self.pool)
@@ -401,6 +422,7 @@ impl JobStore {
     /// Moves `id` to `to` if that is a legal forward step from its current state,
     /// applying `update` and appending a history event in the same statement.
     pub async fn advance(&self, id: JobId, stage: Option<Stage>, to: JobState, update: JobUpdate) -> Result<Transition> {
+        let _timer = QueryTimer::start("advance");
         let (category, category_source) = match update.category {
             Some((c, s)) => (Some(c.name()), Some(s.name())),
             None => (None, None),
@@ -465,6 +487,7 @@ impl JobStore {
     /// attempt counter, stores the error and appends a history event. Returns the
     /// attempt count.
     pub async fn record_failure(&self, id: JobId, stage: Stage, error: &StageError) -> Result<i32> {
+        let _timer = QueryTimer::start("record_failure");
         let row = sqlx::query(
             "WITH bumped AS ( \
                UPDATE jobs SET attempts = attempts + 1, last_error = $2, updated_at = now() \
@@ -488,6 +511,7 @@ impl JobStore {
 
     /// Appends a free-form history event (e.g. `started`, `dead_lettered`).
     pub async fn append_event(&self, id: JobId, stage: Option<Stage>, event: &str, detail: Value) -> Result<()> {
+        let _timer = QueryTimer::start("append_event");
         let result = sqlx::query("INSERT INTO job_events (job_id, stage, event, detail) VALUES ($1, $2, $3, $4)")
             .bind(id.0)
             .bind(stage.map(Stage::name))
@@ -505,6 +529,7 @@ impl JobStore {
 
     /// A job's history, oldest first.
     pub async fn events(&self, id: JobId) -> Result<Vec<JobEvent>> {
+        let _timer = QueryTimer::start("events");
         let rows = sqlx::query("SELECT id, job_id, stage, event, detail, at FROM job_events WHERE job_id = $1 ORDER BY id")
             .bind(id.0)
             .fetch_all(&self.pool)
@@ -515,6 +540,7 @@ impl JobStore {
 
     /// One page of a batch's jobs in submission order.
     pub async fn list_batch_jobs(&self, batch: &str, page: Page) -> Result<Vec<Job>> {
+        let _timer = QueryTimer::start("list_batch_jobs");
         let rows = sqlx::query(concat!(
             job_select!(),
             " WHERE b.name = $1 AND ($2::uuid IS NULL OR j.id > $2) ORDER BY j.id LIMIT $3"
@@ -530,6 +556,7 @@ impl JobStore {
 
     /// The most recently submitted jobs, newest first.
     pub async fn recent_jobs(&self, limit: u32) -> Result<Vec<Job>> {
+        let _timer = QueryTimer::start("recent_jobs");
         let rows = sqlx::query(concat!(job_select!(), " ORDER BY j.created_at DESC, j.id DESC LIMIT $1"))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
@@ -549,6 +576,7 @@ impl JobStore {
     }
 
     async fn summaries(&self, only: Option<&str>) -> Result<Vec<BatchSummary>> {
+        let _timer = QueryTimer::start("summaries");
         let rows = sqlx::query(
             "SELECT b.name, b.created_at, j.state, count(j.id) AS n \
              FROM batches b LEFT JOIN jobs j ON j.batch_id = b.id \
@@ -588,6 +616,7 @@ impl JobStore {
     /// Per-stage throughput and latency of the jobs that completed a stage within
     /// the last `window`, plus rejections and failures in that window.
     pub async fn stats(&self, window: Duration) -> Result<StatsReport> {
+        let _timer = QueryTimer::start("stats");
         let secs = window.as_secs_f64();
         let rows = sqlx::query(
             "WITH w AS (SELECT now() - make_interval(secs => $1) AS since), \

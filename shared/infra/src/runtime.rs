@@ -4,7 +4,7 @@
 //! | handler outcome              | what the runtime does                                      |
 //! |------------------------------|------------------------------------------------------------|
 //! | `Ok(Next::Forward(m))`       | publish `m` (confirmed), then ack                          |
-//! | `Ok(Next::Finished/Stale)`   | ack                                                        |
+//! | `Ok(Next::Finished/Rejected/Stale)` | ack (counted as ok, rejected, skipped)              |
 //! | `Err(Retryable)`             | back-off tier with attempt + 1; past `max_attempts`: give up |
 //! | `Err(Permanent)`, panic      | give up: job marked failed, message dead-lettered with reason |
 //! | `Err(Rejection)`             | job marked rejected with reason, then ack                  |
@@ -36,6 +36,9 @@ pub enum Next {
     Forward(StageMessage),
     /// The job reached its final state here; nothing to publish.
     Finished,
+    /// The stage rejected the job itself (recording more than a reason, such as the
+    /// gate's scores); nothing to publish. Counted as a rejection, not a success.
+    Rejected,
     /// A duplicate or late message for a job that has already moved past this stage:
     /// nothing was done, and the message is acknowledged. The string says why.
     Stale(String),
@@ -347,6 +350,9 @@ async fn process(delivery: Delivery, context: &Context) {
     if delivery.redelivered() {
         metrics::counter!(names::REDELIVERIES, "stage" => lane.stage().name()).increment(1);
     }
+    if let Some(queued) = delivery.queued_for() {
+        metrics::histogram!(names::QUEUE_WAIT, "stage" => lane.stage().name()).record(queued.as_secs_f64());
+    }
     let span = tracing::Span::current();
     let outcome = match decode(delivery.body(), lane) {
         Ok(message) => {
@@ -377,6 +383,7 @@ async fn handle(delivery: Delivery, message: StageMessage, context: &Context) ->
             }
         },
         Ok(Next::Finished) => ack(delivery, StageOutcome::Ok, context).await,
+        Ok(Next::Rejected) => ack(delivery, StageOutcome::Rejected, context).await,
         Ok(Next::Stale(why)) => {
             info!(job = %message.job_id, %why, "stale message acknowledged without effect");
             ack(delivery, StageOutcome::Skipped, context).await

@@ -107,7 +107,7 @@ impl StageHandler for GateHandler {
                     ..JobUpdate::default()
                 };
                 return Ok(match jobs.advance(job.id, Some(Stage::Gate), JobState::Rejected, update).await? {
-                    Transition::Applied { .. } | Transition::Duplicate => Next::Finished,
+                    Transition::Applied { .. } | Transition::Duplicate => Next::Rejected,
                     Transition::Stale { current } => Next::Stale(format!("job became {current} while the gate ran")),
                 });
             }

@@ -108,6 +108,18 @@ impl Reconstructor {
         jobs: &[ReconstructJob<'_>],
         settings: &ReconstructSettings,
     ) -> Vec<Result<VoxelGrid, ReconstructError>> {
+        self.reconstruct_batch_timed(jobs, settings).0
+    }
+
+    /// [`Self::reconstruct_batch`], also returning the time spent in the network's forward
+    /// passes on the device (inputs moved there, outputs back: the copy back waits for
+    /// the device, so on a GPU this is GPU time, not the time to queue the kernels).
+    pub fn reconstruct_batch_timed(
+        &self,
+        jobs: &[ReconstructJob<'_>],
+        settings: &ReconstructSettings,
+    ) -> (Vec<Result<VoxelGrid, ReconstructError>>, std::time::Duration) {
+        let mut device_time = std::time::Duration::ZERO;
         let mut results: Vec<Option<Result<VoxelGrid, ReconstructError>>> = jobs.iter().map(|_| None).collect();
         // preprocess: per job a [V, 3, 224, 224] tensor, or its error
         let mut ready: Vec<(usize, Tensor)> = Vec::new();
@@ -125,7 +137,10 @@ impl Reconstructor {
             let group: Vec<&(usize, Tensor)> = ready.iter().filter(|(_, t)| t.size()[0] == views).collect();
             for chunk in group.chunks(settings.max_batch.max(1)) {
                 let tensors: Vec<&Tensor> = chunk.iter().map(|(_, t)| t).collect();
-                match self.forward(&tensors) {
+                let started = std::time::Instant::now();
+                let forward = self.forward(&tensors);
+                device_time += started.elapsed();
+                match forward {
                     Ok(grids) => {
                         for ((i, _), grid) in chunk.iter().zip(grids) {
                             results[*i] = Some(Ok(grid));
@@ -140,7 +155,12 @@ impl Reconstructor {
                 }
             }
         }
-        results.into_iter().map(|r| r.unwrap_or(Err(ReconstructError::NoImages))).collect()
+        (results.into_iter().map(|r| r.unwrap_or(Err(ReconstructError::NoImages))).collect(), device_time)
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> Device {
+        self.device
     }
 
     /// One forward pass over `[V, 3, 224, 224]` inputs with the same V.

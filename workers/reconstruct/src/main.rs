@@ -18,6 +18,7 @@ use mono2mesh_infra::pipeline::{begin, complete, hand_over, Begin};
 use mono2mesh_infra::queue::Lane;
 use mono2mesh_infra::runtime::{Next, StageHandler};
 use mono2mesh_infra::service::{serve, Services, WorkerArgs};
+use mono2mesh_infra::telemetry::names;
 use mono2mesh_reconstruct::registry::{open_registry, ModelRole, GENERAL_MODEL};
 use mono2mesh_reconstruct::{npy, ReconstructJob, ReconstructSettings, Reconstructor, DEFAULT_THRESHOLD};
 use mono2mesh_vision::device::DeviceChoice;
@@ -126,14 +127,18 @@ impl Batcher {
                 }
                 let model = model.clone();
                 let (images, replies): (Vec<Bytes>, Vec<Reply>) = batch.into_iter().unzip();
-                metrics::histogram!(mono2mesh_infra::telemetry::names::BATCH_SIZE, "stage" => "reconstruct")
+                metrics::histogram!(names::BATCH_SIZE, "stage" => "reconstruct")
                     .record(images.len() as f64);
                 let results = tokio::task::spawn_blocking(move || {
                     let model = model.lock().map_err(|_| "reconstructor lock poisoned by an earlier panic".to_string())?;
                     let views: Vec<[&[u8]; 1]> = images.iter().map(|i| [i.as_ref()]).collect();
                     let jobs: Vec<ReconstructJob> = views.iter().map(|v| ReconstructJob { images: v }).collect();
                     let settings = ReconstructSettings { max_batch: jobs.len(), ..ReconstructSettings::default() };
-                    Ok::<_, String>(model.reconstruct_batch(&jobs, &settings))
+                    let (results, device_time) = model.reconstruct_batch_timed(&jobs, &settings);
+                    let device = if model.device().is_cuda() { "cuda" } else { "cpu" };
+                    metrics::histogram!(names::DEVICE_TIME, "stage" => "reconstruct", "device" => device)
+                        .record(device_time.as_secs_f64());
+                    Ok::<_, String>(results)
                 })
                 .await;
                 match results {

@@ -103,11 +103,66 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
 
 /// Opens the store the settings select. For S3 this checks the bucket (and creates
 /// it when `create_bucket` is set), so a misconfiguration fails at start-up.
+/// Every request it serves is timed into [`crate::telemetry::names::BLOB_REQUEST`].
 pub async fn open_blob_store(settings: &BlobSettings) -> Result<Arc<dyn BlobStore>, BlobError> {
-    Ok(match settings.backend {
+    let store: Arc<dyn BlobStore> = match settings.backend {
         BlobBackend::Local => Arc::new(LocalBlobStore::new(&settings.local_root)),
         BlobBackend::S3 => Arc::new(S3BlobStore::connect(&settings.s3).await?),
-    })
+    };
+    Ok(Arc::new(MeteredBlobStore(store)))
+}
+
+/// A store that times each request by operation and outcome
+/// (`mono2mesh_blob_request_seconds{op, outcome}`), so a slow bucket shows up next to
+/// the stage it slows.
+#[derive(Debug)]
+pub struct MeteredBlobStore(pub Arc<dyn BlobStore>);
+
+impl MeteredBlobStore {
+    async fn timed<T>(
+        op: &'static str,
+        request: impl std::future::Future<Output = Result<T, BlobError>>,
+    ) -> Result<T, BlobError> {
+        let started = std::time::Instant::now();
+        let result = request.await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) if e.is_not_found() => "not_found",
+            Err(_) => "error",
+        };
+        metrics::histogram!(crate::telemetry::names::BLOB_REQUEST, "op" => op, "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+}
+
+#[async_trait]
+impl BlobStore for MeteredBlobStore {
+    async fn put(&self, key: &BlobKey, body: Bytes) -> Result<(), BlobError> {
+        Self::timed("put", self.0.put(key, body)).await
+    }
+    async fn get(&self, key: &BlobKey) -> Result<Bytes, BlobError> {
+        Self::timed("get", self.0.get(key)).await
+    }
+    async fn head(&self, key: &BlobKey) -> Result<BlobMeta, BlobError> {
+        Self::timed("head", self.0.head(key)).await
+    }
+    async fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
+        Self::timed("delete", self.0.delete(key)).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<BlobMeta>, BlobError> {
+        Self::timed("list", self.0.list(prefix)).await
+    }
+    async fn presigned_get(&self, key: &BlobKey, expires: Duration) -> Result<Option<String>, BlobError> {
+        // Signing is local computation, not a request.
+        self.0.presigned_get(key, expires).await
+    }
+    fn location(&self) -> String {
+        self.0.location()
+    }
+    async fn exists(&self, key: &BlobKey) -> Result<bool, BlobError> {
+        Self::timed("head", self.0.exists(key)).await
+    }
 }
 
 /// MIME type for the artifacts the pipeline writes, so objects open sensibly when

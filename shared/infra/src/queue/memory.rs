@@ -13,7 +13,9 @@ use tokio::sync::Notify;
 
 use crate::otel::TraceHeaders;
 
-use super::{encode, DeadLetter, Delivery, DeliveryStream, Lane, MessageQueue, QueueError, Settle, Topology};
+use super::{
+    encode, unix_millis, DeadLetter, Delivery, DeliveryStream, Lane, MessageQueue, QueueError, Settle, Topology,
+};
 
 /// Reason the memory backend gives a message dead-lettered past the delivery limit,
 /// the same words RabbitMQ puts in `x-first-death-reason`.
@@ -44,6 +46,8 @@ struct Envelope {
     redelivered: bool,
     /// The publisher's trace context, as RabbitMQ would carry it in headers.
     trace: TraceHeaders,
+    /// Unix milliseconds at publish, as RabbitMQ carries `x-enqueued-at`.
+    enqueued_at_ms: u64,
 }
 
 impl Shared {
@@ -111,7 +115,13 @@ impl MessageQueue for MemoryQueue {
 
     async fn publish_raw(&self, lane: Lane, body: &[u8]) -> Result<(), QueueError> {
         let envelope =
-            Envelope { body: body.to_vec(), delivery_count: 0, redelivered: false, trace: TraceHeaders::current() };
+            Envelope {
+            body: body.to_vec(),
+            delivery_count: 0,
+            redelivered: false,
+            trace: TraceHeaders::current(),
+            enqueued_at_ms: unix_millis(),
+        };
         self.shared.push(lane, envelope)
     }
 
@@ -177,7 +187,7 @@ impl MemoryStream {
             self.unsettled[index].fetch_add(1, Ordering::SeqCst);
             self.next_lane = index + 1;
             let (body, redelivered, count) = (envelope.body.clone(), envelope.redelivered, envelope.delivery_count);
-            let trace = envelope.trace.clone();
+            let (trace, enqueued_at_ms) = (envelope.trace.clone(), envelope.enqueued_at_ms);
             let settle = MemorySettle {
                 shared: self.shared.clone(),
                 unsettled: self.unsettled.clone(),
@@ -185,7 +195,8 @@ impl MemoryStream {
                 lane,
                 envelope: Some(envelope),
             };
-            return Ok(Some(Delivery::new(lane, body, redelivered, count, Box::new(settle)).with_trace(trace)));
+            let delivery = Delivery::new(lane, body, redelivered, count, Box::new(settle));
+            return Ok(Some(delivery.with_trace(trace).with_enqueued_at(enqueued_at_ms)));
         }
         Ok(None)
     }
@@ -265,12 +276,14 @@ impl Settle for MemorySettle {
         let shared = self.shared.clone();
         // The retry continues the trace of the attempt that failed (the current span).
         let trace = TraceHeaders::current();
+        // Stamped now, as RabbitMQ's retry publish is, so time queued includes back-off.
+        let enqueued_at_ms = unix_millis();
         self.finish();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             // A retry landing after close is lost, as it would be for a stopped broker
             // without persistence; the memory backend promises nothing across restarts.
-            let _ = shared.push(lane, Envelope { body, delivery_count: 0, redelivered: false, trace });
+            let _ = shared.push(lane, Envelope { body, delivery_count: 0, redelivered: false, trace, enqueued_at_ms });
         });
         Ok(delay)
     }

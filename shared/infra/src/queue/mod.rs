@@ -96,6 +96,8 @@ pub struct Delivery {
     redelivered: bool,
     delivery_count: u32,
     trace: TraceHeaders,
+    /// Unix milliseconds at publish (a retry's publish, for a retried message).
+    enqueued_at_ms: Option<u64>,
     settle: Box<dyn Settle>,
 }
 
@@ -118,13 +120,34 @@ impl Delivery {
         delivery_count: u32,
         settle: Box<dyn Settle>,
     ) -> Self {
-        Delivery { lane, body, redelivered, delivery_count, trace: TraceHeaders::default(), settle }
+        Delivery {
+            lane,
+            body,
+            redelivered,
+            delivery_count,
+            trace: TraceHeaders::default(),
+            enqueued_at_ms: None,
+            settle,
+        }
     }
 
     /// The trace context the publisher sent along.
     pub(crate) fn with_trace(mut self, trace: TraceHeaders) -> Self {
         self.trace = trace;
         self
+    }
+
+    pub(crate) fn with_enqueued_at(mut self, unix_ms: u64) -> Self {
+        self.enqueued_at_ms = Some(unix_ms);
+        self
+    }
+
+    /// How long the message waited between its publish and now: its time queued, a
+    /// retry's back-off included. None when the publisher did not say when (a message
+    /// from another tool); zero when clocks disagree.
+    pub fn queued_for(&self) -> Option<Duration> {
+        let enqueued = self.enqueued_at_ms?;
+        Some(Duration::from_millis(unix_millis().saturating_sub(enqueued)))
     }
 
     /// The publisher's trace context (empty when it had none): the parent of the span

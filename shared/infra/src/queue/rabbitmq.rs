@@ -99,7 +99,10 @@ impl Inner {
                     .await?
                     .await
             };
-            match attempt.await {
+            let started = std::time::Instant::now();
+            let outcome = attempt.await;
+            metrics::histogram!(crate::telemetry::names::PUBLISH_CONFIRM).record(started.elapsed().as_secs_f64());
+            match outcome {
                 Ok(confirmation) => {
                     if confirmation.is_nack() {
                         return Err(QueueError::Nacked { lane: lane.routing_key() });
@@ -259,6 +262,16 @@ fn delivery_count(properties: &BasicProperties) -> u32 {
     u32::try_from(count).unwrap_or(0)
 }
 
+/// Our publish time (`x-enqueued-at`, unix ms); none for messages from elsewhere.
+fn enqueued_at(properties: &BasicProperties) -> Option<u64> {
+    match properties.headers().as_ref()?.inner().get(headers::ENQUEUED_AT)? {
+        AMQPValue::LongLongInt(ms) => u64::try_from(*ms).ok(),
+        AMQPValue::LongUInt(ms) => Some(u64::from(*ms)),
+        AMQPValue::Timestamp(ms) => Some(*ms),
+        _ => None,
+    }
+}
+
 struct RabbitStream {
     inner: Arc<Inner>,
     channel: Channel,
@@ -275,8 +288,13 @@ impl DeliveryStream for RabbitStream {
                     let count = delivery_count(&delivery.properties);
                     let trace = TraceHeaders::read_amqp(delivery.properties.headers().as_ref());
                     let settle = RabbitSettle { inner: self.inner.clone(), acker: delivery.acker };
+                    let enqueued_at = enqueued_at(&delivery.properties);
                     let delivery = Delivery::new(lane, delivery.data, delivery.redelivered, count, Box::new(settle));
-                    return Some(Ok(delivery.with_trace(trace)));
+                    let delivery = delivery.with_trace(trace);
+                    return Some(Ok(match enqueued_at {
+                        Some(ms) => delivery.with_enqueued_at(ms),
+                        None => delivery,
+                    }));
                 }
                 (lane, Err(error)) => {
                     warn!(%lane, %error, "consumer lost its connection; waiting for recovery");
