@@ -164,15 +164,98 @@ fn every_reconstruct_category_is_served_exactly_once() {
 fn the_dashboard_queries_metrics_we_export() {
     let text = std::fs::read_to_string(repo().join("deploy/grafana/dashboards/mono2mesh.json")).unwrap();
     let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let exported = [names::STAGE_FINISHED, names::STAGE_DURATION, names::QUEUE_WAIT, names::STAGE_INFLIGHT, names::FAILURES, names::BATCH_SIZE];
+    let exported = [
+        names::STAGE_FINISHED,
+        names::STAGE_DURATION,
+        names::QUEUE_WAIT,
+        names::STAGE_INFLIGHT,
+        names::FAILURES,
+        names::BATCH_SIZE,
+        names::DEVICE_TIME,
+        names::BLOB_REQUEST,
+        names::DB_QUERY,
+    ];
     let panels = dashboard["panels"].as_array().unwrap();
     assert!(!panels.is_empty());
     for panel in panels {
-        let expr = panel["targets"][0]["expr"].as_str().unwrap();
-        assert!(
-            exported.iter().any(|metric| expr.contains(metric)),
-            "panel {:?} queries no metric we export: {expr}",
-            panel["title"]
-        );
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            assert!(
+                exported.iter().any(|metric| expr.contains(metric)),
+                "panel {:?} queries no metric we export: {expr}",
+                panel["title"]
+            );
+            // The collector re-exports the OTLP copy under another job; summing both would double.
+            assert!(expr.contains(r#"job="mono2mesh""#), "panel {:?} must read the direct scrape only: {expr}", panel["title"]);
+        }
     }
+}
+
+#[test]
+fn otlp_traces_reach_jaeger_and_otlp_metrics_reach_prometheus() {
+    let read = |path: &str| -> Value {
+        serde_norway::from_str(&std::fs::read_to_string(repo().join(path)).unwrap()).unwrap()
+    };
+    let collector = read("deploy/otel/collector.yaml");
+    let pipelines = &collector["service"]["pipelines"];
+    for (signal, exporter) in [("traces", "otlp/jaeger"), ("metrics", "prometheus")] {
+        let pipeline = &pipelines[signal];
+        assert!(pipeline["receivers"].as_sequence().unwrap().iter().any(|r| r == "otlp"), "{signal}: no otlp receiver");
+        assert!(pipeline["exporters"].as_sequence().unwrap().iter().any(|e| e == exporter), "{signal} -> {exporter}");
+        assert!(collector["exporters"].get(exporter).is_some(), "exporter {exporter} is not configured");
+    }
+    // Our processes push OTLP/HTTP to the port the collector's http receiver listens on.
+    let http = collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"].as_str().unwrap();
+    let compose = compose();
+    let gate = services(&compose).into_iter().find(|(name, _)| name == "gate").unwrap().1;
+    let env: HashMap<String, String> = gate["environment"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
+        .collect();
+    let settings = SettingsLoader::with_env(env).load().unwrap();
+    let endpoint = settings.telemetry.otlp_endpoint.expect("compose sets an OTLP endpoint");
+    let port = |address: &str| address.rsplit(':').next().unwrap().trim_end_matches('/').to_string();
+    assert_eq!(port(&endpoint), port(http), "{endpoint} vs {http}");
+    assert!(endpoint.starts_with("http://otel-collector:"), "{endpoint}");
+
+    // Prometheus scrapes the collector's metrics exporter.
+    let exposed = collector["exporters"]["prometheus"]["endpoint"].as_str().unwrap();
+    let prometheus = read("deploy/prometheus/prometheus.yml");
+    let targets: Vec<String> = prometheus["scrape_configs"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|job| job["static_configs"].as_sequence().into_iter().flatten())
+        .flat_map(|config| config["targets"].as_sequence().unwrap().iter().map(|t| t.as_str().unwrap().to_string()))
+        .collect();
+    assert!(targets.contains(&format!("otel-collector:{}", port(exposed))), "{targets:?}");
+}
+
+/// compose gives the API a webhook secret; without one `serve` refuses to start (its
+/// calls could be forged) unless told to send them unsigned.
+#[test]
+fn the_api_will_not_send_unsigned_webhooks_unless_told() {
+    let output = Command::new(env!("CARGO_BIN_EXE_mono2mesh"))
+        .args(["serve", "--token", "t", "--listen", "127.0.0.1:0"])
+        .env_remove("MONO2MESH__WEBHOOK__SECRET")
+        .env("MONO2MESH__DATABASE__URL", "postgres://nobody@127.0.0.1:1/none")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("webhook.secret is empty") && stderr.contains("--unsigned-webhooks"), "{stderr}");
+
+    // Told so, it gets past that check (and stops at the unreachable database instead).
+    let output = Command::new(env!("CARGO_BIN_EXE_mono2mesh"))
+        .args(["serve", "--token", "t", "--listen", "127.0.0.1:0", "--unsigned-webhooks"])
+        .env_remove("MONO2MESH__WEBHOOK__SECRET")
+        .env("MONO2MESH__DATABASE__URL", "postgres://nobody@127.0.0.1:1/none")
+        .env("MONO2MESH__DATABASE__ACQUIRE_TIMEOUT_SECS", "2")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(!stderr.contains("webhook.secret is empty"), "{stderr}");
 }

@@ -2,6 +2,10 @@
 //! reconstruct, refine) on RabbitMQ, Postgres and S3 (see `mono2mesh_infra::test_rig`),
 //! configured only through the environment and flags, as compose runs them.
 //!
+//! Every worker exports its traces and metrics over OTLP/HTTP to a receiver in this
+//! test, as compose points them at the collector: one job is one trace across the four
+//! processes, and each process's metrics arrive.
+//!
 //! The reconstruct worker serves every category with a freshly initialised (seeded)
 //! Pix2Vox-F saved as the registry's `general.safetensors`: this checks the distributed
 //! plumbing (routing, storage, state machine, history), not shape quality. The
@@ -16,6 +20,7 @@
 use mono2mesh_core::{Category, JobId, JobState, Stage, StageMessage};
 use mono2mesh_infra::blob::{keys, BlobStore};
 use mono2mesh_infra::queue::{Lane, MessageQueue};
+use mono2mesh_infra::test_otlp::{in_new_trace, traced_process, OtlpReceiver, RootSpan};
 use mono2mesh_infra::test_rig::{stop_gracefully, PipelineRig};
 use mono2mesh_vision::pix2vox::Variant;
 use mono2mesh_vision::pix2vox_model::{ModelMetadata, Pix2VoxModel, PreprocessingSpec, Provenance};
@@ -113,18 +118,24 @@ async fn jobs_go_through_all_four_workers() {
     }
     let unreadable = rig.submit_job("e2e", b"not a photo at all".to_vec()).await;
     jobs.push(unreadable);
+    // Each job's gate message is published inside a root span of its own, as a submission is.
+    let receiver = traced_process();
+    let mut roots = BTreeMap::new();
     for id in &jobs {
-        rig.publish(&StageMessage::new(*id, Stage::Gate, None)).await;
+        let ((), root) = in_new_trace(rig.publish(&StageMessage::new(*id, Stage::Gate, None))).await;
+        roots.insert(*id, root);
     }
+    let otlp = [("MONO2MESH__TELEMETRY__OTLP_ENDPOINT", receiver.endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "200")];
 
     // Gate and classify first, so the reconstruct lanes can be inspected before anything
     // consumes them.
-    let cpu = [("MONO2MESH__RECONSTRUCT__DEVICE", "cpu")];
+    let cpu = [otlp[0], otlp[1], ("MONO2MESH__RECONSTRUCT__DEVICE", "cpu")];
     let mut workers: Vec<Child> = vec![
-        rig.spawn_worker(gate.to_str().unwrap(), &[]),
-        rig.spawn_worker(
+        rig.spawn_worker_with_env(gate.to_str().unwrap(), &[], &otlp),
+        rig.spawn_worker_with_env(
             classify.to_str().unwrap(),
             &["--device", "cpu", "--model", classifier.to_str().unwrap()],
+            &otlp,
         ),
     ];
     rig.wait_for_states(&jobs, &[JobState::Classified, JobState::Rejected], Duration::from_secs(180)).await;
@@ -150,7 +161,7 @@ async fn jobs_go_through_all_four_workers() {
         &["--models", registry.path().to_str().unwrap()],
         &cpu,
     ));
-    workers.push(rig.spawn_worker(refine.to_str().unwrap(), &[]));
+    workers.push(rig.spawn_worker_with_env(refine.to_str().unwrap(), &[], &otlp));
     rig.wait_for_states(&jobs, &[JobState::Done, JobState::Rejected], Duration::from_secs(300)).await;
     for worker in workers {
         let status = stop_gracefully(worker);
@@ -158,6 +169,8 @@ async fn jobs_go_through_all_four_workers() {
     }
 
     let (mut done, mut rejected_late) = (0, 0);
+    let mut traced = false;
+    let mut rejected_at_gate = 0;
     for id in &jobs {
         let job = rig.jobs().get_job(*id).await.unwrap();
         let history = events(&rig, *id).await;
@@ -166,6 +179,9 @@ async fn jobs_go_through_all_four_workers() {
             assert_eq!(history.last().map(String::as_str), Some("rejected"), "job {id}: {history:?}");
             if job.reconstructed_at.is_some() {
                 rejected_late += 1; // refine found no surface in the untrained model's grid
+            }
+            if history == ["submitted", "rejected"] {
+                rejected_at_gate += 1;
             }
             continue;
         }
@@ -183,6 +199,10 @@ async fn jobs_go_through_all_four_workers() {
         }
         let voxels = keys::stage_artifact(*id, Stage::Reconstruct, keys::VOXELS_BINVOX).unwrap();
         assert_eq!(job.outputs["voxels"], voxels.as_str());
+        if !traced {
+            assert_one_trace_across_four_processes(receiver, *id, &roots[id]).await;
+            traced = true;
+        }
     }
     let unreadable = rig.jobs().get_job(unreadable).await.unwrap();
     assert_eq!(unreadable.state, JobState::Rejected);
@@ -192,5 +212,61 @@ async fn jobs_go_through_all_four_workers() {
         assert_eq!(rig.queue.take_dead_letters(stage, 10).await.unwrap(), vec![], "{stage}: nothing dead-lettered");
     }
     println!("{} jobs: {done} done, {} rejected ({rejected_late} after reconstruct)", jobs.len(), jobs.len() - done);
+    assert_each_worker_pushed_its_metrics(receiver, done, rejected_at_gate).await;
     rig.finish().await;
+}
+
+/// The done job's spans: gate, classify, reconstruct and refine, each exported by its own
+/// process and each the child of the one before (the span that published its message).
+async fn assert_one_trace_across_four_processes(receiver: &OtlpReceiver, id: JobId, root: &RootSpan) {
+    let stages = ["gate", "classify", "reconstruct", "refine"];
+    let spans = receiver
+        .wait_for_trace(&root.trace_id, Duration::from_secs(30), |spans| {
+            stages.iter().all(|stage| spans.iter().any(|s| s.name == *stage))
+        })
+        .await;
+    let mut parent = root.span_id.clone();
+    for stage in stages {
+        let span = spans.iter().find(|s| s.name == stage).unwrap();
+        assert_eq!(span.service, format!("mono2mesh-{stage}"), "{span:?}");
+        assert_eq!(span.parent_span_id, parent, "{stage} continues the trace: {spans:#?}");
+        assert_eq!(span.attribute("job_id"), Some(id.to_string().as_str()));
+        assert_eq!(span.attribute("outcome"), Some("ok"));
+        parent = span.span_id.clone();
+    }
+}
+
+/// What each worker pushed over OTLP before it stopped (the last export runs at
+/// shutdown): its stage's finished jobs and time queued, and reconstruct's device time.
+async fn assert_each_worker_pushed_its_metrics(receiver: &OtlpReceiver, done: usize, rejected_at_gate: usize) {
+    use mono2mesh_infra::telemetry::names;
+    use mono2mesh_infra::test_otlp::PointValue;
+    let wait = Duration::from_secs(30);
+    for stage in Stage::ALL {
+        let service = format!("mono2mesh-{stage}");
+        let ok = [("stage", stage.name()), ("outcome", "ok")];
+        let finished = receiver
+            .wait_for_point(&service, names::STAGE_FINISHED, &ok, wait, |v| {
+                matches!(v, PointValue::Sum { value, monotonic: true } if *value >= done as f64)
+            })
+            .await;
+        println!("{service}: {:?}", finished.value);
+        receiver
+            .wait_for_point(&service, names::QUEUE_WAIT, &[("stage", stage.name())], wait, |v| {
+                matches!(v, PointValue::Histogram { count, .. } if *count >= done as u64)
+            })
+            .await;
+    }
+    // The gate's verdicts count as rejections, not as successes.
+    assert!(rejected_at_gate >= 1, "the unreadable photo is rejected at the gate");
+    let rejected = [("stage", "gate"), ("outcome", "rejected")];
+    let gate_rejected = receiver.wait_for_point("mono2mesh-gate", names::STAGE_FINISHED, &rejected, wait, |_| true).await;
+    assert_eq!(gate_rejected.value, PointValue::Sum { value: rejected_at_gate as f64, monotonic: true });
+    let device = [("stage", "reconstruct"), ("device", "cpu")];
+    let batches = receiver
+        .wait_for_point("mono2mesh-reconstruct", names::DEVICE_TIME, &device, wait, |v| {
+            matches!(v, PointValue::Histogram { count, sum, .. } if *count >= 1 && *sum > 0.0)
+        })
+        .await;
+    println!("reconstruct device time: {:?}", batches.value);
 }
