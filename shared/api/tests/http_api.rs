@@ -7,6 +7,7 @@ use mono2mesh_core::{Category, JobId, Stage};
 use mono2mesh_infra::blob::BlobKey;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
+use std::time::Duration;
 use support::{complete_job, expect_error, png, Harness, MAX_BODY, MAX_PHOTO, OCTAHEDRON_OBJ, TOKEN};
 
 async fn json_of(response: reqwest::Response) -> Value {
@@ -357,5 +358,65 @@ async fn openapi_document_lists_exactly_the_served_routes() {
     let h = Harness::local().await;
     let served_text = h.http.get(h.url("/openapi.yaml")).send().await.unwrap().text().await.unwrap();
     assert_eq!(served_text, text);
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_traceparent_makes_the_submission_part_of_its_trace() {
+    use mono2mesh_infra::otel::TRACEPARENT;
+    use mono2mesh_infra::queue::{Lane, MessageQueue};
+    let receiver = mono2mesh_infra::test_otlp::traced_process();
+    let h = Harness::s3().await;
+    // A fresh trace id per run, so spans of an earlier run cannot satisfy this one.
+    let trace_id = JobId::new().to_string().replace('-', "");
+    let caller_span = "00f067aa0ba902b7";
+    let form = reqwest::multipart::Form::new()
+        .part("photo", reqwest::multipart::Part::bytes(png(11, 64)).file_name("photo.png"));
+    let response = h
+        .http
+        .post(h.url("/v1/jobs"))
+        .bearer_auth(TOKEN)
+        .header(TRACEPARENT, format!("00-{trace_id}-{caller_span}-01"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let id = json_of(response).await["id"].as_str().unwrap().to_string();
+
+    tokio::task::spawn_blocking(mono2mesh_infra::otel::flush).await.unwrap();
+    let spans = receiver
+        .wait_for_trace(&trace_id, Duration::from_secs(20), |spans| {
+            spans.iter().any(|s| s.name == "submit") && spans.iter().any(|s| s.name == "POST /v1/jobs")
+        })
+        .await;
+    let request = spans.iter().find(|s| s.name == "POST /v1/jobs").unwrap();
+    assert_eq!(request.parent_span_id, caller_span, "the request span continues the caller's trace: {spans:#?}");
+    assert_eq!(request.attribute("http.response.status_code"), Some("201"));
+    assert_eq!(request.attribute("http.route"), Some("/v1/jobs"));
+    let submit = spans.iter().find(|s| s.name == "submit").unwrap();
+    assert_eq!(submit.parent_span_id, request.span_id);
+    assert_eq!(submit.attribute("job_id"), Some(id.as_str()));
+
+    // The gate message hands the same trace on to the workers.
+    let mut stream = h.queue.consume(&[Lane::Gate], 10).await.unwrap();
+    let delivery = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(delivery.trace().get(TRACEPARENT), Some(format!("00-{trace_id}-{}-01", submit.span_id).as_str()));
+    delivery.ack().await.unwrap();
+    let _ = stream.cancel().await;
+
+    // Without a traceparent the request span is the root of a trace of its own.
+    let alone = h.post_photo(png(12, 64), &[], Some(TOKEN)).await;
+    assert_eq!(alone.status(), 201);
+    let alone = json_of(alone).await["id"].as_str().unwrap().to_string();
+    tokio::task::spawn_blocking(mono2mesh_infra::otel::flush).await.unwrap();
+    let submit = receiver.spans().into_iter().find(|s| s.name == "submit" && s.attribute("job_id") == Some(alone.as_str()));
+    let submit = submit.expect("the second submission's span was exported");
+    assert_ne!(submit.trace_id, trace_id);
+    let own = receiver
+        .wait_for_trace(&submit.trace_id, Duration::from_secs(20), |spans| spans.iter().any(|s| s.name == "POST /v1/jobs"))
+        .await;
+    let request = own.iter().find(|s| s.name == "POST /v1/jobs").unwrap();
+    assert_eq!((request.parent_span_id.as_str(), submit.parent_span_id.as_str()), ("", request.span_id.as_str()));
     h.finish().await;
 }

@@ -219,8 +219,42 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
         })
+        .route_layer(axum::middleware::from_fn(traced))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// Runs each routed request in a server span named after its route. A caller that
+/// sends W3C `traceparent`/`tracestate` headers makes that span (and so the job's
+/// `submit` span and every stage after it) part of the caller's own trace.
+async fn traced(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use tracing::Instrument;
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let method = request.method().clone();
+    let caller = mono2mesh_infra::otel::TraceHeaders::from_pairs(
+        request.headers().iter().filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
+    );
+    let span = tracing::info_span!(
+        "http_request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    mono2mesh_infra::otel::continue_trace(&span, &caller);
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "error");
+    }
+    response
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves.
