@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// Accept writes without a token (local experiments only).
     #[arg(long)]
     pub no_auth: bool,
+    /// Send webhook calls without a signature when webhook.secret is empty (implied by
+    /// --no-auth); otherwise an empty secret stops the server from starting.
+    #[arg(long)]
+    pub unsigned_webhooks: bool,
     /// Lifetime of presigned download links, in seconds.
     #[arg(long, default_value_t = 900)]
     pub presign_expiry_secs: u64,
@@ -42,6 +46,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.tokens.iter().map(|t| t.trim()).filter(|t| !t.is_empty()).map(SecretString::new).collect();
     if tokens.is_empty() && !args.no_auth {
         bail!("no API token: pass --token (or MONO2MESH_API_TOKENS), or --no-auth to accept anonymous writes");
+    }
+    // Receivers act on these calls (publish a product's 3D asset); unsigned, anyone who
+    // learns the URL could forge one.
+    if settings.webhook.secret.expose().is_empty() && !args.no_auth && !args.unsigned_webhooks {
+        bail!(
+            "webhook.secret is empty, so receivers could not verify webhook calls: set MONO2MESH__WEBHOOK__SECRET \
+             (or [webhook] secret), or pass --unsigned-webhooks"
+        );
     }
     block_on(async move {
         let _metrics = telemetry::init(&settings.telemetry).context("starting telemetry")?;

@@ -32,6 +32,9 @@ pub struct JobView {
     pub outputs: BTreeMap<String, String>,
     pub timings: Timings,
     pub links: JobLinks,
+    /// The finish notification, for a job that asked for one (single-job view only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<crate::webhook::DeliveryState>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -124,6 +127,7 @@ impl JobView {
                 self_: path,
             },
             outputs: outputs.into_iter().map(|(name, key)| (name, key.to_string())).collect(),
+            webhook: None,
         }
     }
 }

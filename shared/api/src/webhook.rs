@@ -17,8 +17,16 @@
 //! needs a running `mono2mesh serve`. Delivery is at least once; receivers dedupe on
 //! `X-Mono2mesh-Delivery`'s job id.
 //!
-//! Each call's outcome is kept on the row and appended to the job's history as a
-//! `webhook` event, visible at `GET /v1/jobs/{id}/events`.
+//! Each call's outcome is kept on the row (shown as `webhook` in `GET /v1/jobs/{id}`)
+//! and appended to the job's history as a `webhook` event, visible at
+//! `GET /v1/jobs/{id}/events`.
+//!
+//! Callers choose webhook URLs, so the dispatcher must not become their way into the
+//! private network it runs in (SSRF): unless `webhook.allow_private_networks` is set,
+//! a URL whose host is, or resolves to, a loopback, private, link-local (cloud
+//! metadata) or otherwise non-public address is never called. The check runs in the
+//! HTTP client's own resolver, on the addresses it then connects to, so a name that
+//! resolves to a public address when checked and a private one later gains nothing.
 
 use hmac::{Hmac, Mac};
 use mono2mesh_core::JobId;
@@ -29,6 +37,8 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use sqlx::Row;
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
 
@@ -93,8 +103,8 @@ pub async fn register(jobs: &JobStore, job: JobId, url: &str) -> Result<(), Webh
     Ok(())
 }
 
-/// A notification's stored state, for status views and tests.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A notification's stored state, for the job view and tests.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DeliveryState {
     pub url: String,
     /// `pending`, `delivered` or `failed` (gave up).
@@ -186,6 +196,7 @@ pub struct Dispatcher {
     /// How long a claimed row stays invisible to other dispatchers: past the call's
     /// timeout, so only a dispatcher that died mid-call lets it be claimed again.
     lease: Duration,
+    allow_private_networks: bool,
 }
 
 /// What one call came to.
@@ -200,13 +211,17 @@ pub enum CallOutcome {
 
 impl Dispatcher {
     pub fn new(jobs: JobStore, settings: &WebhookSettings) -> Result<Dispatcher, WebhookError> {
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .timeout(settings.timeout())
             .user_agent(concat!("mono2mesh/", env!("CARGO_PKG_VERSION")))
             // A redirect would resend a signed body to a place nobody configured.
             .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| WebhookError::Client(e.to_string()))?;
+            // A proxy would resolve names itself, out of reach of the resolver's check.
+            .no_proxy();
+        if !settings.allow_private_networks {
+            client = client.dns_resolver(Arc::new(PublicOnlyResolver));
+        }
+        let client = client.build().map_err(|e| WebhookError::Client(e.to_string()))?;
         if let Some(url) = &settings.url {
             validate_url(url)?;
         }
@@ -223,6 +238,7 @@ impl Dispatcher {
             retry_delays,
             poll_interval: settings.poll_interval().max(Duration::from_millis(10)),
             lease: settings.timeout() + Duration::from_secs(30),
+            allow_private_networks: settings.allow_private_networks,
         })
     }
 
@@ -297,6 +313,12 @@ impl Dispatcher {
     }
 
     async fn deliver(&self, id: JobId, url: &str, attempt: i32) -> Result<CallOutcome, WebhookError> {
+        if let Some(refusal) = self.refused_target(url).await {
+            // Permanent: retrying would only knock on the same door again.
+            let outcome = CallOutcome::GaveUp { status: None, error: refusal };
+            self.record(id, url, attempt, &outcome).await?;
+            return Ok(outcome);
+        }
         let job = self.jobs.get_job(id).await?;
         let body = serde_json::to_vec(&payload(&job, attempt, self.public_url.as_deref())).unwrap_or_default();
         let timestamp = chrono::Utc::now().timestamp();
@@ -322,6 +344,31 @@ impl Dispatcher {
         };
         self.record(id, url, attempt, &outcome).await?;
         Ok(outcome)
+    }
+
+    /// Why `url` must not be called, when it must not: its host is a non-public address,
+    /// or every address its name resolves to is. (A name that does not resolve now is
+    /// left to the call, which fails and is retried: DNS trouble may pass.)
+    async fn refused_target(&self, url: &str) -> Option<String> {
+        if self.allow_private_networks {
+            return None;
+        }
+        let parsed: reqwest::Url = match url.parse() {
+            Ok(parsed) => parsed,
+            Err(e) => return Some(format!("invalid webhook URL: {e}")),
+        };
+        let refuse = |ip: IpAddr| {
+            format!("refused: {ip} is not a public address (set webhook.allow_private_networks to call private networks)")
+        };
+        let Some(host) = parsed.host_str() else { return Some("the webhook URL has no host".to_string()) };
+        // IPv6 hosts come bracketed ("[::1]").
+        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+            return (!is_public(ip)).then(|| refuse(ip));
+        }
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await.ok()?.collect();
+        let first = addresses.first()?;
+        addresses.iter().all(|a| !is_public(a.ip())).then(|| refuse(first.ip()))
     }
 
     /// Stores the outcome on the row and in the job's history, in one statement.
@@ -369,6 +416,60 @@ impl Dispatcher {
     }
 }
 
+/// Whether `ip` is an address on the public internet: not loopback, private (RFC 1918,
+/// unique local), link-local (169.254/16 holds cloud metadata services), shared
+/// (100.64/10), unspecified, broadcast, multicast or documentation; IPv4 inside IPv6
+/// is judged as IPv4.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
+                || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
+                || first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
+        }
+    }
+}
+
+/// The webhook client's resolver: the system's answers, minus non-public addresses;
+/// an error when none is left, so the client never connects to one.
+struct PublicOnlyResolver;
+
+impl reqwest::dns::Resolve for PublicOnlyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<SocketAddr> = resolved.into_iter().filter(|a| is_public(a.ip())).collect();
+            if public.is_empty() {
+                return Err(format!("{host} resolves to no public address (webhook.allow_private_networks is off)").into());
+            }
+            let addresses: reqwest::dns::Addrs = Box::new(public.into_iter());
+            Ok(addresses)
+        })
+    }
+}
+
 /// A transport error with its causes (reqwest's top-level text alone says little).
 fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
@@ -402,6 +503,20 @@ mod tests {
         assert!(!verify(b"other", 1_700_000_000, b"{\"a\":1}", &sig), "key matters");
         assert!(!verify(b"secret", 1_700_000_000, b"{\"a\":1}", "sha256=zz"));
         assert!(!verify(b"secret", 1_700_000_000, b"{\"a\":1}", sig.trim_start_matches("sha256=")));
+    }
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for private in [
+            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
+            "255.255.255.255", "224.0.0.1", "192.0.2.1", "::1", "::", "fd00::1", "fe80::1", "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254", "2001:db8::1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private} must not count as public");
+        }
+        for public in ["8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"] {
+            assert!(is_public(public.parse().unwrap()), "{public} is public");
+        }
     }
 
     #[test]

@@ -188,12 +188,14 @@ async fn objects_already_in_the_bucket_are_submitted_by_key_alone_or_in_batches(
 #[tokio::test]
 async fn idempotency_keys_replay_the_first_result_and_refuse_reuse() {
     let h = Harness::s3().await;
-    let post = |photo: Vec<u8>, key: &'static str| {
+    let post_with = |photo: Vec<u8>, key: &'static str, sku: &'static str| {
         let form = reqwest::multipart::Form::new()
             .part("photo", reqwest::multipart::Part::bytes(photo).file_name("p.png"))
-            .text("batch", "idem");
+            .text("batch", "idem")
+            .text("external_id", sku);
         h.http.post(h.url("/v1/jobs")).bearer_auth(TOKEN).header("Idempotency-Key", key).multipart(form).send()
     };
+    let post = |photo: Vec<u8>, key: &'static str| post_with(photo, key, "SKU-1");
     let first = post(png(1, 32), "req-1").await.unwrap();
     assert_eq!(first.status(), 201);
     let id = json_of(first).await["id"].clone();
@@ -202,6 +204,8 @@ async fn idempotency_keys_replay_the_first_result_and_refuse_reuse() {
     assert_eq!(replay.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
     assert_eq!(json_of(replay).await["id"], id);
     expect_error(post(png(2, 32), "req-1").await.unwrap(), 422, "idempotency_key_reused").await;
+    // The same photo under another SKU is another request too.
+    expect_error(post_with(png(1, 32), "req-1", "SKU-2").await.unwrap(), 422, "idempotency_key_reused").await;
     assert_eq!(h.jobs().batch_summary("idem").await.unwrap().unwrap().total, 1, "the refused request created nothing");
     let other = post(png(2, 32), "req-2").await.unwrap();
     assert_eq!(other.status(), 201);

@@ -85,6 +85,8 @@ fn settings() -> WebhookSettings {
         max_attempts: 3,
         retry_delays_ms: vec![200, 400],
         poll_interval_ms: 50,
+        // The receiver listens on 127.0.0.1; see the SSRF test for the default.
+        allow_private_networks: true,
     }
 }
 
@@ -206,6 +208,12 @@ async fn finished_jobs_call_their_webhook_signed_and_failing_receivers_are_retri
     assert_eq!((down_state.state.as_str(), down_state.attempts, down_state.last_status), ("failed", 3, Some(503)));
     let down_events = webhook_events(&h, failed).await;
     assert_eq!(down_events.iter().map(|d| d["outcome"].as_str().unwrap()).collect::<Vec<_>>(), ["pending", "pending", "failed"]);
+    let job: Value = h.http.get(h.url(&format!("/v1/jobs/{failed}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(job["webhook"]["state"], "failed", "the job view shows the notification: {job}");
+    assert_eq!((job["webhook"]["attempts"].as_i64(), job["webhook"]["last_status"].as_i64()), (Some(3), Some(503)));
+    assert_eq!(job["webhook"]["url"], down_url);
+    let silent_view: Value = h.http.get(h.url(&format!("/v1/jobs/{silent}"))).send().await.unwrap().json().await.unwrap();
+    assert!(silent_view.get("webhook").is_none(), "no webhook, no field: {silent_view}");
     let events: Value = h.http.get(h.url(&format!("/v1/jobs/{done}/events"))).send().await.unwrap().json().await.unwrap();
     let listed: Vec<&str> = events["events"].as_array().unwrap().iter().filter_map(|e| e["event"].as_str()).collect();
     assert_eq!(listed.last(), Some(&"webhook"), "{events}");
@@ -249,5 +257,44 @@ async fn the_configured_default_applies_and_bad_urls_are_refused() {
         .unwrap();
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["items"][0]["error"]["code"], "invalid_webhook_url", "{body}");
+    h.finish().await;
+}
+
+/// By default the dispatcher refuses to call into private networks (SSRF): a URL on a
+/// loopback or link-local address, or a name resolving only to such addresses, is
+/// recorded as refused at once, without a call and without retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_network_targets_are_refused_unless_allowed() {
+    let h = Harness::local().await;
+    let (receiver, base) = start_receiver().await;
+    let port = base.rsplit(':').next().unwrap().to_string();
+    let by_ip = submit(&h, 21, &[("webhook_url", &format!("{base}/hook/ok"))]).await;
+    let by_name = submit(&h, 22, &[("webhook_url", &format!("http://localhost:{port}/hook/ok"))]).await;
+    let metadata = submit(&h, 23, &[("webhook_url", "http://169.254.169.254/latest/meta-data/")]).await;
+    for id in [by_ip, by_name, metadata] {
+        h.jobs().advance(id, Some(Stage::Gate), JobState::Rejected, JobUpdate::default()).await.unwrap();
+    }
+
+    let guarded = WebhookSettings { allow_private_networks: false, ..settings() };
+    let outcomes = Dispatcher::new(h.jobs().clone(), &guarded).unwrap().dispatch_due().await.unwrap();
+    assert_eq!(outcomes.len(), 3, "{outcomes:?}");
+    for (id, outcome) in &outcomes {
+        match outcome {
+            webhook::CallOutcome::GaveUp { status: None, error } => {
+                assert!(error.contains("not a public address"), "{id}: {error}")
+            }
+            other => panic!("{id}: expected a refusal, got {other:?}"),
+        }
+        let state = webhook::delivery_state(h.jobs(), *id).await.unwrap().unwrap();
+        assert_eq!((state.state.as_str(), state.attempts), ("failed", 1), "refused once, not retried");
+    }
+    assert!(receiver.calls("ok").is_empty(), "nothing reached the private receiver");
+
+    // With the guard off (receivers inside the deployment's network), the same URL is called.
+    let allowed = submit(&h, 24, &[("webhook_url", &format!("http://localhost:{port}/hook/ok"))]).await;
+    h.jobs().advance(allowed, Some(Stage::Gate), JobState::Rejected, JobUpdate::default()).await.unwrap();
+    let outcomes = Dispatcher::new(h.jobs().clone(), &settings()).unwrap().dispatch_due().await.unwrap();
+    assert!(matches!(outcomes.as_slice(), [(id, webhook::CallOutcome::Delivered { .. })] if *id == allowed), "{outcomes:?}");
+    assert_eq!(verified(&receiver.calls("ok")[0])["job_id"], allowed.to_string());
     h.finish().await;
 }

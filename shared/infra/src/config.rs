@@ -239,6 +239,11 @@ pub struct WebhookSettings {
     pub retry_delays_ms: Vec<u64>,
     /// How often the dispatcher looks for due notifications when idle.
     pub poll_interval_ms: u64,
+    /// Call URLs on loopback, private and link-local addresses too. Off by default:
+    /// API callers choose webhook URLs, and the dispatcher must not be their way into
+    /// the network it runs in. Turn on for receivers inside that network.
+    #[serde(default)]
+    pub allow_private_networks: bool,
 }
 
 impl WebhookSettings {

@@ -68,6 +68,16 @@ impl From<JobStoreError> for ApiError {
     }
 }
 
+impl From<crate::webhook::WebhookError> for ApiError {
+    fn from(e: crate::webhook::WebhookError) -> Self {
+        match e {
+            crate::webhook::WebhookError::Jobs(e) => e.into(),
+            crate::webhook::WebhookError::InvalidUrl(_) => ApiError::bad_request("invalid_webhook_url", e.to_string()),
+            other => ApiError::service(ErrorClass::Permanent, "the webhook store", &other),
+        }
+    }
+}
+
 impl From<BlobError> for ApiError {
     fn from(e: BlobError) -> Self {
         match e {

@@ -87,11 +87,24 @@ enum NewPhoto {
     Object { key: BlobKey, meta: PhotoMeta },
 }
 
+/// Everything a job-creating request asks for: a retry must repeat all of it to be
+/// answered with the first result (a changed SKU, category or webhook is a new request).
+fn request_parts<'a>(kind: &'a str, photo: &'a str, meta: &'a PhotoMeta) -> [&'a str; 6] {
+    [
+        kind,
+        photo,
+        &meta.batch,
+        meta.external_id.as_deref().unwrap_or(""),
+        meta.category.map_or("", |c| c.name()),
+        meta.webhook_url.as_deref().unwrap_or(""),
+    ]
+}
+
 impl NewPhoto {
     fn fingerprint(&self) -> String {
         match self {
-            NewPhoto::Upload { photo, meta } => idempotency::fingerprint(&["upload", &meta.batch, &content_hash(photo)]),
-            NewPhoto::Object { key, meta } => idempotency::fingerprint(&["object", &meta.batch, key.as_str()]),
+            NewPhoto::Upload { photo, meta } => idempotency::fingerprint(&request_parts("upload", &content_hash(photo), meta)),
+            NewPhoto::Object { key, meta } => idempotency::fingerprint(&request_parts("object", key.as_str(), meta)),
         }
     }
 }
@@ -289,7 +302,9 @@ pub async fn create_batch(State(state): State<AppState>, _access: WriteAccess, r
 
 pub async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
     let job = state.ingest.jobs.get_job(parse_job_id(&id)?).await?;
-    Ok(Json(JobView::of(&job)))
+    let mut view = JobView::of(&job);
+    view.webhook = crate::webhook::delivery_state(&state.ingest.jobs, job.id).await?;
+    Ok(Json(view))
 }
 
 pub async fn job_events(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
