@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mono2mesh_vision::pix2vox::Variant;
-use mono2mesh_vision::pix2vox_model::{ModelMetadata, Pix2VoxModel, PreprocessingSpec, Provenance};
+use mono2mesh_vision::pix2vox_model::{ModelMetadata, Pix2VoxModel, Provenance};
 use serde_json::Value;
 
 fn mono2mesh() -> Command {
@@ -15,12 +15,7 @@ fn mono2mesh() -> Command {
 /// A general model with seeded random weights: the test is about the pipeline, not quality.
 fn write_general_model(registry: &Path) -> PathBuf {
     tch::manual_seed(11);
-    let metadata = ModelMetadata {
-        variant: Variant::F,
-        category: None,
-        provenance: Provenance { kind: "test".into(), details: Default::default() },
-        preprocessing: PreprocessingSpec::official(),
-    };
+    let metadata = ModelMetadata::official(Variant::F, None, Provenance::of_kind("test"));
     let path = registry.join("pix2vox/general.safetensors");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     Pix2VoxModel::new(metadata, tch::Device::Cpu).save(&path).unwrap();

@@ -82,6 +82,13 @@ pub struct Provenance {
     pub details: BTreeMap<String, serde_json::Value>,
 }
 
+impl Provenance {
+    /// `kind` with no details (tests, benchmarks, rule-made models).
+    pub fn of_kind(kind: &str) -> Provenance {
+        Provenance { kind: kind.to_string(), details: BTreeMap::new() }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelMetadata {
     pub variant: Variant,
@@ -92,6 +99,11 @@ pub struct ModelMetadata {
 }
 
 impl ModelMetadata {
+    /// A model taking the official Pix2Vox preprocessing (the only kind we make).
+    pub fn official(variant: Variant, category: Option<Category>, provenance: Provenance) -> ModelMetadata {
+        ModelMetadata { variant, category, provenance, preprocessing: PreprocessingSpec::official() }
+    }
+
     pub(crate) fn to_map(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             ("format".to_string(), FORMAT.to_string()),
@@ -261,12 +273,7 @@ pub fn import_official_checkpoint(
     if let Some(e) = info.best_epoch {
         details.insert("best_epoch".to_string(), e.into());
     }
-    let metadata = ModelMetadata {
-        variant,
-        category,
-        provenance: Provenance { kind: "import".into(), details },
-        preprocessing: PreprocessingSpec::official(),
-    };
+    let metadata = ModelMetadata::official(variant, category, Provenance { kind: "import".into(), details });
     let model = Pix2VoxModel::new(metadata, device);
     load_exact(&model.vs, &named, is_unused_official_entry)?;
     Ok(model)
@@ -283,12 +290,7 @@ mod tests {
     use super::*;
 
     fn metadata(variant: Variant) -> ModelMetadata {
-        ModelMetadata {
-            variant,
-            category: Some(Category::Chair),
-            provenance: Provenance { kind: "test".into(), details: BTreeMap::new() },
-            preprocessing: PreprocessingSpec::official(),
-        }
+        ModelMetadata::official(variant, Some(Category::Chair), Provenance::of_kind("test"))
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::Path;
 use mono2mesh_catalog::dataset::{synthesize, Dataset, Split, SynthConfig};
 use mono2mesh_core::Category;
 use mono2mesh_vision::pix2vox::Variant;
-use mono2mesh_vision::pix2vox_model::{ModelMetadata, Pix2VoxModel, PreprocessingSpec, Provenance};
+use mono2mesh_vision::pix2vox_model::{ModelMetadata, Pix2VoxModel, Provenance};
 use mono2mesh_vision::train::trainer::{Quiet, BEST_EVAL_FILE, BEST_FILE, CHECKPOINT_FILE, METRICS_FILE};
 use mono2mesh_vision::train::{evaluate, AugmentConfig, DatasetLocation, EpochMetrics, EvalConfig, Init, PairSet, TrainConfig, Trainer};
 use tch::Device;
@@ -94,12 +94,7 @@ fn a_resumed_run_continues_where_it_stopped_and_finetuning_starts_from_the_base(
     // the other tests in this binary draw from it concurrently.
     let init = tempfile::tempdir().unwrap();
     let init_path = init.path().join("init.safetensors");
-    let metadata = ModelMetadata {
-        variant: Variant::F,
-        category: None,
-        provenance: Provenance { kind: "test".into(), details: Default::default() },
-        preprocessing: PreprocessingSpec::official(),
-    };
+    let metadata = ModelMetadata::official(Variant::F, None, Provenance::of_kind("test"));
     Pix2VoxModel::new(metadata, Device::Cpu).save(&init_path).unwrap();
     let config = TrainConfig {
         max_batches_per_epoch: Some(1),

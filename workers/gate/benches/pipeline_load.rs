@@ -49,19 +49,8 @@ fn photo(seed: usize) -> Vec<u8> {
 }
 
 fn voxels(seed: usize) -> Vec<u8> {
-    // A solid box of 8..=16 voxels a side in a 32^3 grid, as Pix2Vox output is placed.
-    let size = 8 + seed % 9;
-    let mut grid = VoxelGrid::new([32, 32, 32]);
-    grid.translate = [-0.5; 3];
-    let start = (32 - size) / 2;
-    for x in start..start + size {
-        for y in start..start + size {
-            for z in start..start + size {
-                grid.set(x, y, z, 1.0);
-            }
-        }
-    }
-    grid.to_binvox_bytes(0.5)
+    // A solid box of 8..=16 voxels a side in a 32^3 grid.
+    VoxelGrid::centred_cube(32, 8 + seed % 9).to_binvox_bytes(0.5)
 }
 
 /// Busy and total jiffies of the whole machine.

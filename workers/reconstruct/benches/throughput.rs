@@ -8,7 +8,7 @@ use image::{ImageFormat, Rgb, RgbImage};
 use mono2mesh_reconstruct::{ReconstructJob, ReconstructSettings, Reconstructor};
 use mono2mesh_vision::device::DeviceChoice;
 use mono2mesh_vision::pix2vox::Variant;
-use mono2mesh_vision::pix2vox_model::{ModelMetadata, Pix2VoxModel, PreprocessingSpec, Provenance};
+use mono2mesh_vision::pix2vox_model::{ModelMetadata, Pix2VoxModel, Provenance};
 use std::io::Cursor;
 use std::time::{Duration, Instant};
 
@@ -31,12 +31,7 @@ fn main() {
     // Each measurement runs at least this long (and at least three batches).
     let budget = Duration::from_secs(std::env::var("RECONSTRUCT_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(12));
     tch::manual_seed(3);
-    let metadata = ModelMetadata {
-        variant: Variant::F,
-        category: None,
-        provenance: Provenance { kind: "bench".into(), details: Default::default() },
-        preprocessing: PreprocessingSpec::official(),
-    };
+    let metadata = ModelMetadata::official(Variant::F, None, Provenance::of_kind("bench"));
     let model = Reconstructor::from_model(Pix2VoxModel::new(metadata, device));
     let images: Vec<Vec<u8>> = (0..4).map(gated_png).collect();
     println!("Pix2Vox-F reconstruct_batch on {choice}, torch threads {}", tch::get_num_threads());

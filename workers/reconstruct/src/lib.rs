@@ -222,7 +222,7 @@ pub fn write_outputs(dir: &Path, grid: &VoxelGrid, threshold: f32) -> std::io::R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mono2mesh_vision::pix2vox_model::{PreprocessingSpec, Provenance};
+    use mono2mesh_vision::pix2vox_model::Provenance;
 
     fn png(width: u32, height: u32, shade: u8) -> Vec<u8> {
         let img = image::RgbaImage::from_fn(width, height, |x, y| {
@@ -240,12 +240,7 @@ mod tests {
 
     fn reconstructor() -> Reconstructor {
         tch::manual_seed(7);
-        let metadata = ModelMetadata {
-            variant: Variant::F,
-            category: None,
-            provenance: Provenance { kind: "test".into(), details: Default::default() },
-            preprocessing: PreprocessingSpec::official(),
-        };
+        let metadata = ModelMetadata::official(Variant::F, None, Provenance::of_kind("test"));
         Reconstructor::from_model(Pix2VoxModel::new(metadata, Device::Cpu))
     }
 

@@ -23,7 +23,7 @@ use mono2mesh_infra::queue::{Lane, MessageQueue};
 use mono2mesh_infra::test_otlp::{in_new_trace, traced_process, OtlpReceiver, RootSpan};
 use mono2mesh_infra::test_rig::{stop_gracefully, PipelineRig};
 use mono2mesh_vision::pix2vox::Variant;
-use mono2mesh_vision::pix2vox_model::{ModelMetadata, Pix2VoxModel, PreprocessingSpec, Provenance};
+use mono2mesh_vision::pix2vox_model::{ModelMetadata, Pix2VoxModel, Provenance};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -83,12 +83,7 @@ fn real_photos() -> Result<Vec<(Category, PathBuf)>, String> {
 /// A general Pix2Vox-F with seeded random weights, saved where the registry looks.
 fn write_general_model(registry: &Path) {
     tch::manual_seed(11);
-    let metadata = ModelMetadata {
-        variant: Variant::F,
-        category: None,
-        provenance: Provenance { kind: "test".into(), details: Default::default() },
-        preprocessing: PreprocessingSpec::official(),
-    };
+    let metadata = ModelMetadata::official(Variant::F, None, Provenance::of_kind("test"));
     let path = registry.join("pix2vox/general.safetensors");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     Pix2VoxModel::new(metadata, tch::Device::Cpu).save(&path).unwrap();

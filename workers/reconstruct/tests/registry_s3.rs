@@ -9,18 +9,13 @@ use mono2mesh_infra::test_support::TestS3;
 use mono2mesh_reconstruct::registry::{open_registry, ModelRole};
 use mono2mesh_reconstruct::Reconstructor;
 use mono2mesh_vision::pix2vox::Variant;
-use mono2mesh_vision::pix2vox_model::{ModelMetadata, Pix2VoxModel, PreprocessingSpec, Provenance};
+use mono2mesh_vision::pix2vox_model::{ModelMetadata, Pix2VoxModel, Provenance};
 use tch::Device;
 
 fn model_bytes(category: Option<Category>) -> Bytes {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.safetensors");
-    let metadata = ModelMetadata {
-        variant: Variant::F,
-        category,
-        provenance: Provenance { kind: "test".into(), details: Default::default() },
-        preprocessing: PreprocessingSpec::official(),
-    };
+    let metadata = ModelMetadata::official(Variant::F, category, Provenance::of_kind("test"));
     Pix2VoxModel::new(metadata, Device::Cpu).save(&path).unwrap();
     Bytes::from(std::fs::read(&path).unwrap())
 }

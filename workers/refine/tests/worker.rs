@@ -14,17 +14,7 @@ const REFINE: &str = env!("CARGO_BIN_EXE_mono2mesh-refine");
 
 /// A solid box of `size`^3 voxels in a 32^3 grid, placed like Pix2Vox output.
 fn box_grid(size: usize) -> VoxelGrid {
-    let mut grid = VoxelGrid::new([32, 32, 32]);
-    grid.translate = [-0.5; 3];
-    let start = (32 - size) / 2;
-    for x in start..start + size {
-        for y in start..start + size {
-            for z in start..start + size {
-                grid.set(x, y, z, 1.0);
-            }
-        }
-    }
-    grid
+    VoxelGrid::centred_cube(32, size)
 }
 
 /// A job that reconstruct has finished: state `reconstructed`, voxels stored (unless

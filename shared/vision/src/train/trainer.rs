@@ -26,7 +26,7 @@ use super::eval::{evaluate, EvalConfig, EvalReport};
 use super::optim::{Adam, GradScaler, LearningRates, OptimError, Schedule};
 use crate::model_file::{read_model_file, write_model_file, ModelFileError};
 use crate::pix2vox::{is_frozen_trunk_variable, Stages, Variant};
-use crate::pix2vox_model::{ModelMetadata, Pix2VoxModel, Pix2VoxModelError, PreprocessingSpec, Provenance};
+use crate::pix2vox_model::{ModelMetadata, Pix2VoxModel, Pix2VoxModelError, Provenance};
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const BEST_FILE: &str = "best.safetensors";
@@ -226,12 +226,7 @@ impl Trainer {
         };
         details.insert("dataset".into(), serde_json::json!(config.dataset.taxonomy_file));
         details.insert("seed".into(), serde_json::json!(config.seed));
-        let metadata = ModelMetadata {
-            variant: config.variant,
-            category: config.category,
-            provenance: Provenance { kind: kind.into(), details },
-            preprocessing: PreprocessingSpec::official(),
-        };
+        let metadata = ModelMetadata::official(config.variant, config.category, Provenance { kind: kind.into(), details });
         let model = Pix2VoxModel::new(metadata, device);
         if let Init::From(path) = &config.init {
             let base = Pix2VoxModel::load(path, device, Some(config.variant))?;
