@@ -56,8 +56,12 @@ pub struct QueueDepth {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RejectReason {
+    /// The reason with its numbers masked as `N` ("blurry: Laplacian variance N is
+    /// below N"), so rejections of one kind count together whatever their scores.
     pub reason: String,
     pub jobs: i64,
+    /// One full reason of this kind, numbers and all.
+    pub example: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -99,7 +103,8 @@ pub async fn job_stats(jobs: &JobStore, window: Duration) -> Result<OpsStats, St
     let secs = window.as_secs_f64();
     let corrupt = |e: sqlx::Error| JobStoreError::Corrupt(e.to_string());
     let reasons = sqlx::query(
-        "SELECT COALESCE(last_error, '(no reason recorded)') AS reason, count(*) AS jobs FROM jobs \
+        "SELECT regexp_replace(COALESCE(last_error, '(no reason recorded)'), '[0-9]+([.][0-9]+)?', 'N', 'g') AS reason, \
+                count(*) AS jobs, min(COALESCE(last_error, '(no reason recorded)')) AS example FROM jobs \
          WHERE rejected_at >= now() - make_interval(secs => $1) \
          GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $2",
     )
@@ -110,7 +115,13 @@ pub async fn job_stats(jobs: &JobStore, window: Duration) -> Result<OpsStats, St
     .map_err(query_error("reject reasons"))?;
     let reject_reasons = reasons
         .iter()
-        .map(|row| Ok(RejectReason { reason: row.try_get("reason").map_err(corrupt)?, jobs: row.try_get("jobs").map_err(corrupt)? }))
+        .map(|row| {
+            Ok(RejectReason {
+                reason: row.try_get("reason").map_err(corrupt)?,
+                jobs: row.try_get("jobs").map_err(corrupt)?,
+                example: row.try_get("example").map_err(corrupt)?,
+            })
+        })
         .collect::<Result<Vec<_>, JobStoreError>>()?;
     let failed_rows = sqlx::query(
         "SELECT stage, count(*) AS n FROM job_events \
@@ -222,6 +233,9 @@ pub fn render_table(stats: &OpsStats) -> String {
         let _ = writeln!(out, "Reject reasons, last {window}");
         for r in &stats.reject_reasons {
             let _ = writeln!(out, "{:>7}  {}", r.jobs, r.reason);
+            if r.example != r.reason {
+                let _ = writeln!(out, "{:>7}  e.g. {}", "", r.example);
+            }
         }
     }
     out

@@ -83,6 +83,13 @@ async fn stats_report_queue_depths_consumers_throughput_and_reject_reasons() {
     let reason = "blur variance 12.0 below 100.0";
     let reject = JobUpdate { error: Some(reason.into()), ..JobUpdate::default() };
     jobs.advance(ids[2], Some(Stage::Gate), JobState::Rejected, reject).await.unwrap();
+    // Another photo rejected for the same kind of reason with other scores, and one
+    // rejected for another reason: two kinds, counted by kind.
+    let more = [submit(&jobs, "ops", 4).await, submit(&jobs, "ops", 5).await];
+    let same_kind = JobUpdate { error: Some("blur variance 47.5 below 100.0".into()), ..JobUpdate::default() };
+    jobs.advance(more[0], Some(Stage::Gate), JobState::Rejected, same_kind).await.unwrap();
+    let other_kind = JobUpdate { error: Some("the file is empty (0 bytes)".into()), ..JobUpdate::default() };
+    jobs.advance(more[1], Some(Stage::Gate), JobState::Rejected, other_kind).await.unwrap();
     jobs.record_failure(ids[0], Stage::Classify, &StageError::retryable("database restarting")).await.unwrap();
 
     let stats = job_stats(&jobs, Duration::from_secs(3600)).await.unwrap();
@@ -90,9 +97,13 @@ async fn stats_report_queue_depths_consumers_throughput_and_reject_reasons() {
     assert_eq!(gate.completed, 2);
     assert!(gate.latency_p50_ms.is_some() && gate.latency_p95_ms >= gate.latency_p50_ms);
     assert_eq!(stats.stages.iter().find(|s| s.stage == Stage::Refine).unwrap().completed, 0);
-    assert_eq!((stats.rejected, stats.failed), (1, 0));
-    assert_eq!(stats.reject_reasons.len(), 1);
-    assert_eq!((stats.reject_reasons[0].reason.as_str(), stats.reject_reasons[0].jobs), (reason, 1));
+    assert_eq!((stats.rejected, stats.failed), (3, 0));
+    let kinds: Vec<(&str, i64, &str)> =
+        stats.reject_reasons.iter().map(|r| (r.reason.as_str(), r.jobs, r.example.as_str())).collect();
+    assert_eq!(
+        kinds,
+        [("blur variance N below N", 2, reason), ("the file is empty (N bytes)", 1, "the file is empty (0 bytes)")]
+    );
     assert_eq!(stats.failures.iter().find(|f| f.stage == Stage::Classify).unwrap().failed_attempts, 1);
 
     let mut with_queues = stats.clone();
@@ -107,7 +118,8 @@ async fn stats_report_queue_depths_consumers_throughput_and_reject_reasons() {
     // The same over HTTP, with the broker asked by the server.
     let body: serde_json::Value = h.http.get(h.url("/v1/stats?since=1h")).send().await.unwrap().json().await.unwrap();
     assert_eq!(body["window_secs"], 3600);
-    assert_eq!(body["rejected"], 1);
+    assert_eq!(body["rejected"], 3);
+    assert_eq!(body["reject_reasons"][0]["reason"], "blur variance N below N");
     let gate_queue = body["queues"].as_array().unwrap().iter().find(|q| q["queue"] == format!("{prefix}.gate")).cloned();
     assert_eq!(gate_queue.map(|q| (q["messages"].clone(), q["consumers"].clone())), Some((3.into(), 0.into())));
     let page = h.http.get(h.url("/")).send().await.unwrap().text().await.unwrap();
