@@ -422,6 +422,34 @@ impl JobStore {
     /// Moves `id` to `to` if that is a legal forward step from its current state,
     /// applying `update` and appending a history event in the same statement.
     pub async fn advance(&self, id: JobId, stage: Option<Stage>, to: JobState, update: JobUpdate) -> Result<Transition> {
+        self.advance_guarded(id, stage, to, update, allowed_predecessors(to)).await
+    }
+
+    /// [`Self::advance`], but only from one of `from` (and only where that is a legal
+    /// step): the check and the move are one statement, so no other writer can slip in
+    /// between. A job in another state is left alone (`Stale`, or `Duplicate` when it
+    /// is in `to` already).
+    pub async fn advance_from(
+        &self,
+        id: JobId,
+        stage: Option<Stage>,
+        from: &[JobState],
+        to: JobState,
+        update: JobUpdate,
+    ) -> Result<Transition> {
+        let allowed: Vec<String> =
+            from.iter().filter(|state| state.can_move_to(to)).map(|state| state.name().to_string()).collect();
+        self.advance_guarded(id, stage, to, update, allowed).await
+    }
+
+    async fn advance_guarded(
+        &self,
+        id: JobId,
+        stage: Option<Stage>,
+        to: JobState,
+        update: JobUpdate,
+        predecessors: Vec<String>,
+    ) -> Result<Transition> {
         let _timer = QueryTimer::start("advance");
         let (category, category_source) = match update.category {
             Some((c, s)) => (Some(c.name()), Some(s.name())),
@@ -462,7 +490,7 @@ impl JobStore {
         )
         .bind(id.0)
         .bind(to.name())
-        .bind(allowed_predecessors(to))
+        .bind(predecessors)
         .bind(category)
         .bind(category_source)
         .bind(update.model)

@@ -65,30 +65,31 @@ pub async fn complete(jobs: &JobStore, message: &StageMessage, update: JobUpdate
 /// Ends the job in `to` (rejected or failed). A job already in a terminal state keeps it.
 ///
 /// Only a job still waiting for `message.stage` may end here. One that has completed the
-/// stage (its completion was committed but the reply lost, e.g. in a database outage)
-/// or moved past it belongs to the following stages: ending it would fail a job whose
-/// work is done. The error is retryable, so the message comes back and `begin` hands the
-/// job over again or drops the message as stale.
+/// stage (its completion was committed but the reply lost, e.g. in a database outage,
+/// or a duplicate delivery finished it meanwhile) or moved past it belongs to the
+/// following stages: ending it would fail a job whose work is done. The check is part
+/// of the update itself, so a completion landing at the same moment cannot be undone.
+/// The error is retryable, so the message comes back and `begin` hands the job over
+/// again or drops the message as stale.
 async fn end_job(jobs: &JobStore, message: &StageMessage, to: JobState, reason: &str) -> Result<(), StageError> {
-    let current = jobs.get_job(message.job_id).await?.state;
     let done = message.stage.success_state();
-    if !current.is_terminal() && (current == done || !current.can_move_to(done)) {
-        return Err(StageError::retryable(format!(
-            "not marking the job {to}: it is {current}, past {}, so the retry hands it on",
-            message.stage
-        )));
-    }
+    let waiting: Vec<JobState> =
+        JobState::ALL.into_iter().filter(|s| !s.is_terminal() && *s != done && s.can_move_to(done)).collect();
     let update = JobUpdate {
         error: Some(reason.to_string()),
         detail: Some(serde_json::json!({ "reason": reason, "attempt": message.attempt })),
         ..JobUpdate::default()
     };
-    match jobs.advance(message.job_id, Some(message.stage), to, update).await? {
+    match jobs.advance_from(message.job_id, Some(message.stage), &waiting, to, update).await? {
         Transition::Applied { .. } | Transition::Duplicate => Ok(()),
-        Transition::Stale { current } => {
+        Transition::Stale { current } if current.is_terminal() => {
             info!(job = %message.job_id, %current, wanted = %to, "job already ended; keeping its state");
             Ok(())
         }
+        Transition::Stale { current } => Err(StageError::retryable(format!(
+            "not marking the job {to}: it is {current}, past {}, so the retry hands it on",
+            message.stage
+        ))),
     }
 }
 

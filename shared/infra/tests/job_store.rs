@@ -364,3 +364,25 @@ async fn an_unreachable_database_is_a_retryable_error() {
     let err = lazy.get_job(JobId::new()).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Retryable, "{err}");
 }
+
+#[tokio::test]
+async fn a_guarded_move_applies_only_from_the_given_states() {
+    let db = TestDatabase::create().await;
+    let store = &db.store;
+    let id = store.submit(&new_job("guarded", "hash-g")).await.unwrap().job.id;
+    store.advance(id, Some(Stage::Gate), JobState::Gated, JobUpdate::default()).await.unwrap();
+
+    // A late gate failure may end only a job still waiting for the gate: this one is gated.
+    let reject = || JobUpdate { error: Some("late gate failure".into()), ..JobUpdate::default() };
+    let moved = store.advance_from(id, Some(Stage::Gate), &[JobState::Submitted], JobState::Rejected, reject()).await;
+    assert_eq!(moved.unwrap(), Transition::Stale { current: JobState::Gated });
+    let job = store.get_job(id).await.unwrap();
+    assert_eq!((job.state, job.last_error), (JobState::Gated, None), "nothing written");
+    assert_eq!(store.events(id).await.unwrap().len(), 2, "no history event either");
+
+    // From a listed state it is an ordinary move.
+    let moved = store.advance_from(id, Some(Stage::Classify), &[JobState::Gated], JobState::Rejected, reject()).await;
+    assert_eq!(moved.unwrap(), Transition::Applied { from: JobState::Gated });
+    let again = store.advance_from(id, Some(Stage::Classify), &[JobState::Gated], JobState::Rejected, reject()).await;
+    assert_eq!(again.unwrap(), Transition::Duplicate);
+}
