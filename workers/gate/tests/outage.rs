@@ -1,4 +1,4 @@
-//! Outages during a run: two real `mono2mesh-gate` processes reach RabbitMQ or Postgres
+//! Outages during a run: two real `mono2mesh-gate` processes reach RabbitMQ, Postgres or S3
 //! through a [`TcpProxy`] that the test cuts for a few seconds (every connection
 //! dropped, new ones refused, as when the server restarts), then restores. The shared
 //! servers themselves are never touched, since other tests use them. The workers must
@@ -26,6 +26,7 @@ const GATE: &str = env!("CARGO_BIN_EXE_mono2mesh-gate");
 enum Outage {
     Broker,
     Database,
+    BlobStore,
 }
 
 /// One run: what is cut, for how long, over how many jobs, with which worker settings.
@@ -82,6 +83,12 @@ async fn run_through(scenario: Scenario) {
             let proxy = TcpProxy::start(url_socket_addr(&db_url, 5432)).await;
             let url = proxy.rewrite_url(&db_url);
             (proxy, vec![("MONO2MESH__DATABASE__URL", url)])
+        }
+        Outage::BlobStore => {
+            let s3 = rig.s3.addr.unwrap_or_else(|| panic!("the rig's S3 listens on a port"));
+            let proxy = TcpProxy::start(s3).await;
+            let endpoint = format!("http://{}", proxy.addr());
+            (proxy, vec![("MONO2MESH__BLOB__S3__ENDPOINT", endpoint)])
         }
     };
     overrides.extend(scenario.env.iter().map(|(k, v)| (*k, v.to_string())));
@@ -198,6 +205,22 @@ async fn workers_ride_out_a_database_outage() {
         // A short pool acquire timeout, so the workers see refused connections and
         // failed queries (retried), not just a slow pool that hides the outage.
         env: &[("MONO2MESH__DATABASE__ACQUIRE_TIMEOUT_SECS", "1")],
+        beyond_retries: false,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_ride_out_a_blob_store_outage() {
+    run_through(Scenario {
+        name: "gate-s3-cut",
+        outage: Outage::BlobStore,
+        jobs: 60,
+        duration: Duration::from_secs(6),
+        // Reads and writes fail (after the S3 client's own 3 tries) and are retried. The
+        // rig's back-off is 0.3 s where production waits seconds, so more attempts stand
+        // in for the longer back-off.
+        env: &[("MONO2MESH_WORKER_MAX_ATTEMPTS", "12")],
         beyond_retries: false,
     })
     .await;
