@@ -44,12 +44,14 @@ async fn serve_takes_photos_into_the_real_services_and_stops_cleanly() {
     let (port, metrics_port) = (free_port(), free_port());
     let listen = format!("127.0.0.1:{port}");
     let metrics_listen = format!("127.0.0.1:{metrics_port}");
+    // All of it from [api] settings in the environment, no flags.
     let env = [
-        ("MONO2MESH_API_TOKENS", TOKEN),
+        ("MONO2MESH__API__LISTEN", listen.as_str()),
+        ("MONO2MESH__API__TOKENS", TOKEN),
         ("MONO2MESH__WEBHOOK__SECRET", "serve-test-secret"),
         ("MONO2MESH__TELEMETRY__PROMETHEUS_LISTEN", metrics_listen.as_str()),
     ];
-    let server = rig.spawn_worker_with_env(env!("CARGO_BIN_EXE_mono2mesh"), &["serve", "--listen", &listen], &env);
+    let server = rig.spawn_worker_with_env(env!("CARGO_BIN_EXE_mono2mesh"), &["serve"], &env);
     let http = reqwest::Client::new();
     let base = format!("http://{listen}");
     wait_until_up(&http, &format!("{base}/healthz")).await;
@@ -63,7 +65,7 @@ async fn serve_takes_photos_into_the_real_services_and_stops_cleanly() {
     let created: Value = response.json().await.unwrap();
     let id: JobId = created["id"].as_str().unwrap().parse().unwrap();
     let unauthorised = http.post(format!("{base}/v1/jobs")).send().await.unwrap();
-    assert_eq!(unauthorised.status(), 401, "writes need the token from MONO2MESH_API_TOKENS");
+    assert_eq!(unauthorised.status(), 401, "writes need the token from api.tokens");
 
     // Recorded in Postgres, the photo in S3, the gate message on RabbitMQ.
     let job = rig.jobs().get_job(id).await.unwrap();

@@ -110,7 +110,9 @@ fn mono2mesh_environment_is_valid_settings() {
             .load()
             .unwrap_or_else(|e| panic!("{name}: its MONO2MESH__ environment is not valid settings: {e}"));
         let dump = settings.redacted_json();
-        assert!(!dump.to_string().contains("mono2mesh-secret"), "{name}: secrets must be redacted");
+        for secret in ["mono2mesh-secret", "change-me"] {
+            assert!(!dump.to_string().contains(secret), "{name}: secrets ({secret}) must be redacted");
+        }
         checked += 1;
     }
     assert!(checked >= 5, "expected the workers and the API to be configured by env, checked {checked}");

@@ -19,11 +19,14 @@ use super::services::{block_on, connect, ingest, SettingsArgs};
 /// Room for multipart framing and text fields on top of the largest photo.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
+/// Flags win over the `[api]` settings (config file, `MONO2MESH__API__*`).
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-    /// Bearer token accepted on write endpoints (repeatable; comma-separated in the env).
+    /// Address to listen on [default: api.listen, 127.0.0.1:8080]
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Bearer token accepted on write endpoints (repeatable; comma-separated in the env)
+    /// [default: api.tokens]
     #[arg(long = "token", env = "MONO2MESH_API_TOKENS", value_delimiter = ',', hide_env_values = true)]
     pub tokens: Vec<String>,
     /// Accept writes without a token (local experiments only).
@@ -33,19 +36,22 @@ pub struct ServeArgs {
     /// --no-auth); otherwise an empty secret stops the server from starting.
     #[arg(long)]
     pub unsigned_webhooks: bool,
-    /// Lifetime of presigned download links, in seconds.
-    #[arg(long, default_value_t = 900)]
-    pub presign_expiry_secs: u64,
+    /// Lifetime of presigned download links, in seconds [default: api.presign_expiry_secs]
+    #[arg(long)]
+    pub presign_expiry_secs: Option<u64>,
     #[command(flatten)]
     pub settings: SettingsArgs,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = args.settings.load()?;
-    let tokens: Vec<SecretString> =
+    let flagged: Vec<SecretString> =
         args.tokens.iter().map(|t| t.trim()).filter(|t| !t.is_empty()).map(SecretString::new).collect();
+    let configured = settings.api.tokens.iter().filter(|t| !t.expose().trim().is_empty()).cloned();
+    let tokens: Vec<SecretString> = if flagged.is_empty() { configured.collect() } else { flagged };
+    let listen = args.listen.unwrap_or(settings.api.listen);
     if tokens.is_empty() && !args.no_auth {
-        bail!("no API token: pass --token (or MONO2MESH_API_TOKENS), or --no-auth to accept anonymous writes");
+        bail!("no API token: pass --token (or MONO2MESH_API_TOKENS, or set api.tokens), or --no-auth to accept anonymous writes");
     }
     // Receivers act on these calls (publish a product's 3D asset); unsigned, anyone who
     // learns the URL could forge one.
@@ -65,6 +71,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             QueueBackend::Memory => QueueProbe::None,
         };
         let max_body = settings.gate.max_input_bytes.saturating_add(MULTIPART_OVERHEAD);
+        let api = settings.api.clone();
         let webhook_settings = settings.webhook.clone();
         let services = connect(settings).await?;
         let dispatcher = Dispatcher::new(services.jobs.clone(), &webhook_settings).context("webhook settings")?;
@@ -75,11 +82,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let config = ApiConfig {
             tokens,
             max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
-            presign_expiry: Duration::from_secs(args.presign_expiry_secs),
-            ..ApiConfig::default()
+            presign_expiry: Duration::from_secs(args.presign_expiry_secs.unwrap_or(api.presign_expiry_secs)),
+            max_batch_items: api.max_batch_items.max(1),
+            default_batch: api.default_batch,
         };
         let state = AppState { ingest: ingest(&services), config: Arc::new(config), probe: Arc::new(probe) };
-        let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         tracing::info!(listen = %listener.local_addr()?, "mono2mesh API serving");
         let served = server::serve(listener, state, shutdown_signal()).await.context("serving HTTP");
         // A call in flight finishes (bounded by webhook.timeout_ms); the rest stays owed

@@ -20,7 +20,7 @@ pub const ENV_SEPARATOR: &str = "__";
 pub const CONFIG_FILE_ENV: &str = "MONO2MESH_CONFIG";
 
 /// Keys whose environment or flag value is a comma-separated list.
-pub const LIST_KEYS: [&str; 3] = ["queue.retry_delays_ms", "reconstruct.categories", "webhook.retry_delays_ms"];
+pub const LIST_KEYS: [&str; 4] = ["queue.retry_delays_ms", "reconstruct.categories", "webhook.retry_delays_ms", "api.tokens"];
 
 /// The compiled defaults, as TOML so that the file format is documented by example.
 pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
@@ -49,6 +49,23 @@ pub struct Settings {
     pub reconstruct: ReconstructSettings,
     pub telemetry: TelemetrySettings,
     pub webhook: WebhookSettings,
+    pub api: ApiSettings,
+}
+
+/// `mono2mesh serve` (its flags, where given, win).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Bearer tokens accepted on write endpoints; none means writes need `--no-auth`.
+    pub tokens: Vec<SecretString>,
+    /// Lifetime of presigned download links.
+    pub presign_expiry_secs: u64,
+    /// Most items in one `POST /v1/batches`.
+    pub max_batch_items: usize,
+    /// Batch of a photo posted without one.
+    pub default_batch: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -511,15 +528,20 @@ mod tests {
             ("MONO2MESH__QUEUE__URL", "amqp://guest:amqp-pass@127.0.0.1:5672/%2f"),
             ("MONO2MESH__DATABASE__URL", "postgres://app:db-pass@db:5432/m"),
             ("MONO2MESH__WEBHOOK__SECRET", "hook-secret"),
+            ("MONO2MESH__API__TOKENS", "api-token-1,api-token-2"),
+            ("MONO2MESH__API__LISTEN", "0.0.0.0:9000"),
         ]))
         .load()
         .unwrap();
+        let tokens: Vec<&str> = s.api.tokens.iter().map(|t| t.expose()).collect();
+        assert_eq!(tokens, ["api-token-1", "api-token-2"]);
+        assert_eq!(s.api.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(s.blob.s3.secret_key.expose(), "very-secret-key");
         assert_eq!(s.database.url.expose(), "postgres://app:db-pass@db:5432/m");
         let debug = format!("{s:?}");
         let dump = s.redacted_json().to_string();
         assert_eq!(s.webhook.secret.expose(), "hook-secret");
-        for leaked in ["very-secret-key", "amqp-pass", "db-pass", "hook-secret"] {
+        for leaked in ["very-secret-key", "amqp-pass", "db-pass", "hook-secret", "api-token-1"] {
             assert!(!debug.contains(leaked), "{leaked} in Debug output");
             assert!(!dump.contains(leaked), "{leaked} in dump");
         }
