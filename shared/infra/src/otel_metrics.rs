@@ -150,6 +150,21 @@ fn ucum(unit: Unit) -> Option<&'static str> {
     }
 }
 
+/// An instrument builder with the unit and help text `describe_*` gave (the builders
+/// share these methods but no trait).
+macro_rules! described {
+    ($builder:expr, $description:expr) => {{
+        let mut builder = $builder;
+        if let Some(unit) = $description.unit.and_then(ucum) {
+            builder = builder.with_unit(unit);
+        }
+        if let Some(text) = $description.text {
+            builder = builder.with_description(text.into_owned());
+        }
+        builder
+    }};
+}
+
 impl Recorder for OtelRecorder {
     fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
         self.describe(key, unit, description);
@@ -174,14 +189,7 @@ impl Recorder for OtelRecorder {
             .counters
             .entry(name.clone())
             .or_insert_with(|| {
-                let mut builder = self.meter.u64_counter(name);
-                if let Some(unit) = description.unit.and_then(ucum) {
-                    builder = builder.with_unit(unit);
-                }
-                if let Some(text) = description.text {
-                    builder = builder.with_description(text.into_owned());
-                }
-                builder.build()
+                described!(self.meter.u64_counter(name), description).build()
             })
             .clone();
         let handle = Counter::from_arc(Arc::new(OtelCounter {
@@ -203,7 +211,7 @@ impl Recorder for OtelRecorder {
         let (values, _) = state.gauges.entry(name.clone()).or_insert_with(|| {
             let values = GaugeValues::default();
             let observed = values.clone();
-            let mut builder = self.meter.f64_observable_gauge(name).with_callback(move |observer| {
+            let builder = self.meter.f64_observable_gauge(name).with_callback(move |observer| {
                 let cells = observed.lock().unwrap_or_else(|p| p.into_inner());
                 for (labels, cell) in cells.iter() {
                     let attributes: Vec<KeyValue> =
@@ -211,13 +219,7 @@ impl Recorder for OtelRecorder {
                     observer.observe(cell.get(), &attributes);
                 }
             });
-            if let Some(unit) = description.unit.and_then(ucum) {
-                builder = builder.with_unit(unit);
-            }
-            if let Some(text) = description.text {
-                builder = builder.with_description(text.into_owned());
-            }
-            (values, builder.build())
+            (values, described!(builder, description).build())
         });
         let labels: Vec<(String, String)> =
             key.labels().map(|l| (l.key().to_string(), l.value().to_string())).collect();
@@ -239,15 +241,9 @@ impl Recorder for OtelRecorder {
             .entry(name.clone())
             .or_insert_with(|| {
                 let buckets = crate::telemetry::buckets_for(&name);
-                let mut builder = self.meter.f64_histogram(name);
+                let mut builder = described!(self.meter.f64_histogram(name), description);
                 if let Some(buckets) = buckets {
                     builder = builder.with_boundaries(buckets.to_vec());
-                }
-                if let Some(unit) = description.unit.and_then(ucum) {
-                    builder = builder.with_unit(unit);
-                }
-                if let Some(text) = description.text {
-                    builder = builder.with_description(text.into_owned());
                 }
                 builder.build()
             })
