@@ -43,6 +43,7 @@ pub fn ingest(services: &Services) -> Ingest {
         queue: services.queue.clone(),
         max_photo_bytes: services.settings.gate.max_input_bytes,
         default_webhook: services.settings.webhook.url.clone(),
+        allow_private_webhooks: services.settings.webhook.allow_private_networks,
     }
 }
 

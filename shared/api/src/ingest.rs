@@ -44,6 +44,8 @@ pub enum IngestError {
     InvalidExternalId(String),
     #[error("invalid webhook_url {0:?}: an absolute http:// or https:// URL of at most 2000 characters")]
     InvalidWebhook(String),
+    #[error("webhook_url {url:?}: {ip} is not a public address, and this deployment calls only public ones")]
+    WebhookNotPublic { url: String, ip: std::net::IpAddr },
     #[error("the photo is empty")]
     EmptyPhoto,
     #[error("the photo is {size} bytes, more than the limit of {limit}")]
@@ -69,6 +71,7 @@ impl IngestError {
             IngestError::InvalidBatch(_)
             | IngestError::InvalidExternalId(_)
             | IngestError::InvalidWebhook(_)
+            | IngestError::WebhookNotPublic { .. }
             | IngestError::EmptyPhoto
             | IngestError::PhotoTooLarge { .. }
             | IngestError::NotAnImage
@@ -114,6 +117,9 @@ pub struct Ingest {
     pub max_photo_bytes: u64,
     /// Webhook of jobs submitted without their own (`webhook.url`).
     pub default_webhook: Option<String>,
+    /// `webhook.allow_private_networks`: without it a URL on a non-public IP address is
+    /// refused at submission (the dispatcher would refuse to call it anyway).
+    pub allow_private_webhooks: bool,
 }
 
 /// Hex SHA-256 of the photo: the dedupe key within a batch.
@@ -277,6 +283,11 @@ impl Ingest {
         let url = meta.webhook_url.as_deref().or(self.default_webhook.as_deref());
         if let Some(url) = url {
             webhook::validate_url(url).map_err(|_| IngestError::InvalidWebhook(url.to_string()))?;
+            if !self.allow_private_webhooks {
+                if let Some(ip) = webhook::non_public_literal(url) {
+                    return Err(IngestError::WebhookNotPublic { url: url.to_string(), ip });
+                }
+            }
         }
         Ok(url)
     }

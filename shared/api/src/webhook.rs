@@ -361,8 +361,7 @@ impl Dispatcher {
             format!("refused: {ip} is not a public address (set webhook.allow_private_networks to call private networks)")
         };
         let Some(host) = parsed.host_str() else { return Some("the webhook URL has no host".to_string()) };
-        // IPv6 hosts come bracketed ("[::1]").
-        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        if let Some(ip) = host_ip(host) {
             return (!is_public(ip)).then(|| refuse(ip));
         }
         let port = parsed.port_or_known_default().unwrap_or(443);
@@ -414,6 +413,18 @@ impl Dispatcher {
         .map_err(sql_err("record webhook call"))?;
         Ok(())
     }
+}
+
+/// The address of a URL host that is an IP literal (IPv6 hosts come bracketed).
+fn host_ip(host: &str) -> Option<IpAddr> {
+    host.trim_start_matches('[').trim_end_matches(']').parse().ok()
+}
+
+/// The host of `url` when it is an IP literal that is not public (a name is not
+/// resolved here: the dispatcher checks names when it calls).
+pub fn non_public_literal(url: &str) -> Option<IpAddr> {
+    let parsed: reqwest::Url = url.parse().ok()?;
+    host_ip(parsed.host_str()?).filter(|ip| !is_public(*ip))
 }
 
 /// Whether `ip` is an address on the public internet: not loopback, private (RFC 1918,

@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use mono2mesh_api::ingest::{Ingest, PhotoMeta};
+use mono2mesh_api::ingest::{Ingest, IngestError, PhotoMeta};
 use mono2mesh_api::webhook::{self, Dispatcher, DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use mono2mesh_core::{JobId, JobState, Stage};
 use mono2mesh_infra::config::WebhookSettings;
@@ -268,6 +268,16 @@ async fn private_network_targets_are_refused_unless_allowed() {
     let h = Harness::local().await;
     let (receiver, base) = start_receiver().await;
     let port = base.rsplit(':').next().unwrap().to_string();
+
+    // With the guard on, an IP literal that is not public is refused at submission,
+    // before anything is stored; a name is resolved (and judged) only when called.
+    let strict = Ingest { allow_private_webhooks: false, ..h.ingest.clone() };
+    for url in ["http://10.0.0.5/hook", "http://[::1]:8080/hook", "http://169.254.169.254/latest/meta-data/"] {
+        let meta = PhotoMeta { batch: "strict".into(), webhook_url: Some(url.into()), ..PhotoMeta::default() };
+        let refused = strict.submit_photo(png(30, 32).into(), &meta).await.unwrap_err();
+        assert!(matches!(refused, IngestError::WebhookNotPublic { .. }), "{url}: {refused}");
+    }
+    assert!(h.jobs().batch_summary("strict").await.unwrap().is_none(), "nothing stored");
     let by_ip = submit(&h, 21, &[("webhook_url", &format!("{base}/hook/ok"))]).await;
     let by_name = submit(&h, 22, &[("webhook_url", &format!("http://localhost:{port}/hook/ok"))]).await;
     let metadata = submit(&h, 23, &[("webhook_url", "http://169.254.169.254/latest/meta-data/")]).await;

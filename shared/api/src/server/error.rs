@@ -94,7 +94,9 @@ impl From<IngestError> for ApiError {
         match e {
             IngestError::InvalidBatch(_) => ApiError::bad_request("invalid_batch", message),
             IngestError::InvalidExternalId(_) => ApiError::bad_request("invalid_external_id", message),
-            IngestError::InvalidWebhook(_) => ApiError::bad_request("invalid_webhook_url", message),
+            IngestError::InvalidWebhook(_) | IngestError::WebhookNotPublic { .. } => {
+                ApiError::bad_request("invalid_webhook_url", message)
+            }
             IngestError::EmptyPhoto => ApiError::bad_request("empty_photo", message),
             IngestError::PhotoTooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "photo_too_large", message),
             IngestError::NotAnImage => ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_an_image", message),

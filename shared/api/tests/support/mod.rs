@@ -61,7 +61,7 @@ impl Harness {
     pub async fn start(store: Store, blobs: Arc<dyn BlobStore>, probe: QueueProbe) -> Harness {
         let db = TestDatabase::create().await;
         let queue = memory_queue();
-        let ingest = Ingest { jobs: db.store.clone(), blobs: blobs.clone(), queue: queue.clone(), max_photo_bytes: MAX_PHOTO, default_webhook: None };
+        let ingest = Ingest { jobs: db.store.clone(), blobs: blobs.clone(), queue: queue.clone(), max_photo_bytes: MAX_PHOTO, default_webhook: None, allow_private_webhooks: true };
         let config = ApiConfig { tokens: vec![SecretString::new(TOKEN)], max_body_bytes: MAX_BODY, ..ApiConfig::default() };
         let state = AppState { ingest: ingest.clone(), config: Arc::new(config), probe: Arc::new(probe) };
         let addr = "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("addr: {e}"));
