@@ -12,8 +12,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 OUT="${1:-out/demo}"
-# The dev profile compiles dependencies at -O2 (see Cargo.toml), so the demo shares
-# the test build instead of paying for a second, release build.
+# The dev profile compiles dependencies at -O2 (see Cargo.toml), so the demo runs the
+# debug build instead of paying for a release build.
 bash scripts/setup.sh
 M="${CARGO_TARGET_DIR:-target}/debug/mono2mesh"
 

@@ -2,15 +2,23 @@
 # One-time (and idempotent) set-up of what mono2mesh needs to build and run on this
 # machine, then a build: libtorch from PyPI, the `mono2mesh` binary, the ImageNet
 # classifier weights converted by that binary. Fast when already done.
-#   scripts/setup.sh            debug build (what the tests use)
-#   scripts/setup.sh --release  release build (what the demo runs)
+#   scripts/setup.sh            debug build of the `mono2mesh` binary (what the demo runs)
+#   scripts/setup.sh --tests    debug build of every test and binary (what the tests run)
+#   scripts/setup.sh --release  release build of the binary
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 profile=debug
-cargo_flags=()
-if [ "${1:-}" = "--release" ]; then profile=release; cargo_flags=(--release); fi
+mode="${1:-}"
 
 bash scripts/install-libtorch.sh
-cargo build --locked "${cargo_flags[@]}" -p mono2mesh
+case "$mode" in
+  --release) profile=release; cargo build --locked --release -p mono2mesh ;;
+  # The test build unifies the workspace's dev features (test support in the infra
+  # crate, ...); building the binary alone first would resolve other features and make
+  # `cargo test` rebuild the shared dependencies. This builds once, the binary included.
+  --tests) cargo test --workspace --locked --no-run ;;
+  "") cargo build --locked -p mono2mesh ;;
+  *) echo "usage: scripts/setup.sh [--tests|--release]" >&2; exit 2 ;;
+esac
 MONO2MESH_BIN="${CARGO_TARGET_DIR:-target}/$profile/mono2mesh" bash scripts/fetch-classifier-weights.sh
