@@ -93,8 +93,9 @@ struct Description {
     text: Option<SharedString>,
 }
 
-/// One gauge name: the current value of each label set, read at collection time.
-type GaugeValues = Arc<Mutex<HashMap<Vec<(String, String)>, Arc<GaugeCell>>>>;
+/// One gauge name: the current value of each label set, read at collection time (each
+/// set is added once, when its key is first registered).
+type GaugeValues = Arc<Mutex<Vec<(Vec<KeyValue>, Arc<GaugeCell>)>>>;
 
 #[derive(Default)]
 struct Instruments {
@@ -212,18 +213,14 @@ impl Recorder for OtelRecorder {
             let values = GaugeValues::default();
             let observed = values.clone();
             let builder = self.meter.f64_observable_gauge(name).with_callback(move |observer| {
-                let cells = observed.lock().unwrap_or_else(|p| p.into_inner());
-                for (labels, cell) in cells.iter() {
-                    let attributes: Vec<KeyValue> =
-                        labels.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
-                    observer.observe(cell.get(), &attributes);
+                for (attributes, cell) in observed.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                    observer.observe(cell.get(), attributes);
                 }
             });
             (values, described!(builder, description).build())
         });
-        let labels: Vec<(String, String)> =
-            key.labels().map(|l| (l.key().to_string(), l.value().to_string())).collect();
-        let cell = values.lock().unwrap_or_else(|p| p.into_inner()).entry(labels).or_default().clone();
+        let cell = Arc::new(GaugeCell::default());
+        values.lock().unwrap_or_else(|p| p.into_inner()).push((attributes(key), cell.clone()));
         let handle = Gauge::from_arc(cell);
         state.gauge_handles.insert(key.clone(), handle.clone());
         handle

@@ -182,14 +182,6 @@ pub fn prometheus_builder() -> Result<PrometheusBuilder, TelemetryError> {
         .map_err(err)
 }
 
-/// Installs the global metrics recorder with an HTTP listener serving `/metrics`
-/// on `listen`. Must be called from within a tokio runtime.
-pub fn install_prometheus(listen: SocketAddr) -> Result<PrometheusHandle, TelemetryError> {
-    let (recorder, handle) = prometheus_listener(listen)?;
-    set_global_recorder(recorder)?;
-    Ok(handle)
-}
-
 /// A Prometheus recorder whose `/metrics` listener on `listen` already runs.
 fn prometheus_listener(listen: SocketAddr) -> Result<(PrometheusRecorder, PrometheusHandle), TelemetryError> {
     let (recorder, exporter) = prometheus_builder()?

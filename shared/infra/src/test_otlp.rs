@@ -14,6 +14,7 @@ use axum::Router;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, NumberDataPoint};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use prost::Message;
 use std::collections::BTreeMap;
@@ -185,22 +186,31 @@ impl OtlpReceiver {
     }
 }
 
+/// The export request in `body`, or BAD_REQUEST with the reason kept for assertions.
+fn decode<M: Message + Default>(receiver: &OtlpReceiver, body: Bytes) -> Result<M, StatusCode> {
+    M::decode(body).map_err(|e| {
+        receiver.bad_requests.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
+        StatusCode::BAD_REQUEST
+    })
+}
+
+/// The `service.name` of an exporting process.
+fn service_of(resource: &Option<Resource>) -> String {
+    resource
+        .as_ref()
+        .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
+        .map(|kv| render(&kv.value))
+        .unwrap_or_default()
+}
+
 async fn receive(State(receiver): State<OtlpReceiver>, body: Bytes) -> StatusCode {
-    let request = match ExportTraceServiceRequest::decode(body) {
+    let request: ExportTraceServiceRequest = match decode(&receiver, body) {
         Ok(request) => request,
-        Err(e) => {
-            receiver.bad_requests.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
-            return StatusCode::BAD_REQUEST;
-        }
+        Err(status) => return status,
     };
     let mut received = Vec::new();
     for resource_spans in request.resource_spans {
-        let service = resource_spans
-            .resource
-            .as_ref()
-            .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
-            .map(|kv| render(&kv.value))
-            .unwrap_or_default();
+        let service = service_of(&resource_spans.resource);
         for scope in resource_spans.scope_spans {
             for span in scope.spans {
                 received.push(ReceivedSpan {
@@ -220,21 +230,13 @@ async fn receive(State(receiver): State<OtlpReceiver>, body: Bytes) -> StatusCod
 }
 
 async fn receive_metrics(State(receiver): State<OtlpReceiver>, body: Bytes) -> StatusCode {
-    let request = match ExportMetricsServiceRequest::decode(body) {
+    let request: ExportMetricsServiceRequest = match decode(&receiver, body) {
         Ok(request) => request,
-        Err(e) => {
-            receiver.bad_requests.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
-            return StatusCode::BAD_REQUEST;
-        }
+        Err(status) => return status,
     };
     let mut received = Vec::new();
     for resource_metrics in request.resource_metrics {
-        let service = resource_metrics
-            .resource
-            .as_ref()
-            .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
-            .map(|kv| render(&kv.value))
-            .unwrap_or_default();
+        let service = service_of(&resource_metrics.resource);
         for scope in resource_metrics.scope_metrics {
             for metric in scope.metrics {
                 let point = |attributes: BTreeMap<String, String>, value: PointValue| ReceivedPoint {

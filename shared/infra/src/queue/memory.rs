@@ -196,7 +196,7 @@ impl MemoryStream {
                 envelope: Some(envelope),
             };
             let delivery = Delivery::new(lane, body, redelivered, count, Box::new(settle));
-            return Ok(Some(delivery.with_trace(trace).with_enqueued_at(enqueued_at_ms)));
+            return Ok(Some(delivery.with_trace(trace).with_enqueued_at(Some(enqueued_at_ms))));
         }
         Ok(None)
     }

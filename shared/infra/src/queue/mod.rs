@@ -137,8 +137,9 @@ impl Delivery {
         self
     }
 
-    pub(crate) fn with_enqueued_at(mut self, unix_ms: u64) -> Self {
-        self.enqueued_at_ms = Some(unix_ms);
+    /// The publish time the message carries (unix ms), if it carries one.
+    pub(crate) fn with_enqueued_at(mut self, unix_ms: Option<u64>) -> Self {
+        self.enqueued_at_ms = unix_ms;
         self
     }
 

@@ -290,11 +290,7 @@ impl DeliveryStream for RabbitStream {
                     let settle = RabbitSettle { inner: self.inner.clone(), acker: delivery.acker };
                     let enqueued_at = enqueued_at(&delivery.properties);
                     let delivery = Delivery::new(lane, delivery.data, delivery.redelivered, count, Box::new(settle));
-                    let delivery = delivery.with_trace(trace);
-                    return Some(Ok(match enqueued_at {
-                        Some(ms) => delivery.with_enqueued_at(ms),
-                        None => delivery,
-                    }));
+                    return Some(Ok(delivery.with_trace(trace).with_enqueued_at(enqueued_at)));
                 }
                 (lane, Err(error)) => {
                     warn!(%lane, %error, "consumer lost its connection; waiting for recovery");
