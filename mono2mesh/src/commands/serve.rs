@@ -45,10 +45,13 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = args.settings.load()?;
-    let flagged: Vec<SecretString> =
-        args.tokens.iter().map(|t| t.trim()).filter(|t| !t.is_empty()).map(SecretString::new).collect();
-    let configured = settings.api.tokens.iter().filter(|t| !t.expose().trim().is_empty()).cloned();
-    let tokens: Vec<SecretString> = if flagged.is_empty() { configured.collect() } else { flagged };
+    let usable = |tokens: Vec<&str>| -> Vec<SecretString> {
+        tokens.into_iter().map(str::trim).filter(|t| !t.is_empty()).map(SecretString::new).collect()
+    };
+    let mut tokens = usable(args.tokens.iter().map(String::as_str).collect());
+    if tokens.is_empty() {
+        tokens = usable(settings.api.tokens.iter().map(SecretString::expose).collect());
+    }
     let listen = args.listen.unwrap_or(settings.api.listen);
     if tokens.is_empty() && !args.no_auth {
         bail!("no API token: pass --token (or MONO2MESH_API_TOKENS, or set api.tokens), or --no-auth to accept anonymous writes");

@@ -313,9 +313,9 @@ impl Dispatcher {
     }
 
     async fn deliver(&self, id: JobId, url: &str, attempt: i32) -> Result<CallOutcome, WebhookError> {
-        if let Some(refusal) = self.refused_target(url).await {
-            // Permanent: retrying would only knock on the same door again.
-            let outcome = CallOutcome::GaveUp { status: None, error: refusal };
+        // An IP literal never reaches the resolver that guards names.
+        if let Some(ip) = non_public_literal(url).filter(|_| !self.allow_private_networks) {
+            let outcome = CallOutcome::GaveUp { status: None, error: NotPublic { host: ip.to_string() }.to_string() };
             self.record(id, url, attempt, &outcome).await?;
             return Ok(outcome);
         }
@@ -332,42 +332,28 @@ impl Dispatcher {
         if !self.secret.expose().is_empty() {
             request = request.header(SIGNATURE_HEADER, sign(self.secret.expose().as_bytes(), timestamp, &body));
         }
-        let (status, error) = match request.body(body).send().await {
-            Ok(response) if response.status().is_success() => (Some(response.status().as_u16()), None),
-            Ok(response) => (Some(response.status().as_u16()), Some(format!("receiver answered {}", response.status()))),
-            Err(e) => (None, Some(describe(&e))),
-        };
-        let outcome = match error {
-            None => CallOutcome::Delivered { status: status.unwrap_or(200) },
-            Some(error) if attempt as u32 >= self.max_attempts => CallOutcome::GaveUp { status, error },
-            Some(error) => CallOutcome::Retrying { status, error },
+        let outcome = match request.body(body).send().await {
+            Ok(response) if response.status().is_success() => CallOutcome::Delivered { status: response.status().as_u16() },
+            Ok(response) => {
+                self.failed(attempt, Some(response.status().as_u16()), format!("receiver answered {}", response.status()))
+            }
+            Err(e) => match refusal(&e) {
+                // Permanent: retrying would only knock on the same door again.
+                Some(refused) => CallOutcome::GaveUp { status: None, error: refused.to_string() },
+                None => self.failed(attempt, None, describe(&e)),
+            },
         };
         self.record(id, url, attempt, &outcome).await?;
         Ok(outcome)
     }
 
-    /// Why `url` must not be called, when it must not: its host is a non-public address,
-    /// or every address its name resolves to is. (A name that does not resolve now is
-    /// left to the call, which fails and is retried: DNS trouble may pass.)
-    async fn refused_target(&self, url: &str) -> Option<String> {
-        if self.allow_private_networks {
-            return None;
+    /// A failed call: retried after the back-off, or given up once out of attempts.
+    fn failed(&self, attempt: i32, status: Option<u16>, error: String) -> CallOutcome {
+        if attempt as u32 >= self.max_attempts {
+            CallOutcome::GaveUp { status, error }
+        } else {
+            CallOutcome::Retrying { status, error }
         }
-        let parsed: reqwest::Url = match url.parse() {
-            Ok(parsed) => parsed,
-            Err(e) => return Some(format!("invalid webhook URL: {e}")),
-        };
-        let refuse = |ip: IpAddr| {
-            format!("refused: {ip} is not a public address (set webhook.allow_private_networks to call private networks)")
-        };
-        let Some(host) = parsed.host_str() else { return Some("the webhook URL has no host".to_string()) };
-        if let Some(ip) = host_ip(host) {
-            return (!is_public(ip)).then(|| refuse(ip));
-        }
-        let port = parsed.port_or_known_default().unwrap_or(443);
-        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await.ok()?.collect();
-        let first = addresses.first()?;
-        addresses.iter().all(|a| !is_public(a.ip())).then(|| refuse(first.ip()))
     }
 
     /// Stores the outcome on the row and in the job's history, in one statement.
@@ -462,6 +448,26 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
+/// A webhook host that is, or resolves only to, a non-public address.
+#[derive(Debug, thiserror::Error)]
+#[error("refused: {host} is not a public address (set webhook.allow_private_networks to call private networks)")]
+struct NotPublic {
+    /// The address, or the name with the address it resolved to.
+    host: String,
+}
+
+/// The refusal behind a failed call, if the resolver refused its host.
+fn refusal<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a NotPublic> {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(refused) = e.downcast_ref::<NotPublic>() {
+            return Some(refused);
+        }
+        cause = e.source();
+    }
+    None
+}
+
 /// The webhook client's resolver: the system's answers, minus non-public addresses;
 /// an error when none is left, so the client never connects to one.
 struct PublicOnlyResolver;
@@ -471,9 +477,11 @@ impl reqwest::dns::Resolve for PublicOnlyResolver {
         let host = name.as_str().to_string();
         Box::pin(async move {
             let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let first = resolved.first().map(SocketAddr::ip);
             let public: Vec<SocketAddr> = resolved.into_iter().filter(|a| is_public(a.ip())).collect();
-            if public.is_empty() {
-                return Err(format!("{host} resolves to no public address (webhook.allow_private_networks is off)").into());
+            if let (true, Some(ip)) = (public.is_empty(), first) {
+                let refused = NotPublic { host: format!("{host} ({ip})") };
+                return Err(Box::new(refused) as Box<dyn std::error::Error + Send + Sync>);
             }
             let addresses: reqwest::dns::Addrs = Box::new(public.into_iter());
             Ok(addresses)
