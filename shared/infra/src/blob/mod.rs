@@ -160,9 +160,8 @@ impl BlobStore for MeteredBlobStore {
     fn location(&self) -> String {
         self.0.location()
     }
-    async fn exists(&self, key: &BlobKey) -> Result<bool, BlobError> {
-        Self::timed("head", self.0.exists(key)).await
-    }
+    // `exists` keeps the trait's default, a (timed) `head`: a missing object then
+    // counts as outcome=not_found, as it does for `head` itself.
 }
 
 /// MIME type for the artifacts the pipeline writes, so objects open sensibly when
