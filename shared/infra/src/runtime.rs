@@ -265,6 +265,9 @@ impl Worker {
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
         }
+        if let Err(e) = stream.close().await {
+            warn!(%e, "closing the consumer failed; closing the connection will end it");
+        }
         let report = self.context.counters.snapshot();
         info!(%stage, ?report, "worker stopped");
         stop.map(|()| report)

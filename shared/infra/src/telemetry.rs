@@ -56,6 +56,8 @@ pub mod names {
     pub const FAILURES: &str = "mono2mesh_stage_failures_total";
     /// Histogram: publish-to-confirm time.
     pub const PUBLISH_CONFIRM: &str = "mono2mesh_queue_publish_confirm_seconds";
+    /// Counter: broker connections replaced after a loss.
+    pub const QUEUE_RECONNECTS: &str = "mono2mesh_queue_reconnects_total";
     /// Histogram {stage}: items per model batch (classify, reconstruct).
     pub const BATCH_SIZE: &str = "mono2mesh_stage_batch_size";
     /// Histogram {stage, device}: time a model batch spent in the network on its device
@@ -149,6 +151,7 @@ pub fn describe_metrics() {
     describe_counter!(names::REDELIVERIES, "Deliveries the broker marked as redelivered");
     describe_counter!(names::FAILURES, "Failed deliveries by error class");
     describe_histogram!(names::PUBLISH_CONFIRM, Unit::Seconds, "Publish to broker confirm");
+    describe_counter!(names::QUEUE_RECONNECTS, "Broker connections replaced after a loss");
     describe_histogram!(names::BATCH_SIZE, Unit::Count, "Items per model batch");
     describe_histogram!(names::DEVICE_TIME, Unit::Seconds, "Network time per model batch on its device");
     describe_histogram!(names::BLOB_REQUEST, Unit::Seconds, "Blob store request time");

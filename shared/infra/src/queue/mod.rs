@@ -58,6 +58,8 @@ pub enum QueueError {
     Broker(#[from] lapin::Error),
     #[error("queue is closed")]
     Closed,
+    #[error("lost RabbitMQ at {url}: no reconnection succeeded in {after:?}")]
+    Lost { url: String, after: std::time::Duration },
 }
 
 /// A dead-lettered message, as an operator (or a test) sees it.
@@ -206,6 +208,12 @@ pub trait DeliveryStream: Send {
     async fn next(&mut self) -> Option<Result<Delivery, QueueError>>;
     /// Stops new deliveries. Deliveries already handed out can still be settled.
     async fn cancel(&mut self) -> Result<(), QueueError>;
+    /// Ends the stream once its deliveries are settled. Dropping it also ends it, but
+    /// RabbitMQ then closes the consumer channel in the background, racing a
+    /// connection close that follows.
+    async fn close(self: Box<Self>) -> Result<(), QueueError> {
+        Ok(())
+    }
 }
 
 /// A queue backend.
