@@ -161,13 +161,18 @@ impl Shared {
         }
     }
 
+    /// The current link if healthy, else its replacement.
+    async fn healthy_link(&self) -> Result<Arc<Link>, QueueError> {
+        let link = self.current();
+        if link.healthy() {
+            return Ok(link);
+        }
+        self.relink(&link).await
+    }
+
     /// A new channel on a healthy link, for one-off operations.
     async fn channel(&self) -> Result<Channel, QueueError> {
-        let mut link = self.current();
-        if !link.healthy() {
-            link = self.relink(&link).await?;
-        }
-        Ok(link.connection.create_channel().await?)
+        Ok(self.healthy_link().await?.connection.create_channel().await?)
     }
 
     /// Publishes and waits for the broker's confirm, riding out a reconnection.
@@ -282,11 +287,8 @@ impl MessageQueue for RabbitQueue {
         if lanes.is_empty() {
             return Err(QueueError::InvalidTopology("nothing to consume".into()));
         }
-        let mut link = self.shared.current();
-        if !link.healthy() {
-            link = self.shared.relink(&link).await?;
-        }
-        let subscription = Subscription::open(link, topology, lanes, prefetch).await?;
+        let link = self.shared.healthy_link().await?;
+        let subscription = Subscription::open(&link, topology, lanes, prefetch).await?;
         Ok(Box::new(RabbitStream { shared: self.shared.clone(), lanes: lanes.to_vec(), prefetch, subscription }))
     }
 
@@ -391,7 +393,7 @@ struct Subscription {
 }
 
 impl Subscription {
-    async fn open(link: Arc<Link>, topology: &Topology, lanes: &[Lane], prefetch: u16) -> Result<Self, QueueError> {
+    async fn open(link: &Link, topology: &Topology, lanes: &[Lane], prefetch: u16) -> Result<Self, QueueError> {
         let channel = link.connection.create_channel().await?;
         // Not global: RabbitMQ applies the limit to each consumer, i.e. each lane
         // (quorum queues refuse global QoS anyway).
@@ -418,11 +420,10 @@ impl Subscription {
 impl RabbitStream {
     /// Subscribes again on a healthy link after the consumers lost theirs.
     async fn resubscribe(&mut self) -> Result<(), QueueError> {
-        let mut link = self.shared.current();
         let mut tries = 0;
         loop {
-            link = self.shared.relink(&link).await?;
-            match Subscription::open(link.clone(), &self.shared.topology, &self.lanes, self.prefetch).await {
+            let link = self.shared.healthy_link().await?;
+            match Subscription::open(&link, &self.shared.topology, &self.lanes, self.prefetch).await {
                 Ok(subscription) => {
                     self.subscription = subscription;
                     return Ok(());
