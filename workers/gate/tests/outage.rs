@@ -52,14 +52,25 @@ fn sharp_photo(seed: usize) -> Vec<u8> {
     out.into_inner()
 }
 
-async fn gated_count(rig: &PipelineRig, jobs: &[JobId]) -> usize {
-    let mut gated = 0;
+async fn gated_jobs(rig: &PipelineRig, jobs: &[JobId]) -> HashSet<JobId> {
+    let mut gated = HashSet::new();
     for id in jobs {
         if rig.jobs().get_job(*id).await.unwrap().state == JobState::Gated {
-            gated += 1;
+            gated.insert(*id);
         }
     }
     gated
+}
+
+async fn gated_count(rig: &PipelineRig, jobs: &[JobId]) -> usize {
+    gated_jobs(rig, jobs).await.len()
+}
+
+/// Takes what waits on the classify lane, adding to the counts per job.
+async fn drain_hand_overs(rig: &PipelineRig, handed_over: &mut HashMap<JobId, usize>) {
+    for (id, n) in rig.drain_lane(Lane::Classify).await {
+        *handed_over.entry(id).or_default() += n;
+    }
 }
 
 fn assert_running(workers: &mut [Child], when: &str) {
@@ -126,23 +137,16 @@ async fn run_through(scenario: Scenario) {
     // to its committed move, its hand-over waits in a retry that only a later delivery
     // makes. So collect the hand-overs while the workers still run, until every gated
     // job's has come (or the deadline says one is lost).
-    let mut gated_now = HashSet::new();
-    for id in &jobs {
-        if rig.jobs().get_job(*id).await.unwrap().state == JobState::Gated {
-            gated_now.insert(*id);
-        }
-    }
-    let mut handed_over: HashMap<JobId, usize> = HashMap::new();
+    let gated_now = gated_jobs(&rig, &jobs).await;
+    let mut handed_over = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        for (id, n) in rig.drain_lane(Lane::Classify).await {
-            *handed_over.entry(id).or_default() += n;
-        }
-        if gated_now.iter().all(|id| handed_over.contains_key(id)) {
+        drain_hand_overs(&rig, &mut handed_over).await;
+        let missing: Vec<_> = gated_now.iter().filter(|id| !handed_over.contains_key(*id)).collect();
+        if missing.is_empty() {
             break;
         }
         assert_running(&mut workers, "while handing over");
-        let missing: Vec<_> = gated_now.iter().filter(|id| !handed_over.contains_key(id)).collect();
         assert!(Instant::now() < deadline, "gated jobs never handed on to classify within 30 s: {missing:?}");
     }
     for worker in workers {
@@ -192,9 +196,7 @@ async fn run_through(scenario: Scenario) {
     let images = stored.iter().filter(|k| k.ends_with(keys::GATED_IMAGE)).count();
     assert!(images >= jobs.len() && images <= total, "{images} gated images for {} gated of {total} jobs", jobs.len());
     // Every job was handed on (at least once: delivery is at-least-once); none lost.
-    for (id, n) in rig.drain_lane(Lane::Classify).await {
-        *handed_over.entry(id).or_default() += n;
-    }
+    drain_hand_overs(&rig, &mut handed_over).await;
     assert_eq!(handed_over.keys().copied().collect::<HashSet<_>>(), jobs.iter().copied().collect::<HashSet<_>>());
     let duplicates: usize = handed_over.values().map(|n| n - 1).sum();
     println!(
