@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod gate;
 pub mod serve;
 pub mod services;
+pub mod sheet;
 pub mod stats;
 pub mod status;
 pub mod submit;
@@ -55,6 +56,8 @@ pub enum Command {
     /// Inspect voxel files.
     #[command(subcommand)]
     Voxels(voxels::VoxelsCommand),
+    /// One picture of a run (photo | mesh | ground truth) and IoU where the truth is known.
+    Sheet(sheet::SheetArgs),
 }
 
 pub fn run(command: Command) -> anyhow::Result<()> {
@@ -75,5 +78,6 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Eval(args) => train::eval(args),
         Command::Mesh(args) => mesh::run(args),
         Command::Voxels(command) => voxels::run(command),
+        Command::Sheet(args) => sheet::run(args),
     }
 }

@@ -24,6 +24,30 @@ pub enum ModelsCommand {
     Publish(PublishArgs),
     /// The Pix2Vox models of a registry with their provenance and evaluation results.
     List(ListArgs),
+    /// Write a shippable model pack into a registry directory: the general model in
+    /// float16 and each specialist as only the tensors that differ from it, each with its
+    /// evaluation report and a model card.
+    Pack(PackArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    /// The general model (a run directory or a model file)
+    #[arg(long)]
+    general: PathBuf,
+    /// Specialists (run directories or model files), each published under its category
+    #[arg(long, value_delimiter = ',')]
+    specialist: Vec<PathBuf>,
+    /// Registry directory to write into
+    #[arg(long, env = "MONO2MESH_MODELS", default_value = "models")]
+    registry: PathBuf,
+    /// Directory with `<name>.eval.json` test reports (from `mono2mesh eval --json`) to ship
+    /// beside each model [default: each run's best.eval.json, the validation report]
+    #[arg(long)]
+    eval_dir: Option<PathBuf>,
+    /// Free text for every model card's "Training" section (data, recipe, hardware)
+    #[arg(long)]
+    notes: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -89,6 +113,7 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
         ModelsCommand::ImportPix2vox(args) => import_pix2vox(args),
         ModelsCommand::Publish(args) => publish(args),
         ModelsCommand::List(args) => list(args),
+        ModelsCommand::Pack(args) => pack(args),
     }
 }
 
@@ -183,6 +208,99 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
             text(&row["path"]),
         );
     }
+    Ok(())
+}
+
+fn pack(args: PackArgs) -> anyhow::Result<()> {
+    use mono2mesh_vision::model_file::StorageDtype;
+    use mono2mesh_vision::train::trainer::{BEST_EVAL_FILE, BEST_FILE};
+    let resolve = |p: &Path| -> (PathBuf, Option<PathBuf>) {
+        if p.is_dir() {
+            (p.join(BEST_FILE), Some(p.join(BEST_EVAL_FILE)).filter(|e| e.is_file()))
+        } else {
+            (p.to_path_buf(), None)
+        }
+    };
+    let cpu = tch::Device::Cpu;
+    let dir = registry_dir(&args.registry);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let notes = match &args.notes {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        None => String::new(),
+    };
+    let eval_for = |name: &str, run_eval: Option<PathBuf>| -> Option<PathBuf> {
+        args.eval_dir.as_ref().map(|d| d.join(format!("{name}.eval.json"))).filter(|p| p.is_file()).or(run_eval)
+    };
+    let (general_file, general_eval) = resolve(&args.general);
+    let general = Pix2VoxModel::load(&general_file, cpu, None).with_context(|| format!("loading {}", general_file.display()))?;
+    anyhow::ensure!(general.metadata.category.is_none(), "{} is a specialist, not a general model", general_file.display());
+    let general_path = dir.join(format!("{GENERAL_MODEL}.safetensors"));
+    let stats = general.save_packed(&general_path, StorageDtype::F16, None)?;
+    let mut total = stats.bytes;
+    finish_entry(&dir, GENERAL_MODEL, &general, stats, eval_for(GENERAL_MODEL, general_eval).as_deref(), &notes)?;
+    println!("general: {} tensors, {:.1} MB", stats.tensors_stored, stats.bytes as f64 / 1e6);
+    for run in &args.specialist {
+        let (file, run_eval) = resolve(run);
+        let model = Pix2VoxModel::load(&file, cpu, Some(general.metadata.variant)).with_context(|| format!("loading {}", file.display()))?;
+        let category = model.metadata.category.with_context(|| format!("{} is a general model, not a specialist", file.display()))?;
+        let name = category.name();
+        let stats = model.save_packed(dir.join(format!("{name}.safetensors")), StorageDtype::F16, Some((&general_path, &general)))?;
+        total += stats.bytes;
+        finish_entry(&dir, name, &model, stats, eval_for(name, run_eval).as_deref(), &notes)?;
+        println!("{name}: {} of {} tensors differ from general, {:.1} MB", stats.tensors_stored, stats.tensors_total, stats.bytes as f64 / 1e6);
+    }
+    println!("pack: {:.1} MB in {}", total as f64 / 1e6, dir.display());
+    Ok(())
+}
+
+/// Copies the evaluation report in and writes the model card.
+fn finish_entry(
+    dir: &Path,
+    name: &str,
+    model: &Pix2VoxModel,
+    stats: mono2mesh_vision::pix2vox_model::PackedStats,
+    eval: Option<&Path>,
+    notes: &str,
+) -> anyhow::Result<()> {
+    let eval_target = dir.join(format!("{name}.eval.json"));
+    let report: Option<serde_json::Value> = match eval {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            std::fs::write(&eval_target, &bytes).with_context(|| format!("writing {}", eval_target.display()))?;
+            serde_json::from_slice(&bytes).ok()
+        }
+        None => {
+            let _ = std::fs::remove_file(&eval_target);
+            None
+        }
+    };
+    let meta = &model.metadata;
+    let mut card = format!("# Pix2Vox-{} `{name}`\n\n", meta.variant);
+    card.push_str(&match meta.category {
+        Some(c) => format!("A {c} specialist: fine-tuned from the general model on {c} models only (the paper's transfer learning). Stored as the {} of {} tensors that differ from `general.safetensors` (float16); the loader composes the two and checks the general file's SHA-256.\n\n", stats.tensors_stored, stats.tensors_total),
+        None => "The general model: every category, used for categories without a specialist. Stored in float16, loaded as float32.\n\n".to_string(),
+    });
+    card.push_str("## Provenance\n\n");
+    card.push_str(&format!("- kind: {}\n", meta.provenance.kind));
+    for (key, value) in &meta.provenance.details {
+        card.push_str(&format!("- {key}: {}\n", value.to_string().trim_matches('"')));
+    }
+    card.push_str(&format!("- file: {:.1} MB\n\n", stats.bytes as f64 / 1e6));
+    if let Some(report) = report {
+        let inner = report.get("report").unwrap_or(&report);
+        if let Ok(r) = serde_json::from_value::<mono2mesh_vision::train::EvalReport>(inner.clone()) {
+            let split = report.get("split").and_then(|s| s.as_str()).unwrap_or("validation");
+            card.push_str(&format!("## IoU ({split} split, {} models, {} view)\n\n```text\n{}```\n\n", r.samples, r.views, r.table()));
+        }
+    }
+    if !notes.trim().is_empty() {
+        card.push_str("## Training\n\n");
+        card.push_str(notes.trim());
+        card.push_str("\n\n");
+    }
+    card.push_str("## Licence\n\nOurs (Apache-2.0, as the project): trained from scratch on mono2mesh's own synthetic catalog; no third-party weights or data.\n");
+    let path = dir.join(format!("{name}.md"));
+    std::fs::write(&path, card).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 

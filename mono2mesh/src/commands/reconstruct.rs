@@ -48,7 +48,7 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
         .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let slices: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
-    let settings = ReconstructSettings { input_kind: args.input_kind, max_batch: args.batch };
+    let settings = ReconstructSettings { input_kind: args.input_kind, max_batch: args.batch, ..ReconstructSettings::default() };
     let groups: Vec<&[&[u8]]> = if args.views { vec![&slices[..]] } else { slices.chunks(1).collect() };
     let jobs: Vec<ReconstructJob> = groups.iter().map(|images| ReconstructJob { images }).collect();
     let results = reconstructor.reconstruct_batch(&jobs, &settings);

@@ -7,5 +7,6 @@ pub mod model_file;
 pub mod pix2vox;
 pub mod pix2vox_model;
 pub mod pix2vox_preprocess;
+pub mod precision;
 pub mod torch_pickle;
 pub mod train;

@@ -16,7 +16,7 @@ pub enum ModelFileError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a valid safetensors file: {reason}")]
     Format { path: PathBuf, reason: String },
-    #[error("tensor {name:?} in {path} has dtype {dtype}; our model files hold f32 tensors")]
+    #[error("tensor {name:?} in {path} has dtype {dtype}; our model files hold f32, f16 or bf16 tensors")]
     Dtype { path: PathBuf, name: String, dtype: String },
     #[error("weights do not fit the network: {0}")]
     Mismatch(String),
@@ -30,11 +30,29 @@ pub struct ModelFile {
     pub tensors: Vec<(String, Tensor)>,
 }
 
+/// How tensors are stored on disk. Readers always get f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageDtype {
+    F32,
+    /// IEEE half: half the size, about 3 significant digits (what a shipped pack uses).
+    F16,
+}
+
 /// Writes `tensors` (converted to contiguous f32 on the CPU) with `metadata` in the header.
 pub fn write_model_file(
     path: &Path,
     tensors: &[(String, Tensor)],
     metadata: &BTreeMap<String, String>,
+) -> Result<(), ModelFileError> {
+    write_model_file_as(path, tensors, metadata, StorageDtype::F32)
+}
+
+/// [`write_model_file`] with a choice of on-disk precision.
+pub fn write_model_file_as(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: &BTreeMap<String, String>,
+    storage: StorageDtype,
 ) -> Result<(), ModelFileError> {
     let mut blobs = Vec::with_capacity(tensors.len());
     for (name, tensor) in tensors {
@@ -43,13 +61,20 @@ pub fn write_model_file(
         let numel = cpu.numel();
         let mut values = vec![0f32; numel];
         cpu.f_copy_data(&mut values, numel)?;
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let bytes: Vec<u8> = match storage {
+            StorageDtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            StorageDtype::F16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+        };
         blobs.push((name.clone(), shape, bytes));
     }
+    let dtype = match storage {
+        StorageDtype::F32 => Dtype::F32,
+        StorageDtype::F16 => Dtype::F16,
+    };
     let views = blobs
         .iter()
         .map(|(name, shape, bytes)| {
-            TensorView::new(Dtype::F32, shape.clone(), bytes)
+            TensorView::new(dtype, shape.clone(), bytes)
                 .map(|view| (name.clone(), view))
                 .map_err(|e| ModelFileError::Format { path: path.to_path_buf(), reason: format!("{e:?}") })
         })
@@ -80,15 +105,17 @@ pub fn read_model_file(path: &Path) -> Result<ModelFile, ModelFileError> {
     let file = SafeTensors::deserialize(&bytes).map_err(format_error)?;
     let mut tensors = Vec::new();
     for (name, view) in file.tensors() {
-        if view.dtype() != Dtype::F32 {
-            return Err(ModelFileError::Dtype {
-                path: path.to_path_buf(),
-                name,
-                dtype: format!("{:?}", view.dtype()),
-            });
-        }
+        // Half-precision files (a shipped model pack) load as f32, like every other.
+        let kind = match view.dtype() {
+            Dtype::F32 => Kind::Float,
+            Dtype::F16 => Kind::Half,
+            Dtype::BF16 => Kind::BFloat16,
+            other => {
+                return Err(ModelFileError::Dtype { path: path.to_path_buf(), name, dtype: format!("{other:?}") });
+            }
+        };
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-        let tensor = Tensor::f_from_data_size(view.data(), &shape, Kind::Float)?;
+        let tensor = Tensor::f_from_data_size(view.data(), &shape, kind)?.to_kind(Kind::Float);
         tensors.push((name, tensor));
     }
     tensors.sort_by(|a, b| a.0.cmp(&b.0));

@@ -242,6 +242,21 @@ impl Encoder {
         x
     }
 
+    fn calibrate_trunk(&self, images: &Tensor) {
+        let mut x = images.shallow_clone();
+        for (block, pool) in &self.trunk {
+            let y = x.apply(&block.conv);
+            let mean = y.mean_dim([0i64, 2, 3].as_slice(), false, tch::Kind::Float);
+            let var = y.var_dim([0i64, 2, 3].as_slice(), true, false);
+            block.bn.running_mean.shallow_clone().copy_(&mean);
+            block.bn.running_var.shallow_clone().copy_(&var);
+            x = block.bn.forward_t(&y, false).relu();
+            if *pool {
+                x = max_pool2d(&x, 2);
+            }
+        }
+    }
+
     fn head_t(&self, x: &Tensor, train: bool) -> Tensor {
         let x = self.layer1.forward_t(x, train).elu();
         let x = max_pool2d(&self.layer2.forward_t(&x, train).elu(), self.layer2_pool);
@@ -452,14 +467,25 @@ impl Pix2Vox {
     /// encoder and decoder, so batch statistics are per view exactly as upstream. In eval
     /// mode the views are folded into the batch, which gives the same numbers faster.
     pub fn forward_t(&self, images: &Tensor, train: bool, stages: Stages) -> Pix2VoxOutput {
-        let size = images.size();
+        self.forward_from(images, train, stages, |x, train| self.encoder.forward_t(x, train))
+    }
+
+    /// Forward pass from the frozen trunk's output, `[B, V, 512, 28, 28]` (what
+    /// [`Pix2Vox::trunk_t`] gives, e.g. read back from a feature cache): the encoder head,
+    /// decoder, merger and refiner, with BatchNorm in the mode `train` says.
+    pub fn forward_from_trunk_t(&self, trunk_features: &Tensor, train: bool, stages: Stages) -> Pix2VoxOutput {
+        self.forward_from(trunk_features, train, stages, |x, train| self.encoder.head_t(x, train))
+    }
+
+    fn forward_from(&self, input: &Tensor, train: bool, stages: Stages, encode: impl Fn(&Tensor, bool) -> Tensor) -> Pix2VoxOutput {
+        let size = input.size();
         let (b, v) = (size[0], size[1]);
         let (encoder_features, decoder_raw, decoder_coarse) = if train {
             let mut features = Vec::new();
             let mut raws = Vec::new();
             let mut coarses = Vec::new();
             for view in 0..v {
-                let f = self.encoder.forward_t(&images.select(1, view), train);
+                let f = encode(&input.select(1, view), train);
                 let (raw, coarse) = self.decoder.forward_t(&f, train);
                 features.push(f);
                 raws.push(raw);
@@ -467,8 +493,9 @@ impl Pix2Vox {
             }
             (Tensor::stack(&features, 1), Tensor::stack(&raws, 1), Tensor::stack(&coarses, 1))
         } else {
-            let folded = images.reshape([b * v, 3, size[3], size[4]]);
-            let f = self.encoder.forward_t(&folded, false);
+            let mut folded_shape = vec![b * v];
+            folded_shape.extend_from_slice(&size[2..]);
+            let f = encode(&input.reshape(folded_shape), false);
             let (raw, coarse) = self.decoder.forward_t(&f, false);
             let unfold = |t: Tensor| {
                 let mut shape = vec![b, v];
@@ -507,6 +534,15 @@ impl Pix2Vox {
     /// features would store; used to measure the trunk's share of a training step).
     pub fn trunk_t(&self, images: &Tensor, train: bool) -> Tensor {
         self.encoder.trunk_t(images, train)
+    }
+
+    /// Sets the frozen trunk's BatchNorm running statistics to the exact per-channel mean
+    /// and (unbiased) variance of its inputs over `images` (`[N, 3, 224, 224]`), layer by
+    /// layer, each layer seeing the previous ones already normalised with their new
+    /// statistics. After this the eval-mode trunk normalises as the official train-mode
+    /// trunk does on average, so its output can be computed once per rendering and cached.
+    pub fn calibrate_trunk(&self, images: &Tensor) {
+        tch::no_grad(|| self.encoder.calibrate_trunk(images));
     }
 
     /// Eval-mode forward without autograd: the test-time network.

@@ -34,10 +34,14 @@ pub enum Pix2VoxModelError {
     File(#[from] model_file::ModelFileError),
     #[error("{path} is not a mono2mesh Pix2Vox model file: {message}")]
     NotOurs { path: String, message: String },
-    #[error("model file is Pix2Vox-{found}, but Pix2Vox-{expected} is required")]
-    WrongVariant { expected: Variant, found: Variant },
-    #[error("model file expects preprocessing {found}, this build implements {implemented}")]
-    WrongPreprocessing { found: String, implemented: String },
+    #[error("{path} is Pix2Vox-{found}, but Pix2Vox-{expected} is required")]
+    WrongVariant { path: String, expected: Variant, found: Variant },
+    #[error("{path} expects preprocessing {found}, this build implements {implemented}")]
+    WrongPreprocessing { path: String, found: String, implemented: String },
+    #[error("{path}: {source}")]
+    InFile { path: String, source: model_file::ModelFileError },
+    #[error("{path} stores only what differs from {base}, which {problem}")]
+    Base { path: String, base: String, problem: String },
     #[error("checkpoint: {0}")]
     Checkpoint(#[from] TorchPickleError),
     #[error("checkpoint layout: {0}")]
@@ -173,20 +177,67 @@ impl Pix2VoxModel {
     ) -> Result<Self, Pix2VoxModelError> {
         let metadata = ModelMetadata::from_map(&file.metadata)
             .map_err(|message| Pix2VoxModelError::NotOurs { path: path.display().to_string(), message })?;
+        let shown = path.display().to_string();
         if let Some(expected) = expected {
             if expected != metadata.variant {
-                return Err(Pix2VoxModelError::WrongVariant { expected, found: metadata.variant });
+                return Err(Pix2VoxModelError::WrongVariant { path: shown, expected, found: metadata.variant });
             }
         }
         if metadata.preprocessing != PreprocessingSpec::official() {
             return Err(Pix2VoxModelError::WrongPreprocessing {
+                path: shown,
                 found: format!("{:?}", metadata.preprocessing),
                 implemented: format!("{:?}", PreprocessingSpec::official()),
             });
         }
+        let composed;
+        let tensors = match file.metadata.get(BASE_MODEL_KEY) {
+            None => &file.tensors,
+            Some(base_name) => {
+                composed = compose_with_base(path, base_name, file.metadata.get(BASE_SHA256_KEY), &file.tensors)?;
+                &composed
+            }
+        };
         let model = Pix2VoxModel::new(metadata, device);
-        load_exact(&model.vs, &file.tensors, |name| name.starts_with(crate::train::optim::STATE_PREFIX))?;
+        load_exact(&model.vs, tensors, |name| name.starts_with(crate::train::optim::STATE_PREFIX))
+            .map_err(|source| Pix2VoxModelError::InFile { path: shown, source })?;
         Ok(model)
+    }
+
+    /// Writes the model for shipping: tensors in `storage` precision and, with `base`
+    /// (the path of a model file in the same directory and that model), only the tensors
+    /// that differ from it. Such a file names its base and the base's SHA-256; loading it
+    /// composes the two, and refuses a base that changed since.
+    pub fn save_packed(
+        &self,
+        path: impl AsRef<Path>,
+        storage: model_file::StorageDtype,
+        base: Option<(&Path, &Pix2VoxModel)>,
+    ) -> Result<PackedStats, Pix2VoxModelError> {
+        let path = path.as_ref();
+        let mut vars: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let total = vars.len();
+        let mut metadata = self.metadata.to_map();
+        if let Some((base_path, base_model)) = base {
+            let base_vars = base_model.vs.variables();
+            vars.retain(|(name, t)| base_vars.get(name).is_none_or(|b| b.size() != t.size() || !b.equal(t)));
+            let name = base_path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| Pix2VoxModelError::Base { path: path.display().to_string(), base: base_path.display().to_string(), problem: "has no file name".into() })?;
+            let bytes = std::fs::read(base_path).map_err(|e| Pix2VoxModelError::Base {
+                path: path.display().to_string(),
+                base: base_path.display().to_string(),
+                problem: format!("cannot be read: {e}"),
+            })?;
+            metadata.insert(BASE_MODEL_KEY.to_string(), name);
+            metadata.insert(BASE_SHA256_KEY.to_string(), sha256_hex(&bytes));
+        }
+        let stored = vars.len();
+        model_file::write_model_file_as(path, &vars, &metadata, storage)?;
+        let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        Ok(PackedStats { tensors_total: total, tensors_stored: stored, bytes })
     }
 
     /// The metadata of a model file without loading its weights.
@@ -203,6 +254,55 @@ impl Pix2VoxModel {
         write_model_file(path.as_ref(), &vars, &self.metadata.to_map())?;
         Ok(())
     }
+}
+
+/// Metadata key of a packed model that stores only its differences from another file.
+pub const BASE_MODEL_KEY: &str = "base_model";
+pub const BASE_SHA256_KEY: &str = "base_sha256";
+
+/// What [`Pix2VoxModel::save_packed`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackedStats {
+    pub tensors_total: usize,
+    pub tensors_stored: usize,
+    pub bytes: u64,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The base's tensors with `own` laid over them.
+fn compose_with_base(
+    path: &Path,
+    base_name: &str,
+    expected_sha: Option<&String>,
+    own: &[(String, Tensor)],
+) -> Result<Vec<(String, Tensor)>, Pix2VoxModelError> {
+    let err = |problem: String| Pix2VoxModelError::Base { path: path.display().to_string(), base: base_name.to_string(), problem };
+    // the base lives beside the file, by name only: no path can escape the directory
+    if base_name.contains('/') || base_name.contains('\\') || base_name.starts_with('.') {
+        return Err(err("is not a plain file name".into()));
+    }
+    let base_path = path.parent().unwrap_or(Path::new(".")).join(base_name);
+    let bytes = std::fs::read(&base_path).map_err(|e| err(format!("cannot be read ({}): {e}", base_path.display())))?;
+    if let Some(expected) = expected_sha {
+        let found = sha256_hex(&bytes);
+        if &found != expected {
+            return Err(err(format!("has changed since (SHA-256 {found}, expected {expected}): publish the pack again")));
+        }
+    }
+    drop(bytes);
+    let base = read_model_file(&base_path)?;
+    if base.metadata.contains_key(BASE_MODEL_KEY) {
+        return Err(err("itself stores only differences (one level of composition is supported)".into()));
+    }
+    let mut merged: BTreeMap<String, Tensor> = base.tensors.into_iter().collect();
+    for (name, tensor) in own {
+        merged.insert(name.clone(), tensor.shallow_clone());
+    }
+    Ok(merged.into_iter().collect())
 }
 
 /// What an imported checkpoint said about itself.
@@ -309,6 +409,7 @@ mod tests {
         }
         let err = Pix2VoxModel::load(&path, Device::Cpu, Some(Variant::A)).unwrap_err();
         assert!(matches!(err, Pix2VoxModelError::WrongVariant { .. }), "{err}");
+        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
         // the metadata is checked against the weights: an F file relabelled as A fails
         let file = read_model_file(&path).unwrap();
         let mut meta = file.metadata.clone();
@@ -332,5 +433,52 @@ mod tests {
             Pix2VoxModel::load(&path, Device::Cpu, None),
             Err(Pix2VoxModelError::File(model_file::ModelFileError::Format { .. }))
         ));
+    }
+
+    #[test]
+    fn a_packed_specialist_stores_only_its_differences_and_needs_its_exact_base() {
+        use crate::model_file::StorageDtype;
+        let dir = tempfile::tempdir().unwrap();
+        let general = Pix2VoxModel::new(ModelMetadata::official(Variant::F, None, Provenance::of_kind("test")), Device::Cpu);
+        let general_path = dir.path().join("general.safetensors");
+        let full = general.save_packed(&general_path, StorageDtype::F16, None).unwrap();
+        assert_eq!(full.tensors_stored, full.tensors_total);
+        // a specialist: the general model with the decoder's first layer changed
+        let chair = Pix2VoxModel::new(metadata(Variant::F), Device::Cpu);
+        tch::no_grad(|| {
+            let ours = chair.vs.variables();
+            for (name, t) in general.vs.variables() {
+                ours[&name].shallow_clone().copy_(&t);
+            }
+            let _ = ours["decoder.layer1.0.weight"].shallow_clone().g_add_scalar_(0.25);
+        });
+        let chair_path = dir.path().join("chair.safetensors");
+        let delta = chair.save_packed(&chair_path, StorageDtype::F16, Some((&general_path, &general))).unwrap();
+        assert_eq!(delta.tensors_stored, 1);
+        assert!(delta.bytes * 4 < full.bytes, "{} vs {}", delta.bytes, full.bytes);
+        let loaded = Pix2VoxModel::load(&chair_path, Device::Cpu, Some(Variant::F)).unwrap();
+        assert_eq!(loaded.metadata.category, Some(Category::Chair));
+        for (name, t) in chair.vs.variables() {
+            let diff = (&loaded.vs.variables()[&name] - &t).abs().max().double_value(&[]);
+            let scale = t.abs().max().double_value(&[]).max(1e-3);
+            assert!(diff <= 1e-3 * scale, "{name}: f16 storage off by {diff}");
+        }
+        // a changed base is refused, naming both files
+        let other = Pix2VoxModel::new(ModelMetadata::official(Variant::F, None, Provenance::of_kind("other")), Device::Cpu);
+        other.save_packed(&general_path, StorageDtype::F16, None).unwrap();
+        let err = Pix2VoxModel::load(&chair_path, Device::Cpu, None).unwrap_err().to_string();
+        assert!(err.contains("chair.safetensors") && err.contains("general.safetensors") && err.contains("changed"), "{err}");
+        // a missing base too
+        std::fs::remove_file(&general_path).unwrap();
+        let err = Pix2VoxModel::load(&chair_path, Device::Cpu, None).unwrap_err().to_string();
+        assert!(err.contains("cannot be read"), "{err}");
+        // a truncated file is an error naming it, not a panic
+        let bytes = std::fs::read(&chair_path).unwrap();
+        let cut = dir.path().join("cut.safetensors");
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        let err = Pix2VoxModel::load(&cut, Device::Cpu, None).unwrap_err().to_string();
+        assert!(err.contains("cut.safetensors"), "{err}");
+        let err = Pix2VoxModel::load(dir.path().join("absent.safetensors"), Device::Cpu, None).unwrap_err().to_string();
+        assert!(err.contains("absent.safetensors"), "{err}");
     }
 }

@@ -8,8 +8,9 @@ use mono2mesh_catalog::dataset::{synthesize, Dataset, Split, SynthConfig};
 use mono2mesh_core::Category;
 use mono2mesh_vision::pix2vox::Variant;
 use mono2mesh_vision::pix2vox_model::{ModelMetadata, Pix2VoxModel, Provenance};
-use mono2mesh_vision::train::trainer::{Quiet, BEST_EVAL_FILE, BEST_FILE, CHECKPOINT_FILE, METRICS_FILE};
-use mono2mesh_vision::train::{evaluate, AugmentConfig, DatasetLocation, EpochMetrics, EvalConfig, Init, PairSet, TrainConfig, Trainer};
+use mono2mesh_vision::precision::Precision;
+use mono2mesh_vision::train::trainer::{Quiet, TrainObserver, BEST_EVAL_FILE, BEST_FILE, CHECKPOINT_FILE, METRICS_FILE};
+use mono2mesh_vision::train::{evaluate, AugmentConfig, DatasetLocation, EpochMetrics, EvalConfig, Init, PairSet, TrainConfig, Trainer, TrunkMode};
 use tch::Device;
 
 /// libtorch's random generator is process-global and initialisation draws from it: the
@@ -235,4 +236,80 @@ fn pix2vox_a_trains_its_refiner_too() {
     let changed = before.iter().filter(|(n, t)| !t.equal(&after[n])).count();
     assert!(changed > before.len() / 2, "only {changed} of {} refiner variables moved", before.len());
     assert!(Pix2VoxModel::load(run.path().join(BEST_FILE), Device::Cpu, Some(Variant::A)).is_ok());
+}
+
+#[test]
+fn cached_trunk_training_learns_reuses_its_cache_and_skips_broken_renderings() {
+    let _turn = serial();
+    let data = tempfile::tempdir().unwrap();
+    let ds = catalog(data.path(), vec![Category::Chair], 6);
+    let pairs = PairSet::load(&ds, all_samples(&ds)).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        trunk: TrunkMode::Cached,
+        precision: Precision::Auto,
+        feature_cache: Some(cache.path().to_path_buf()),
+        ..quick_config(data.path(), 6)
+    };
+    let run = tempfile::tempdir().unwrap();
+    let mut trainer = Trainer::start(config.clone(), run.path(), Device::Cpu).unwrap();
+    let before = evaluate(&trainer.model.net, &pairs, &trainer.config.eval, Device::Cpu, &mut |_| {}).unwrap();
+    let mut seen = Recorder::default();
+    let summary = trainer.run(&pairs, &pairs, &mut seen).unwrap();
+    assert_eq!(summary.epochs_done, 6);
+    // 6 models x 3 renderings for training (the validation views are among them)
+    assert_eq!(seen.cache_totals, vec![18, 0], "first fill computes all, the val fill finds them cached");
+    assert!(seen.warnings.is_empty(), "{:?}", seen.warnings);
+    assert!(trainer.state.trunk_calibrated);
+    let metrics: Vec<EpochMetrics> =
+        std::fs::read_to_string(run.path().join(METRICS_FILE)).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(metrics[5].train_loss < metrics[0].train_loss * 0.8, "loss {} -> {}", metrics[0].train_loss, metrics[5].train_loss);
+    assert!(metrics.iter().all(|m| m.peak_rss_mib > 0.0));
+    // The best model, run through the whole network on the images (the trunk in eval mode
+    // with its calibrated statistics), scores what training validated from the cache:
+    // the cache holds exactly the trunk's output (to bf16's precision when bf16 is on).
+    let best = Pix2VoxModel::load(run.path().join(BEST_FILE), Device::Cpu, Some(Variant::F)).unwrap();
+    let report = evaluate(&best.net, &pairs, &trainer.config.eval, Device::Cpu, &mut |_| {}).unwrap();
+    assert!((report.best_iou - summary.best_iou).abs() < 0.02, "{} from images vs {} from the cache", report.best_iou, summary.best_iou);
+    assert!(summary.best_iou > before.best_iou + 0.05, "IoU {:.3} before, {:.3} after", before.best_iou, summary.best_iou);
+    assert!(best.metadata.provenance.details["trunk"].as_str().unwrap().contains("calibrated"));
+
+    // A fine-tune from that model has the same trunk, so it finds every feature cached.
+    let tune = TrainConfig { init: Init::From(run.path().join(BEST_FILE)), epochs: 1, ..config.clone() };
+    let tuned = tempfile::tempdir().unwrap();
+    let mut seen = Recorder::default();
+    Trainer::start(tune.clone(), tuned.path(), Device::Cpu).unwrap().run(&pairs, &pairs, &mut seen).unwrap();
+    assert_eq!(seen.cache_totals, vec![0, 0]);
+
+    // A rendering that does not decode is left out with a warning, not a failed run, and
+    // is tried again by the next run over the same cache.
+    let broken = ds.view_files(&all_samples(&ds)[0]).unwrap()[2].clone();
+    std::fs::write(&broken, b"not a png").unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let tune = TrainConfig { feature_cache: Some(fresh.path().to_path_buf()), ..tune };
+    for expected_total in [18, 1] {
+        let out = tempfile::tempdir().unwrap();
+        let mut seen = Recorder::default();
+        Trainer::start(tune.clone(), out.path(), Device::Cpu).unwrap().run(&pairs, &pairs, &mut seen).unwrap();
+        assert_eq!(seen.cache_totals, vec![expected_total, 0]);
+        assert_eq!(seen.warnings.len(), 1, "{:?}", seen.warnings);
+        assert!(seen.warnings[0].contains(&broken.display().to_string()), "{:?}", seen.warnings);
+    }
+}
+
+#[derive(Default)]
+struct Recorder {
+    cache_totals: Vec<usize>,
+    warnings: Vec<String>,
+}
+
+impl TrainObserver for Recorder {
+    fn caching(&mut self, done: usize, total: usize) {
+        if done == 0 {
+            self.cache_totals.push(total);
+        }
+    }
+    fn warning(&mut self, message: &str) {
+        self.warnings.push(message.to_string());
+    }
 }

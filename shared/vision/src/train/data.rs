@@ -60,6 +60,8 @@ pub struct PairSet {
     voxels: Vec<Vec<f32>>,
     /// Each sample's rendering files, listed once at load (not re-read every batch).
     view_files: Vec<Vec<std::path::PathBuf>>,
+    /// Models left out at load, with the reason.
+    skipped: Vec<(Sample, String)>,
 }
 
 /// One batch, on the requested device.
@@ -74,9 +76,20 @@ pub struct Batch {
 
 impl PairSet {
     /// Reads every sample's voxel grid and view listing up front, so a broken model is
-    /// reported before training starts rather than hours into it.
+    /// reported before training starts rather than hours into it. A model whose voxels
+    /// cannot be read, have the wrong size or that has no renderings is an error.
     pub fn load(dataset: &Dataset, samples: Vec<Sample>) -> Result<Self, DataError> {
-        let loaded: Vec<(Vec<f32>, Vec<std::path::PathBuf>)> = samples
+        let set = Self::load_lenient(dataset, samples)?;
+        match set.skipped.first() {
+            Some((_, reason)) => Err(DataError::Empty(reason.clone())),
+            None => Ok(set),
+        }
+    }
+
+    /// Like [`PairSet::load`], but a broken model is left out and listed in
+    /// [`PairSet::skipped`] (training on a large catalog should not die of one bad file).
+    pub fn load_lenient(dataset: &Dataset, samples: Vec<Sample>) -> Result<Self, DataError> {
+        let loaded: Vec<Result<(Vec<f32>, Vec<std::path::PathBuf>), DataError>> = samples
             .par_iter()
             .map(|s| {
                 let grid = dataset.load_voxels(s)?;
@@ -90,9 +103,62 @@ impl PairSet {
                 let occupancy = grid.data.iter().map(|&v| if v >= 0.5 { 1.0 } else { 0.0 }).collect();
                 Ok((occupancy, views))
             })
-            .collect::<Result<_, DataError>>()?;
-        let (voxels, view_files) = loaded.into_iter().unzip();
-        Ok(PairSet { samples, voxels, view_files })
+            .collect();
+        let mut set = PairSet { samples: Vec::new(), voxels: Vec::new(), view_files: Vec::new(), skipped: Vec::new() };
+        for (sample, result) in samples.into_iter().zip(loaded) {
+            match result {
+                Ok((occupancy, views)) => {
+                    set.samples.push(sample);
+                    set.voxels.push(occupancy);
+                    set.view_files.push(views);
+                }
+                Err(e) => {
+                    let reason = format!("model {} ({}): {e}", sample.model_id, sample.taxonomy_name);
+                    set.skipped.push((sample, reason));
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    /// The samples at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> PairSet {
+        PairSet {
+            samples: indices.iter().map(|&i| self.samples[i].clone()).collect(),
+            voxels: indices.iter().map(|&i| self.voxels[i].clone()).collect(),
+            view_files: indices.iter().map(|&i| self.view_files[i].clone()).collect(),
+            skipped: Vec::new(),
+        }
+    }
+
+    /// Models left out by [`PairSet::load_lenient`], with the reason.
+    pub fn skipped(&self) -> &[(Sample, String)] {
+        &self.skipped
+    }
+
+    /// A sample's rendering files.
+    pub fn view_files(&self, index: usize) -> &[std::path::PathBuf] {
+        &self.view_files[index]
+    }
+
+    /// The renderings a training step takes for sample `index` out of its `available`
+    /// ones (indices into its view files): the same draw as [`PairSet::training_batch`]
+    /// makes for that seed and stream when all are available.
+    pub fn training_views(&self, index: usize, available: &[usize], views: usize, seed: u64, stream: u64) -> Vec<usize> {
+        let mut rng = Rng::derive(seed, "train-item", stream.wrapping_mul(1 << 32).wrapping_add(index as u64));
+        choose_views(available.len(), views, &mut rng).into_iter().map(|k| available[k]).collect()
+    }
+
+    /// The renderings evaluation takes: the first `views`.
+    pub fn eval_views(&self, index: usize, views: usize) -> Vec<usize> {
+        (0..views).map(|v| v % self.view_files[index].len()).collect()
+    }
+
+    /// Ground truth of `indices` as a `[B, 32, 32, 32]` tensor.
+    pub fn voxel_batch(&self, indices: &[usize], device: Device) -> Result<Tensor, DataError> {
+        let voxel_flat: Vec<f32> = indices.iter().flat_map(|&i| self.voxels[i].iter().copied()).collect();
+        let s = VOXEL_SIDE as i64;
+        Ok(Tensor::f_from_slice(&voxel_flat)?.f_view([indices.len() as i64, s, s, s])?.to_device(device))
     }
 
     pub fn len(&self) -> usize {
@@ -137,7 +203,7 @@ impl PairSet {
         let per_sample: Vec<Vec<f32>> = indices
             .par_iter()
             .map(|&i| {
-                let chosen: Vec<usize> = (0..views).map(|v| v % self.view_files[i].len()).collect();
+                let chosen = self.eval_views(i, views);
                 let mut values = Vec::with_capacity(views * 3 * INPUT_SIZE * INPUT_SIZE);
                 for image in self.load_images(i, &chosen)? {
                     let t = preprocess_image(&image, InputKind::Auto)
@@ -166,9 +232,7 @@ impl PairSet {
         let side = INPUT_SIZE as i64;
         let flat: Vec<f32> = per_sample.concat();
         let images = Tensor::f_from_slice(&flat)?.f_view([b, views as i64, 3, side, side])?.to_device(device);
-        let voxel_flat: Vec<f32> = indices.iter().flat_map(|&i| self.voxels[i].iter().copied()).collect();
-        let s = VOXEL_SIDE as i64;
-        let voxels = Tensor::f_from_slice(&voxel_flat)?.f_view([b, s, s, s])?.to_device(device);
+        let voxels = self.voxel_batch(indices, device)?;
         Ok(Batch { images, voxels, indices: indices.to_vec() })
     }
 

@@ -82,6 +82,20 @@ pub fn evaluate(
     device: Device,
     progress: &mut dyn FnMut(usize),
 ) -> Result<EvalReport, DataError> {
+    evaluate_with(pairs, config, progress, &mut |chunk| {
+        let batch = pairs.eval_batch(chunk, config.views.max(1), device)?;
+        Ok(net.infer(&batch.images).volume().shallow_clone())
+    })
+}
+
+/// [`evaluate`] with any predictor: `predict` maps a chunk of sample indices to their
+/// `[B, 32, 32, 32]` occupancy probabilities (e.g. from cached trunk features).
+pub fn evaluate_with(
+    pairs: &PairSet,
+    config: &EvalConfig,
+    progress: &mut dyn FnMut(usize),
+    predict: &mut dyn FnMut(&[usize]) -> Result<tch::Tensor, DataError>,
+) -> Result<EvalReport, DataError> {
     if pairs.is_empty() {
         return Err(DataError::Empty("nothing to evaluate: the split has no samples".into()));
     }
@@ -89,8 +103,7 @@ pub fn evaluate(
     let mut per_sample: Vec<Vec<f64>> = Vec::with_capacity(pairs.len());
     let side = VOXEL_SIDE;
     for chunk in indices.chunks(config.batch_size.max(1)) {
-        let batch = pairs.eval_batch(chunk, config.views.max(1), device)?;
-        let volume = net.infer(&batch.images).volume().to_device(Device::Cpu).to_kind(tch::Kind::Float);
+        let volume = predict(chunk)?.to_device(Device::Cpu).to_kind(tch::Kind::Float);
         let values = Vec::<f32>::try_from(volume.flatten(0, -1))?;
         for (k, &i) in chunk.iter().enumerate() {
             let n = side * side * side;

@@ -5,6 +5,7 @@
 pub mod augment;
 pub mod data;
 pub mod eval;
+pub mod feature_cache;
 pub mod optim;
 pub mod trainer;
 
@@ -12,4 +13,4 @@ pub use augment::AugmentConfig;
 pub use data::{Batch, DataError, DatasetLocation, PairSet};
 pub use eval::{evaluate, EvalConfig, EvalReport};
 pub use optim::{LearningRates, Schedule};
-pub use trainer::{EpochMetrics, Init, TrainConfig, TrainError, TrainObserver, TrainState, TrainSummary, Trainer};
+pub use trainer::{EpochMetrics, Init, TrainConfig, TrainError, TrainObserver, TrainState, TrainSummary, Trainer, TrunkMode};

@@ -22,7 +22,9 @@ use tch::{Device, Kind, Reduction, Tensor};
 
 use super::augment::AugmentConfig;
 use super::data::{epoch_order, DataError, DatasetLocation, PairSet};
-use super::eval::{evaluate, EvalConfig, EvalReport};
+use super::eval::{evaluate, evaluate_with, EvalConfig, EvalReport};
+use super::feature_cache::{trunk_fingerprint, CacheError, FeatureCache};
+use crate::precision::{with_cpu_bf16, Precision};
 use super::optim::{Adam, GradScaler, LearningRates, OptimError, Schedule};
 use crate::model_file::{read_model_file, write_model_file, ModelFileError};
 use crate::pix2vox::{is_frozen_trunk_variable, Stages, Variant};
@@ -52,7 +54,47 @@ pub enum TrainError {
     Invalid(String),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
 }
+
+/// How the frozen VGG trunk takes part in training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrunkMode {
+    /// As the official code: the trunk runs every step, in train mode (batch-statistics
+    /// BatchNorm), on augmented images.
+    #[default]
+    Live,
+    /// The trunk in eval mode (statistics calibrated once on training images), its output
+    /// computed once per rendering and read from a feature cache; no online augmentation
+    /// (the catalog's renderings carry the variation). About 3x faster on a CPU.
+    Cached,
+}
+
+impl std::str::FromStr for TrunkMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "live" => Ok(TrunkMode::Live),
+            "cached" => Ok(TrunkMode::Cached),
+            other => Err(format!("unknown trunk mode {other:?}: expected live or cached")),
+        }
+    }
+}
+
+/// Where trunk feature caches live unless a run names a directory: the user's cache
+/// (`$XDG_CACHE_HOME` or `~/.cache`), outside any work tree.
+pub fn default_feature_cache_root() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("mono2mesh").join("trunk-features")
+}
+
+/// Training images the trunk's BatchNorm statistics are calibrated on (cached mode).
+const CALIBRATION_IMAGES: usize = 256;
 
 /// What the run starts from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +136,15 @@ pub struct TrainConfig {
     pub eval: EvalConfig,
     /// Cap on batches per epoch (quick experiments and tests).
     pub max_batches_per_epoch: Option<usize>,
+    /// Live (official) or cached trunk features.
+    #[serde(default)]
+    pub trunk: TrunkMode,
+    /// float32, or bf16 autocast on the CPU.
+    #[serde(default)]
+    pub precision: Precision,
+    /// Root of the trunk feature caches (cached mode); `None`: [`default_feature_cache_root`].
+    #[serde(default)]
+    pub feature_cache: Option<PathBuf>,
 }
 
 impl TrainConfig {
@@ -120,6 +171,9 @@ impl TrainConfig {
             amp: false,
             eval: EvalConfig::default(),
             max_batches_per_epoch: None,
+            trunk: TrunkMode::Live,
+            precision: Precision::F32,
+            feature_cache: None,
         }
     }
 
@@ -156,6 +210,10 @@ pub struct TrainState {
     pub epochs_since_best: usize,
     pub scaler: GradScaler,
     pub stopped_early: bool,
+    /// The trunk's BatchNorm statistics were calibrated (cached mode), or came calibrated
+    /// from the model the run started from.
+    #[serde(default)]
+    pub trunk_calibrated: bool,
 }
 
 /// One line of `metrics.jsonl`.
@@ -173,6 +231,9 @@ pub struct EpochMetrics {
     pub val_best_iou: f64,
     pub val_best_threshold: f32,
     pub is_best: bool,
+    /// Peak resident memory of the process so far (VmHWM), in MiB.
+    #[serde(default)]
+    pub peak_rss_mib: f64,
 }
 
 /// Progress callbacks (a progress bar in the CLI, nothing in tests).
@@ -181,6 +242,10 @@ pub trait TrainObserver {
     fn batch_done(&mut self, _batch: usize, _loss: f64) {}
     fn validating(&mut self, _samples: usize) {}
     fn epoch_done(&mut self, _metrics: &EpochMetrics) {}
+    /// Filling the trunk feature cache: (done, total) renderings.
+    fn caching(&mut self, _done: usize, _total: usize) {}
+    /// Something was left out (a broken rendering or model), with the reason.
+    fn warning(&mut self, _message: &str) {}
 }
 
 pub struct Quiet;
@@ -193,6 +258,18 @@ pub struct Trainer {
     optim: Adam,
     device: Device,
     run_dir: PathBuf,
+}
+
+/// The caches a cached-trunk run reads.
+struct CachedFeatures {
+    train: FeatureCache,
+    val: FeatureCache,
+    /// Per training sample, the renderings that have features (broken ones are left out).
+    train_views: Vec<Vec<usize>>,
+    /// Training samples with at least one, in order.
+    train_usable: Vec<usize>,
+    /// Validation samples whose evaluation renderings all have features.
+    val_usable: Vec<usize>,
 }
 
 /// What [`Trainer::run`] ends with.
@@ -249,6 +326,8 @@ impl Trainer {
             epochs_since_best: 0,
             scaler: GradScaler::default(),
             stopped_early: false,
+            // a fine-tune inherits its base's trunk statistics
+            trunk_calibrated: matches!(config.init, Init::From(_)),
         };
         Ok(Trainer { model, config, state, optim, device, run_dir: run_dir.to_path_buf() })
     }
@@ -291,8 +370,12 @@ impl Trainer {
         if val.is_empty() {
             return Err(TrainError::Data(DataError::Empty("the validation split has no samples".into())));
         }
+        let cached = match self.config.trunk {
+            TrunkMode::Live => None,
+            TrunkMode::Cached => Some(self.prepare_cache(train, val, observer)?),
+        };
         while self.state.epochs_done < self.config.epochs && !self.state.stopped_early {
-            let metrics = self.train_epoch(train, val, observer)?;
+            let metrics = self.train_epoch(train, val, cached.as_ref(), observer)?;
             self.append_metrics(&metrics)?;
             observer.epoch_done(&metrics);
         }
@@ -310,10 +393,84 @@ impl Trainer {
         tch::no_grad(|| self.loss(&batch.images, &batch.voxels, false).double_value(&[]))
     }
 
-    fn loss(&self, images: &Tensor, voxels: &Tensor, train: bool) -> Tensor {
-        let amp = self.config.amp && self.device.is_cuda();
-        let out = tch::autocast(amp, || self.model.net.forward_t(images, train, Stages::default()));
-        // BCE is unsafe under float16 autocast: compute it in float32, as PyTorch requires.
+    fn bf16(&self) -> bool {
+        self.config.precision.uses_bf16(self.device)
+    }
+
+    /// Calibrates the trunk (once per run) and fills the feature caches of both splits.
+    /// Renderings that cannot be read are left out with a warning; so is a model left
+    /// with none.
+    fn prepare_cache(&mut self, train: &PairSet, val: &PairSet, observer: &mut dyn TrainObserver) -> Result<CachedFeatures, TrainError> {
+        if !self.state.trunk_calibrated {
+            let n = CALIBRATION_IMAGES.min(train.len());
+            let picks: Vec<usize> = (0..n).map(|k| k * train.len() / n).collect();
+            let batch = train.eval_batch(&picks, 1, self.device)?;
+            let size = batch.images.size();
+            self.model.net.calibrate_trunk(&batch.images.reshape([size[0] * size[1], size[2], size[3], size[4]]));
+            self.state.trunk_calibrated = true;
+            self.model.metadata.provenance.details.insert(
+                "trunk".into(),
+                serde_json::json!(format!(
+                    "random init (seed {}), frozen, BatchNorm statistics calibrated on {n} training renderings, eval mode",
+                    self.config.seed
+                )),
+            );
+        }
+        let bf16 = self.bf16();
+        let fingerprint = trunk_fingerprint(&self.model.vs, bf16)?;
+        let root = self.config.feature_cache.clone().unwrap_or_else(default_feature_cache_root);
+        let eval_views = self.config.eval.views.max(1);
+        let net = &self.model.net;
+        let device = self.device;
+        let fill = |wanted: Vec<Vec<usize>>, set: &PairSet, observer: &mut dyn TrainObserver| -> Result<(FeatureCache, Vec<Vec<usize>>), TrainError> {
+            let files: Vec<PathBuf> =
+                wanted.iter().enumerate().flat_map(|(i, views)| views.iter().map(move |&v| set.view_files(i)[v].clone())).collect();
+            let (cache, broken) = FeatureCache::fill(&root, net, &fingerprint, &files, bf16, device, &mut |d, t| observer.caching(d, t))?;
+            for (path, reason) in &broken {
+                observer.warning(&format!("skipping rendering {}: {reason}", path.display()));
+            }
+            let ok: Vec<Vec<usize>> = wanted
+                .into_iter()
+                .enumerate()
+                .map(|(i, views)| views.into_iter().filter(|&v| cache.contains(&set.view_files(i)[v])).collect())
+                .collect();
+            Ok((cache, ok))
+        };
+        let wanted_train: Vec<Vec<usize>> = (0..train.len()).map(|i| (0..train.view_files(i).len()).collect()).collect();
+        let (train_cache, train_views) = fill(wanted_train, train, observer)?;
+        let wanted_val: Vec<Vec<usize>> = (0..val.len()).map(|i| val.eval_views(i, eval_views)).collect();
+        let want_counts: Vec<usize> = wanted_val.iter().map(Vec::len).collect();
+        let (val_cache, val_views) = fill(wanted_val, val, observer)?;
+        let train_usable: Vec<usize> = (0..train.len()).filter(|&i| !train_views[i].is_empty()).collect();
+        let val_usable: Vec<usize> = (0..val.len()).filter(|&i| val_views[i].len() == want_counts[i]).collect();
+        let left_out = (train.len() - train_usable.len()) + (val.len() - val_usable.len());
+        if left_out > 0 {
+            observer.warning(&format!("{left_out} model(s) left out: their renderings could not be read"));
+        }
+        if train_usable.is_empty() || val_usable.is_empty() {
+            return Err(TrainError::Data(DataError::Empty("no readable renderings left in the training or validation split".into())));
+        }
+        Ok(CachedFeatures { train: train_cache, val: val_cache, train_views, train_usable, val_usable })
+    }
+
+    /// Cached trunk features of `views` renderings per sample, `[B, V, 512, 28, 28]`.
+    fn cached_features(&self, cache: &FeatureCache, set: &PairSet, picks: &[(usize, Vec<usize>)]) -> Result<Tensor, TrainError> {
+        let paths: Vec<&Path> = picks.iter().flat_map(|(i, views)| views.iter().map(move |&v| set.view_files(*i)[v].as_path())).collect();
+        let features = cache.read(&paths)?;
+        let v = picks.first().map_or(1, |(_, views)| views.len() as i64);
+        let mut shape = vec![picks.len() as i64, v];
+        shape.extend_from_slice(&features.size()[1..]);
+        let features = features.reshape(shape).to_device(self.device);
+        Ok(if self.bf16() { features } else { features.to_kind(Kind::Float) })
+    }
+
+    fn cached_loss(&self, features: &Tensor, voxels: &Tensor) -> Tensor {
+        let out = with_cpu_bf16(self.bf16(), || self.model.net.forward_from_trunk_t(features, true, Stages::default()));
+        self.loss_of(&out, voxels)
+    }
+
+    fn loss_of(&self, out: &crate::pix2vox::Pix2VoxOutput, voxels: &Tensor) -> Tensor {
+        // BCE is unsafe under reduced-precision autocast: compute it in float32, as PyTorch requires.
         let bce = |p: &Tensor| p.to_kind(Kind::Float).binary_cross_entropy::<Tensor>(voxels, None, Reduction::Mean);
         let mut loss = bce(&out.merged) * self.config.loss_weight;
         if let Some(refined) = &out.refined {
@@ -322,10 +479,20 @@ impl Trainer {
         loss
     }
 
-    fn train_epoch(&mut self, train: &PairSet, val: &PairSet, observer: &mut dyn TrainObserver) -> Result<EpochMetrics, TrainError> {
+    fn loss(&self, images: &Tensor, voxels: &Tensor, train: bool) -> Tensor {
+        let amp = self.config.amp && self.device.is_cuda();
+        let out = tch::autocast(amp, || with_cpu_bf16(self.bf16(), || self.model.net.forward_t(images, train, Stages::default())));
+        self.loss_of(&out, voxels)
+    }
+
+    fn train_epoch(&mut self, train: &PairSet, val: &PairSet, cached: Option<&CachedFeatures>, observer: &mut dyn TrainObserver) -> Result<EpochMetrics, TrainError> {
         let epoch = self.state.epochs_done;
         let lr_factor = self.config.schedule.factor(epoch);
-        let order = epoch_order(train.len(), self.config.seed, epoch);
+        let order: Vec<usize> = match cached {
+            // only the samples with features, in a seeded order over them
+            Some(c) => epoch_order(c.train_usable.len(), self.config.seed, epoch).into_iter().map(|k| c.train_usable[k]).collect(),
+            None => epoch_order(train.len(), self.config.seed, epoch),
+        };
         let bs = self.config.batch_size;
         // Drop a last partial batch, as the official loader does, unless it is the only one.
         let mut batches: Vec<&[usize]> = order.chunks(bs).collect();
@@ -341,9 +508,21 @@ impl Trainer {
         let (mut loss_sum, mut skipped, mut images) = (0.0, 0usize, 0usize);
         for (b, indices) in batches.iter().enumerate() {
             let stream = (epoch as u64) << 20 | b as u64;
-            let batch = train.training_batch(indices, self.config.views, &self.config.augment, self.config.seed, stream, self.device)?;
             self.optim.zero_grad();
-            let loss = self.loss(&batch.images, &batch.voxels, true);
+            let loss = match cached {
+                Some(c) => {
+                    let picks: Vec<(usize, Vec<usize>)> = indices
+                        .iter()
+                        .map(|&i| (i, train.training_views(i, &c.train_views[i], self.config.views, self.config.seed, stream)))
+                        .collect();
+                    let features = self.cached_features(&c.train, train, &picks)?;
+                    self.cached_loss(&features, &train.voxel_batch(indices, self.device)?)
+                }
+                None => {
+                    let batch = train.training_batch(indices, self.config.views, &self.config.augment, self.config.seed, stream, self.device)?;
+                    self.loss(&batch.images, &batch.voxels, true)
+                }
+            };
             let value = loss.double_value(&[]);
             if amp {
                 (&loss * self.state.scaler.scale).backward();
@@ -362,7 +541,19 @@ impl Trainer {
         }
         let train_seconds = started.elapsed().as_secs_f64();
         observer.validating(val.len());
-        let report = evaluate(&self.model.net, val, &self.config.eval, self.device, &mut |_| {})?;
+        let report = match cached {
+            Some(c) => {
+                let views = self.config.eval.views.max(1);
+                let subset = val.subset(&c.val_usable);
+                evaluate_with(&subset, &self.config.eval, &mut |_| {}, &mut |chunk| {
+                    let picks: Vec<(usize, Vec<usize>)> = chunk.iter().map(|&k| (c.val_usable[k], val.eval_views(c.val_usable[k], views))).collect();
+                    let features = self.cached_features(&c.val, val, &picks).map_err(|e| DataError::Empty(e.to_string()))?;
+                    let out = tch::no_grad(|| with_cpu_bf16(self.bf16(), || self.model.net.forward_from_trunk_t(&features, false, Stages::default())));
+                    Ok(out.volume().shallow_clone())
+                })?
+            }
+            None => with_cpu_bf16(self.bf16(), || evaluate(&self.model.net, val, &self.config.eval, self.device, &mut |_| {}))?,
+        };
         self.state.epochs_done = epoch + 1;
         let is_best = report.best_iou > self.state.best_iou;
         if is_best {
@@ -389,6 +580,7 @@ impl Trainer {
             val_best_iou: report.best_iou,
             val_best_threshold: report.best_threshold,
             is_best,
+            peak_rss_mib: peak_rss_mib(),
         })
     }
 
@@ -426,6 +618,14 @@ impl Trainer {
             .and_then(|mut f| writeln!(f, "{line}"))
             .map_err(|source| TrainError::Io { path, source })
     }
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), in MiB; 0 where unknown.
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Adam over the trainable variables, each at its module's rate. The frozen trunk never
