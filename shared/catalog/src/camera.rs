@@ -74,14 +74,14 @@ impl ViewParams {
     }
 
     /// Draws a catalog-photo view: azimuth U[0,360), elevation U[10,40), distance ratio
-    /// U[0.62,0.92), crop shift U[-0.04,0.04) of the side on each axis. Callers keep the
+    /// U[0.55,0.8) (closer than R2N2: product shots fill the frame), crop shift U[-0.04,0.04) of the side on each axis. Callers keep the
     /// object inside the frame with [`ViewParams::fit_in_frame`].
     pub fn sample_catalog(rng: &mut Rng) -> Self {
         ViewParams {
             azimuth_deg: rng.range(0.0, 360.0),
             elevation_deg: rng.range(10.0, 40.0),
             in_plane_deg: 0.0,
-            distance_ratio: rng.range(0.62, 0.92),
+            distance_ratio: rng.range(0.55, 0.8),
             fov: METADATA_FOV,
             crop_x: rng.range(-0.04, 0.04),
             crop_y: rng.range(-0.04, 0.04),
