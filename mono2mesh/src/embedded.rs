@@ -466,7 +466,7 @@ pub fn preview_png(mesh: &Mesh) -> anyhow::Result<Vec<u8>> {
     let views = [(30.0, 25.0), (210.0, 25.0), (120.0, 60.0)];
     let mut sheet = image::RgbImage::from_pixel((PREVIEW_TILE * views.len()) as u32, PREVIEW_TILE as u32, image::Rgb([255; 3]));
     for (i, (azimuth, elevation)) in views.into_iter().enumerate() {
-        let view = ViewParams { azimuth_deg: azimuth, elevation_deg: elevation, in_plane_deg: 0.0, distance_ratio: 0.8, fov: 25.0 };
+        let view = ViewParams { azimuth_deg: azimuth, elevation_deg: elevation, in_plane_deg: 0.0, distance_ratio: 0.8, fov: 25.0, crop_x: 0.0, crop_y: 0.0 };
         let camera = Camera::r2n2(&view, PREVIEW_TILE, PREVIEW_TILE);
         let rgba = render(&shaded, &camera, &Lighting::default(), 2);
         let tile = mono2mesh_catalog::preview::over_background(&rgba, [255, 255, 255]);

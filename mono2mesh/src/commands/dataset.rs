@@ -8,8 +8,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mono2mesh_catalog::camera::ViewParams;
 use mono2mesh_catalog::dataset::{synthesize, SplitFractions, SynthConfig};
 use mono2mesh_catalog::pascal3d::{import_pascal3d, ImportConfig, Source, SplitFrom};
-use mono2mesh_catalog::photo::{photo, PhotoSettings};
+use mono2mesh_catalog::photo::{catalog_photo, photo, PhotoSettings};
 use mono2mesh_catalog::render::Lighting;
+use mono2mesh_catalog::studio::RenderStyle;
 use mono2mesh_catalog::{generate, mesh_io, preview, voxelize, Rng};
 use mono2mesh_core::Category;
 use std::path::PathBuf;
@@ -63,6 +64,10 @@ pub struct SynthArgs {
     pub train_fraction: f32,
     #[arg(long, default_value_t = 0.1)]
     pub val_fraction: f32,
+    /// catalog: opaque RGB product shots on studio backdrops (jittered cameras, textures);
+    /// render: transparent RGBA with R2N2 cameras, like ShapeNetRendering.
+    #[arg(long, default_value_t = RenderStyle::Catalog)]
+    pub style: RenderStyle,
 }
 
 #[derive(Debug, Args)]
@@ -104,7 +109,9 @@ pub struct PhotosArgs {
     pub width: usize,
     #[arg(long, default_value_t = 600)]
     pub height: usize,
-    /// Also degrade: blur and bad exposure (for testing the quality gate's rejections).
+    /// Degraded photos instead (varied backgrounds, blur and bad exposure, for testing the
+    /// quality gate's rejections); without it, clean product shots in the synthetic
+    /// catalog's style.
     #[arg(long)]
     pub degrade: bool,
     #[arg(long)]
@@ -250,6 +257,7 @@ fn synth(args: SynthArgs) -> anyhow::Result<()> {
         supersample: args.supersample,
         resolution: args.resolution,
         splits: SplitFractions { train: args.train_fraction, val: args.val_fraction },
+        style: args.style,
     };
     if !(0.0..=1.0).contains(&(args.train_fraction + args.val_fraction)) || args.train_fraction < 0.0 || args.val_fraction < 0.0 {
         bail!("train and val fractions must be >= 0 and sum to at most 1");
@@ -317,12 +325,18 @@ fn photos(args: PhotosArgs) -> anyhow::Result<()> {
         for i in 0..args.per_category as u64 {
             let model = generate(category, args.seed, i);
             let mut rng = Rng::derive(args.seed, &format!("photo-{}", category.name()), i);
-            let mut view = ViewParams::sample(&mut rng);
-            // Product-photo framing: lower, closer cameras than the R2N2 renders.
-            view.elevation_deg = rng.range(5.0, 35.0);
-            view.distance_ratio = rng.range(0.6, 0.8);
-            let settings = PhotoSettings::sample(&mut rng, args.width, args.height, args.degrade);
-            let img = photo(&model, &view, &Lighting::sample(&mut rng), &settings, &mut rng);
+            let (img, view, blur_sigma, exposure) = if args.degrade {
+                let mut view = ViewParams::sample(&mut rng);
+                // Product-photo framing: lower, closer cameras than the R2N2 renders.
+                view.elevation_deg = rng.range(5.0, 35.0);
+                view.distance_ratio = rng.range(0.6, 0.8);
+                let settings = PhotoSettings::sample(&mut rng, args.width, args.height, true);
+                (photo(&model, &view, &Lighting::sample(&mut rng), &settings, &mut rng), view, settings.blur_sigma, settings.exposure)
+            } else {
+                // Exactly the synthetic catalog's look, at photo size.
+                let (img, shot) = catalog_photo(&model, args.width, args.height, &mut rng);
+                (img, shot.view, 0.0, 1.0)
+            };
             let name = format!("{}.jpg", model.id);
             let path = dir.join(&name);
             img.save_with_format(&path, mono2mesh_catalog::image::ImageFormat::Jpeg).with_context(|| format!("writing {}", path.display()))?;
@@ -334,8 +348,8 @@ fn photos(args: PhotosArgs) -> anyhow::Result<()> {
                 model.id,
                 view.azimuth_deg,
                 view.elevation_deg,
-                settings.blur_sigma,
-                settings.exposure
+                blur_sigma,
+                exposure
             ));
         }
     }

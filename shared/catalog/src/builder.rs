@@ -6,20 +6,44 @@ use mono2mesh_geometry::Mesh;
 use serde::{Deserialize, Serialize};
 use std::f32::consts::TAU;
 
-/// Surface appearance of one part: base colour (linear RGB in [0,1]) and a gloss
-/// factor that scales a small specular highlight (0 = matte).
+/// Surface appearance of one part: base colour (linear RGB in [0,1]), a gloss factor
+/// that scales a small specular highlight (0 = matte) and a procedural texture.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Material {
     pub color: [f32; 3],
     pub gloss: f32,
+    #[serde(default)]
+    pub texture: Texture,
+}
+
+/// Procedural surface patterns, evaluated by the renderer from the 3D surface position
+/// (model space), so a part looks the same from every view. Each modulates the albedo
+/// by a factor of about `1 +- strength`.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Texture {
+    #[default]
+    None,
+    /// Growth rings around an axis (0 = X, 1 = Y, 2 = Z), warped by noise; `scale` is
+    /// rings per model unit.
+    WoodGrain { axis: u8, scale: f32, strength: f32 },
+    /// A fine over-under weave; `scale` is threads per model unit.
+    FabricWeave { scale: f32, strength: f32 },
+    /// Fine streaks along an axis (0 = X, 1 = Y, 2 = Z).
+    BrushedMetal { axis: u8, strength: f32 },
+    /// Small flecks plus a gentle mottle (paint, plastic, stone).
+    Speckle { scale: f32, strength: f32 },
 }
 
 impl Material {
     pub const fn matte(color: [f32; 3]) -> Self {
-        Material { color, gloss: 0.0 }
+        Material { color, gloss: 0.0, texture: Texture::None }
     }
     pub const fn glossy(color: [f32; 3], gloss: f32) -> Self {
-        Material { color, gloss }
+        Material { color, gloss, texture: Texture::None }
+    }
+    pub const fn with_texture(self, texture: Texture) -> Self {
+        Material { texture, ..self }
     }
 }
 

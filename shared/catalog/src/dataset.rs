@@ -2,7 +2,8 @@
 //! catalogs and a reader that works on ours and on real ShapeNet alike.
 //!
 //! ```text
-//! <root>/ShapeNetRendering/<taxonomy_id>/<model>/rendering/NN.png     (137x137 RGBA)
+//! <root>/ShapeNetRendering/<taxonomy_id>/<model>/rendering/NN.png     (137x137: RGB
+//!                                 product shots, or RGBA renders in the `render` style)
 //! <root>/ShapeNetRendering/<taxonomy_id>/<model>/rendering/rendering_metadata.txt
 //! <root>/ShapeNetRendering/<taxonomy_id>/<model>/rendering/renderings.txt
 //! <root>/ShapeNetVox32/<taxonomy_id>/<model>/model.binvox           (32^3, solid)
@@ -17,6 +18,7 @@ use crate::camera::ViewParams;
 use crate::render::{render, Lighting, Rgba, ShadedMesh};
 use crate::rng::Rng;
 use crate::shapes::{generate, Model};
+use crate::studio::{render_shot, CatalogShot, ContactShadow, RenderStyle};
 use crate::voxelize::{voxelize, VoxelizeError};
 use mono2mesh_core::Category;
 use mono2mesh_geometry::VoxelGrid;
@@ -29,7 +31,8 @@ pub const VOXEL_DIR: &str = "ShapeNetVox32";
 pub const TAXONOMY_FILE: &str = "ShapeNet.json";
 pub const PARAMS_DIR: &str = "synthetic";
 /// Bump when the generator changes what a seed produces.
-pub const GENERATOR_VERSION: u32 = 1;
+/// 2: catalog style (product shots) by default, textured materials, crop jitter.
+pub const GENERATOR_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
@@ -153,6 +156,9 @@ pub struct SynthConfig {
     pub supersample: usize,
     pub resolution: usize,
     pub splits: SplitFractions,
+    /// Product shots on studio backdrops (default) or transparent ShapeNet-style renders.
+    #[serde(default)]
+    pub style: RenderStyle,
 }
 
 impl Default for SynthConfig {
@@ -166,6 +172,7 @@ impl Default for SynthConfig {
             supersample: 3,
             resolution: 32,
             splits: SplitFractions::default(),
+            style: RenderStyle::default(),
         }
     }
 }
@@ -182,8 +189,27 @@ pub struct SynthReport {
 pub struct ModelOutput {
     pub model: Model,
     pub voxels: VoxelGrid,
+    pub style: RenderStyle,
     pub views: Vec<ViewParams>,
+    /// The object alone, straight-alpha RGBA (its alpha is the silhouette), per view.
     pub images: Vec<Rgba>,
+    /// Catalog style: the opaque product shot per view (what is written); empty for the
+    /// `render` style, which writes `images`.
+    pub photos: Vec<image::RgbImage>,
+}
+
+impl ModelOutput {
+    /// The PNG file of view `i` as written to the dataset.
+    pub fn view_png(&self, i: usize) -> Result<Vec<u8>, image::ImageError> {
+        match self.style {
+            RenderStyle::Render => self.images[i].png_bytes(),
+            RenderStyle::Catalog => {
+                let mut out = std::io::Cursor::new(Vec::new());
+                self.photos[i].write_to(&mut out, image::ImageFormat::Png)?;
+                Ok(out.into_inner())
+            }
+        }
+    }
 }
 
 /// Generates, voxelizes and renders one model (pure: no files).
@@ -194,13 +220,28 @@ pub fn build_model(category: Category, index: u64, cfg: &SynthConfig) -> Result<
     let mut rng = Rng::derive(cfg.seed, &format!("views-{}", category.name()), index);
     let mut views = Vec::with_capacity(cfg.views);
     let mut images = Vec::with_capacity(cfg.views);
-    for _ in 0..cfg.views {
-        let view = ViewParams::sample(&mut rng);
-        let lighting = Lighting::sample(&mut rng);
-        images.push(render(&shaded, &view.camera(cfg.image_size, cfg.image_size), &lighting, cfg.supersample));
-        views.push(view);
+    let mut photos = Vec::new();
+    match cfg.style {
+        RenderStyle::Render => {
+            for _ in 0..cfg.views {
+                let view = ViewParams::sample(&mut rng);
+                let lighting = Lighting::sample(&mut rng);
+                images.push(render(&shaded, &view.camera(cfg.image_size, cfg.image_size), &lighting, cfg.supersample));
+                views.push(view);
+            }
+        }
+        RenderStyle::Catalog => {
+            let shadow = ContactShadow::new(&model.mesh);
+            for _ in 0..cfg.views {
+                let shot = CatalogShot::sample(&mut rng, &model.mesh);
+                let (rgba, rgb) = render_shot(&shaded, &shadow, &shot, cfg.image_size, cfg.image_size, cfg.supersample);
+                images.push(rgba);
+                photos.push(rgb);
+                views.push(shot.view);
+            }
+        }
     }
-    Ok(ModelOutput { model, voxels, views, images })
+    Ok(ModelOutput { model, voxels, style: cfg.style, views, images, photos })
 }
 
 /// Silhouette agreement of every view of a built model with its voxels.
@@ -231,10 +272,10 @@ pub fn write_model(root: &Path, out: &ModelOutput) -> Result<(), DatasetError> {
     std::fs::create_dir_all(&rdir).map_err(io_err(&rdir))?;
     let mut names = String::new();
     let mut meta = String::new();
-    for (i, (img, view)) in out.images.iter().zip(&out.views).enumerate() {
+    for (i, view) in out.views.iter().enumerate() {
         let name = format!("{i:02}.png");
         let path = rdir.join(&name);
-        let png = img.png_bytes().map_err(|source| DatasetError::Image { path: path.clone(), source })?;
+        let png = out.view_png(i).map_err(|source| DatasetError::Image { path: path.clone(), source })?;
         write_file(&path, &png)?;
         names.push_str(&name);
         names.push('\n');
@@ -252,6 +293,7 @@ pub fn write_model(root: &Path, out: &ModelOutput) -> Result<(), DatasetError> {
         "seed": out.model.seed,
         "index": out.model.index,
         "generator_version": GENERATOR_VERSION,
+        "style": out.style,
         "params": out.model.params,
         "triangles": out.model.mesh.mesh.triangle_count(),
         "occupied_voxels": out.voxels.count_at_least(0.5),
@@ -446,6 +488,7 @@ mod tests {
             seed: 11,
             ..SynthConfig::default()
         };
+        assert_eq!(cfg.style, RenderStyle::Catalog, "product shots are the default");
         let count = std::sync::atomic::AtomicUsize::new(0);
         let report = synthesize(dir.path(), &cfg, &|_| {
             count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -464,8 +507,13 @@ mod tests {
         let s = &test[0];
         let views = ds.load_views(s, &[0, 1]).unwrap();
         assert_eq!((views[0].width(), views[0].height()), (137, 137));
-        assert_eq!(views[0].get_pixel(0, 0)[3], 0, "background must be transparent");
-        assert!(views[0].pixels().any(|p| p[3] == 255));
+        // Opaque RGB files (no alpha channel: Pix2Vox preprocessing treats them as photos)
+        // on a light studio backdrop.
+        let file = image::open(ds.rendering_dir(s).join("00.png")).unwrap();
+        assert_eq!(file.color(), image::ColorType::Rgb8);
+        assert!(views[0].pixels().all(|p| p[3] == 255));
+        let corner = views[0].get_pixel(0, 0);
+        assert!(corner.0[..3].iter().all(|&c| c >= 150), "backdrop should be light: {corner:?}");
         assert!(ds.load_views(s, &[2]).is_err());
         let grid = ds.load_voxels(s).unwrap();
         assert_eq!(grid.dims, [32, 32, 32]);
@@ -476,20 +524,78 @@ mod tests {
         assert_eq!(ds.load_view_params(s).unwrap(), rebuilt.views);
         // Same seed, same bytes.
         let png = std::fs::read(ds.rendering_dir(s).join("01.png")).unwrap();
-        assert_eq!(png, rebuilt.images[1].png_bytes().unwrap());
+        assert_eq!(png, rebuilt.view_png(1).unwrap());
+        assert_eq!(rebuilt.photos.len(), 2);
+        // The silhouette of the kept render is the object in the photo: outside it the
+        // photo is backdrop, never the object's colours bleeding out.
+        assert!(rebuilt.images[1].silhouette().iter().any(|s| *s));
         let params: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.path().join(PARAMS_DIR).join("02834778").join(format!("{}.json", s.model_id))).unwrap()).unwrap();
         assert_eq!(params["category"], "bicycle");
+        assert_eq!(params["style"], "catalog");
+        assert_eq!(params["generator_version"], GENERATOR_VERSION);
+    }
+
+    #[test]
+    fn render_style_writes_transparent_r2n2_renders() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SynthConfig {
+            categories: vec![Category::Car],
+            models_per_category: 2,
+            views: 2,
+            seed: 4,
+            style: RenderStyle::Render,
+            ..SynthConfig::default()
+        };
+        synthesize(dir.path(), &cfg, &|_| {}).unwrap();
+        let ds = Dataset::open(dir.path()).unwrap();
+        let s = &ds.samples(Split::Test, None)[0];
+        let file = image::open(ds.rendering_dir(s).join("00.png")).unwrap();
+        assert_eq!(file.color(), image::ColorType::Rgba8);
+        let views = ds.load_views(s, &[0, 1]).unwrap();
+        assert_eq!(views[0].get_pixel(0, 0)[3], 0, "background must be transparent");
+        assert!(views[0].pixels().any(|p| p[3] == 255));
+        // R2N2 camera distribution and plain 5-number metadata lines.
+        let params = ds.load_view_params(s).unwrap();
+        assert!(params.iter().all(|v| (25.0..30.0).contains(&v.elevation_deg) && v.crop_x == 0.0 && v.crop_y == 0.0));
+        let meta = std::fs::read_to_string(ds.rendering_dir(s).join("rendering_metadata.txt")).unwrap();
+        assert!(meta.lines().all(|l| l.split_whitespace().count() == 5), "{meta}");
+        let index: u64 = s.model_id.rsplit('-').next().unwrap().parse().unwrap();
+        let rebuilt = build_model(Category::Car, index, &cfg).unwrap();
+        assert!(rebuilt.photos.is_empty());
+        assert_eq!(std::fs::read(ds.rendering_dir(s).join("01.png")).unwrap(), rebuilt.view_png(1).unwrap());
+    }
+
+    #[test]
+    fn catalog_views_are_jittered_and_written_with_their_crop() {
+        let cfg = SynthConfig { views: 24, seed: 6, ..SynthConfig::default() };
+        let out = build_model(Category::Sofa, 0, &cfg).unwrap();
+        let (lo, hi) = out.views.iter().fold((90.0f32, -90.0f32), |(lo, hi), v| (lo.min(v.elevation_deg), hi.max(v.elevation_deg)));
+        assert!(lo < 20.0 && hi > 30.0, "elevations {lo}..{hi}");
+        assert!(out.views.iter().any(|v| v.crop_x != 0.0 || v.crop_y != 0.0));
+        // Fully inside the frame: no object pixel on the border of any view.
+        for img in &out.images {
+            let n = img.width;
+            assert!((0..n).all(|i| img.alpha(i, 0) == 0 && img.alpha(i, n - 1) == 0 && img.alpha(0, i) == 0 && img.alpha(n - 1, i) == 0));
+        }
+        // Same seed, same bytes.
+        let again = build_model(Category::Sofa, 0, &cfg).unwrap();
+        assert!((0..24).all(|i| out.view_png(i).unwrap() == again.view_png(i).unwrap()));
+        let lines: String = out.views.iter().map(|v| v.metadata_line() + "\n").collect();
+        assert_eq!(ViewParams::parse_metadata(&lines).unwrap(), out.views);
     }
 
     #[test]
     fn every_view_of_every_category_agrees_with_its_voxels() {
-        // 2 models x 4 views per category: renders and voxels share one camera model.
-        let cfg = SynthConfig { views: 4, seed: 3, ..SynthConfig::default() };
-        let results: Vec<(Category, Vec<SilhouetteAgreement>)> = Category::ALL
+        // 2 models x 4 views per category and style: renders (with the catalog style's
+        // crop-shifted cameras) and voxels share one camera model.
+        let results: Vec<(Category, Vec<SilhouetteAgreement>)> = [RenderStyle::Catalog, RenderStyle::Render]
             .par_iter()
-            .flat_map_iter(|&c| (0..2u64).map(move |i| (c, i)))
-            .map(|(c, i)| (c, check_agreement(&build_model(c, i, &cfg).unwrap())))
+            .flat_map_iter(|&style| Category::ALL.iter().flat_map(move |&c| (0..2u64).map(move |i| (style, c, i))))
+            .map(|(style, c, i)| {
+                let cfg = SynthConfig { views: 4, seed: 3, style, ..SynthConfig::default() };
+                (c, check_agreement(&build_model(c, i, &cfg).unwrap()))
+            })
             .collect();
         for (c, views) in results {
             // Plain IoU is reported, not asserted: a 32^3 grid widens every outline by up

@@ -11,7 +11,8 @@
 //! * [`pascal3d`]: imports Pascal3D+ (photos, annotations, voxelized CAD models) into
 //!   that layout; [`mat`]: the MAT v5 reader its annotations need.
 //! * [`mesh_io`]: strict .obj / .off / .ply readers; [`photo`]: photo-style test images;
-//!   [`preview`]: contact sheets.
+//!   [`preview`]: contact sheets; [`studio`]: the catalog look (backdrops, contact
+//!   shadows, studio lighting, jittered product-shot cameras).
 
 pub mod agreement;
 pub mod builder;
@@ -26,9 +27,10 @@ pub mod preview;
 pub mod render;
 pub mod rng;
 pub mod shapes;
+pub mod studio;
 pub mod voxelize;
 
-pub use builder::{ColoredMesh, Material, MeshBuilder};
+pub use builder::{ColoredMesh, Material, MeshBuilder, Texture};
 /// The `image` crate version our images are made with, for callers that save them.
 pub use image;
 pub use rng::Rng;

@@ -491,6 +491,8 @@ pub fn view_params(vp: &Viewpoint, cad_scale: f32) -> ViewParams {
         in_plane_deg: -vp.theta as f32,
         distance_ratio: if vp.fine { vp.distance as f32 / cad_scale / MAX_CAMERA_DISTANCE } else { 0.0 },
         fov: METADATA_FOV,
+        crop_x: 0.0,
+        crop_y: 0.0,
     }
 }
 

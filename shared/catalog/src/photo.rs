@@ -1,12 +1,37 @@
-//! "Photo" mode: larger opaque RGB images of catalog models on varied backgrounds,
-//! with optional blur, exposure change and sensor noise, for exercising the quality
-//! gate and the classifier with realistic inputs (not for Pix2Vox training).
+//! "Photo" mode: larger opaque RGB images of catalog models, for exercising the quality
+//! gate and the classifier with realistic inputs.
+//!
+//! * [`catalog_photo`]: a clean product shot in exactly the synthetic catalog's style
+//!   (studio backdrop and lighting, jittered camera, textures), just larger;
+//! * [`photo`] with [`PhotoSettings`]: varied backgrounds with optional blur, exposure
+//!   change and sensor noise (the degraded photos the gate must reject).
 
 use crate::camera::ViewParams;
 use crate::render::{render, Lighting, Rgba, ShadedMesh};
 use crate::rng::Rng;
 use crate::shapes::Model;
+use crate::studio::{render_shot, CatalogShot, ContactShadow};
 use serde::{Deserialize, Serialize};
+
+/// A clean catalog product shot of `model`, `width` x `height`, drawn from `rng` exactly
+/// like one view of `dataset synth` (same backdrops, lighting, textures and camera
+/// jitter; focal length and crop follow the shorter side), plus faint sensor noise
+/// (sigma below 1.5 levels). Returns the shot it drew too.
+pub fn catalog_photo(model: &Model, width: usize, height: usize, rng: &mut Rng) -> (image::RgbImage, CatalogShot) {
+    let (w, h) = (width.max(1), height.max(1));
+    let shot = CatalogShot::sample(rng, &model.mesh);
+    let supersample = if w.min(h) >= 400 { 2 } else { 3 };
+    let (_, mut rgb) = render_shot(&ShadedMesh::new(&model.mesh), &ContactShadow::new(&model.mesh), &shot, w, h, supersample);
+    let sigma = rng.range(0.0, 1.5);
+    if sigma > 0.0 {
+        for px in rgb.pixels_mut() {
+            for c in px.0.iter_mut() {
+                *c = (f32::from(*c) + gaussian(rng) * sigma).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    (rgb, shot)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -103,7 +128,7 @@ fn composite(fg: &Rgba, bg: &[[f32; 3]]) -> Vec<[f32; 3]> {
         .collect()
 }
 
-fn background_pixels(bg: &Background, w: usize, h: usize) -> Vec<[f32; 3]> {
+pub(crate) fn background_pixels(bg: &Background, w: usize, h: usize) -> Vec<[f32; 3]> {
     let mix = |a: [u8; 3], b: [u8; 3], t: f32| -> [f32; 3] { std::array::from_fn(|k| f32::from(a[k]) * (1.0 - t) + f32::from(b[k]) * t) };
     match *bg {
         Background::Solid { color } => vec![color.map(f32::from); w * h],
@@ -211,7 +236,7 @@ mod tests {
     #[test]
     fn photos_have_size_background_blur_and_exposure() {
         let model = generate(Category::Car, 4, 0);
-        let view = ViewParams { azimuth_deg: 40.0, elevation_deg: 20.0, in_plane_deg: 0.0, distance_ratio: 0.7, fov: 25.0 };
+        let view = ViewParams { azimuth_deg: 40.0, elevation_deg: 20.0, in_plane_deg: 0.0, distance_ratio: 0.7, fov: 25.0, crop_x: 0.0, crop_y: 0.0 };
         let mut rng = Rng::new(1);
         let clean = PhotoSettings { noise: 0.0, ..PhotoSettings::clean(320, 240) };
         let sharp = photo(&model, &view, &Lighting::default(), &clean, &mut rng);
@@ -228,6 +253,12 @@ mod tests {
             let img = photo(&model, &view, &Lighting::default(), &s, &mut r);
             assert_eq!(img.dimensions(), (64, 48));
         }
+        // Catalog photos: same size, deterministic, object inside a light frame.
+        let (a, shot) = catalog_photo(&model, 200, 150, &mut Rng::new(9));
+        let (b, _) = catalog_photo(&model, 200, 150, &mut Rng::new(9));
+        assert_eq!(a, b);
+        assert_eq!(a.dimensions(), (200, 150));
+        assert!((10.0..40.0).contains(&shot.view.elevation_deg));
         let noise = background_pixels(&Background::Noise { a: [0, 0, 0], b: [255, 255, 255], cells: 4, seed: 1 }, 64, 64);
         let spread = noise.iter().map(|p| p[0]).fold((255.0f32, 0.0f32), |(lo, hi), v| (lo.min(v), hi.max(v)));
         assert!(spread.1 - spread.0 > 60.0, "noise background too flat: {spread:?}");

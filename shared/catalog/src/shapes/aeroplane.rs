@@ -2,7 +2,7 @@
 //! length and girth, wing span, sweep, taper, dihedral and mounting height; engines
 //! under the wings, on the rear fuselage or in the nose; conventional, T or twin tails.
 
-use super::{palette, Params};
+use super::{palette, Params, Surface};
 use crate::builder::{MeshBuilder, Section};
 use crate::math::V3;
 
@@ -11,9 +11,9 @@ pub fn build(p: &mut Params, b: &mut MeshBuilder) {
     let fighter = kind == "fighter";
     let length = p.f("fuselage_length", 1.0, 1.3);
     let radius = length * p.f("fuselage_girth", 0.045, if fighter { 0.07 } else { 0.065 });
-    let body = p.material(b, "body_color", &[[0.92, 0.92, 0.93], [0.75, 0.76, 0.78], [0.4, 0.45, 0.4], [0.9, 0.9, 0.85]], (0.3, 0.7));
-    let accent = p.material(b, "tail_color", &palette::PAINTS, (0.3, 0.6));
-    let dark = p.material(b, "engine_color", &palette::METALS, (0.4, 0.8));
+    let body = p.textured(b, "body_color", &[[0.92, 0.92, 0.93], [0.75, 0.76, 0.78], [0.4, 0.45, 0.4], [0.9, 0.9, 0.85]], (0.3, 0.7), Surface::Paint);
+    let accent = p.textured(b, "tail_color", &palette::PAINTS, (0.3, 0.6), Surface::Paint);
+    let dark = p.textured(b, "engine_color", &palette::METALS, (0.4, 0.8), Surface::Metal);
     let glass = b.material(crate::builder::Material::glossy([0.08, 0.1, 0.14], 0.9));
 
     // Fuselage: blunt nose, straight barrel, tail cone sweeping up.

@@ -2,7 +2,7 @@
 //! a tube frame (diamond or step-through), fork, drop/flat/riser bars, saddle,
 //! cranks and pedals.
 
-use super::{palette, Params};
+use super::{palette, Params, Surface};
 use crate::builder::MeshBuilder;
 use crate::math::{add, lerp, normalize, scale, sub, V3};
 
@@ -23,10 +23,10 @@ pub fn build(p: &mut Params, b: &mut MeshBuilder) {
     let frame_size = p.f("frame_size", if kind == "bmx" { 0.3 } else { 0.45 }, if kind == "bmx" { 0.36 } else { 0.6 });
     let tube_r = p.f("tube_radius", 0.012, if kind == "mountain" { 0.024 } else { 0.018 });
     let spokes = p.int("spokes", if kind == "bmx" { 12 } else { 16 }, if kind == "road" { 24 } else { 20 }) & !1;
-    let frame = p.material(b, "frame_color", &palette::PAINTS, (0.4, 0.8));
+    let frame = p.textured(b, "frame_color", &palette::PAINTS, (0.4, 0.8), Surface::Paint);
     let rubber = b.material(crate::builder::Material::matte(palette::BLACK_RUBBER[0]));
-    let metal = p.material(b, "metal_color", &palette::METALS, (0.5, 0.9));
-    let saddle_mat = p.material(b, "saddle_color", &[[0.08, 0.08, 0.08], [0.4, 0.25, 0.12], [0.7, 0.6, 0.45]], (0.1, 0.3));
+    let metal = p.textured(b, "metal_color", &palette::METALS, (0.5, 0.9), Surface::Metal);
+    let saddle_mat = p.textured(b, "saddle_color", &[[0.08, 0.08, 0.08], [0.4, 0.25, 0.12], [0.7, 0.6, 0.45]], (0.1, 0.3), Surface::Plastic);
 
     let axle: V3 = [0.0, 0.0, 1.0];
     let rear: V3 = [-wheelbase * 0.5, wheel_r, 0.0];

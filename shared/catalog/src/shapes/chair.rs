@@ -1,7 +1,7 @@
 //! Chairs: four legs, a pedestal or a sled base; with or without arms; solid, slatted,
 //! ladder, rounded or split backs of varied height and tilt.
 
-use super::{palette, Params};
+use super::{palette, Params, Surface};
 use crate::builder::MeshBuilder;
 use crate::math::{rotate_y, rotate_z};
 
@@ -11,10 +11,10 @@ pub fn build(p: &mut Params, b: &mut MeshBuilder) {
     let depth = p.f("seat_depth", 0.38, 0.52);
     let thick = p.f("seat_thickness", 0.025, 0.09);
     let base = p.choice("base", &[("four_legs", 0.55), ("pedestal", 0.25), ("sled", 0.2)]);
-    let wood = p.material(b, "frame_color", &palette::WOODS, (0.0, 0.3));
-    let metal = p.material(b, "metal_color", &palette::METALS, (0.3, 0.8));
+    let wood = p.textured(b, "frame_color", &palette::WOODS, (0.0, 0.3), Surface::Wood);
+    let metal = p.textured(b, "metal_color", &palette::METALS, (0.3, 0.8), Surface::Metal);
     let upholstered = p.flag("upholstered", 0.5);
-    let fabric = p.material(b, "fabric_color", &palette::FABRICS, (0.0, 0.15));
+    let fabric = p.textured(b, "fabric_color", &palette::FABRICS, (0.0, 0.15), Surface::Fabric);
     let seat_mat = if upholstered { fabric } else { wood };
     let frame = if base == "four_legs" { wood } else { metal };
 

@@ -1,6 +1,6 @@
 //! Household objects: bottles, dining tables and TV monitors.
 
-use super::{palette, Params};
+use super::{palette, Params, Surface};
 use crate::builder::MeshBuilder;
 use crate::math::rotate_y;
 
@@ -15,8 +15,8 @@ pub fn bottle(p: &mut Params, b: &mut MeshBuilder) {
         &[[0.1, 0.3, 0.12], [0.35, 0.2, 0.08], [0.6, 0.75, 0.85], [0.85, 0.85, 0.88], [0.2, 0.35, 0.6]],
         (0.6, 1.0),
     );
-    let cap = p.material(b, "cap_color", &palette::PAINTS, (0.3, 0.7));
-    let label = p.material(b, "label_color", &palette::FABRICS, (0.0, 0.2));
+    let cap = p.textured(b, "cap_color", &palette::PAINTS, (0.3, 0.7), Surface::Plastic);
+    let label = p.textured(b, "label_color", &palette::FABRICS, (0.0, 0.2), Surface::Plastic);
     let body_frac = match kind {
         "wine" => p.f("body_fraction", 0.55, 0.65),
         "beer" => p.f("body_fraction", 0.5, 0.6),
@@ -68,8 +68,8 @@ pub fn table(p: &mut Params, b: &mut MeshBuilder) {
     let height = p.f("height", 0.72, 0.78);
     let thick = p.f("top_thickness", 0.025, 0.06);
     let base = p.choice("base", &[("four_legs", 0.6), ("pedestal", 0.2), ("trestle", 0.2)]);
-    let wood = p.material(b, "top_color", &palette::WOODS, (0.2, 0.6));
-    let leg_mat = if p.flag("metal_base", 0.3) { p.material(b, "base_color", &palette::METALS, (0.4, 0.8)) } else { wood };
+    let wood = p.textured(b, "top_color", &palette::WOODS, (0.2, 0.6), Surface::Wood);
+    let leg_mat = if p.flag("metal_base", 0.3) { p.textured(b, "base_color", &palette::METALS, (0.4, 0.8), Surface::Metal) } else { wood };
     let under = height - thick;
     match top_shape {
         "rectangle" => b.block([0.0, height - thick * 0.5, 0.0], [length * 0.5, thick * 0.5, width * 0.5], wood),
@@ -138,7 +138,7 @@ pub fn tvmonitor(p: &mut Params, b: &mut MeshBuilder) {
         _ => p.f("panel_depth", 0.025, 0.07),
     };
     let bezel = p.f("bezel", 0.01, 0.05) * width;
-    let case = p.material(b, "case_color", &[[0.08, 0.08, 0.09], [0.2, 0.2, 0.22], [0.75, 0.75, 0.77], [0.9, 0.9, 0.9]], (0.2, 0.6));
+    let case = p.textured(b, "case_color", &[[0.08, 0.08, 0.09], [0.2, 0.2, 0.22], [0.75, 0.75, 0.77], [0.9, 0.9, 0.9]], (0.2, 0.6), Surface::Plastic);
     let screen = p.material(b, "screen_color", &[[0.03, 0.04, 0.06], [0.1, 0.15, 0.3], [0.2, 0.25, 0.35]], (0.8, 1.0));
     let stand_kind = match kind {
         "crt" => "none",

@@ -13,7 +13,7 @@ mod motorbike;
 mod sofa;
 mod vehicles;
 
-use crate::builder::{ColoredMesh, Material, MeshBuilder};
+use crate::builder::{ColoredMesh, Material, MeshBuilder, Texture};
 use crate::rng::Rng;
 use mono2mesh_core::Category;
 use serde::{Deserialize, Serialize};
@@ -62,15 +62,31 @@ pub fn model_id(category: Category, seed: u64, index: u64) -> String {
     format!("syn-{}-{:08x}-{:05}", category.name(), seed & 0xffff_ffff, index)
 }
 
+/// What a part is made of: picks its procedural texture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    Wood,
+    Fabric,
+    /// Painted metal or lacquer: a faint flake.
+    Paint,
+    Metal,
+    /// Moulded plastic, leather, paper: a soft grain.
+    Plastic,
+}
+
 /// Draws parameters and records each one under its name.
 pub struct Params {
     rng: Rng,
+    /// Texture draws come from their own stream, so shapes are those of the untextured
+    /// generator for the same seed.
+    texture_rng: Rng,
     pub values: Map<String, Value>,
 }
 
 impl Params {
     pub fn new(rng: Rng) -> Self {
-        Params { rng, values: Map::new() }
+        let texture_rng = Rng::new(rng.clone().next_u64() ^ 0x7E57_0DE5_u64.rotate_left(29));
+        Params { rng, texture_rng, values: Map::new() }
     }
 
     fn record(&mut self, name: &str, v: Value) {
@@ -119,6 +135,23 @@ impl Params {
         let color = self.color(name, palette);
         let g = self.rng.range(gloss.0, gloss.1);
         b.material(Material::glossy(color, g))
+    }
+
+    /// [`Params::material`] with a procedural texture for `surface` (recorded as
+    /// `<name>_texture`).
+    pub fn textured(&mut self, b: &mut MeshBuilder, name: &str, palette: &[[f32; 3]], gloss: (f32, f32), surface: Surface) -> u16 {
+        let color = self.color(name, palette);
+        let g = self.rng.range(gloss.0, gloss.1);
+        let r = &mut self.texture_rng;
+        let texture = match surface {
+            Surface::Wood => Texture::WoodGrain { axis: r.pick(&[0u8, 0, 2, 1]), scale: r.range(22.0, 40.0), strength: r.range(0.1, 0.2) },
+            Surface::Fabric => Texture::FabricWeave { scale: r.range(140.0, 240.0), strength: r.range(0.1, 0.2) },
+            Surface::Paint => Texture::Speckle { scale: r.range(120.0, 200.0), strength: r.range(0.06, 0.12) },
+            Surface::Metal => Texture::BrushedMetal { axis: r.pick(&[0u8, 1, 2]), strength: r.range(0.08, 0.16) },
+            Surface::Plastic => Texture::Speckle { scale: r.range(60.0, 110.0), strength: r.range(0.08, 0.16) },
+        };
+        self.record(&format!("{name}_texture"), serde_json::to_value(texture).unwrap_or(Value::Null));
+        b.material(Material::glossy(color, g).with_texture(texture))
     }
 }
 

@@ -2,7 +2,7 @@
 //! dirt bikes; solid or spoked wheels with fat tyres, fork, tank, seat, engine block,
 //! exhaust, fenders, headlight and handlebars.
 
-use super::{palette, Params};
+use super::{palette, Params, Surface};
 use crate::builder::{Material, MeshBuilder, Section};
 use crate::math::{add, lerp, normalize, scale, V3};
 
@@ -11,10 +11,10 @@ pub fn build(p: &mut Params, b: &mut MeshBuilder) {
     let wheel_r = p.f("wheel_radius", if kind == "dirt" { 0.34 } else { 0.29 }, if kind == "dirt" { 0.38 } else { 0.33 });
     let tyre = p.f("tyre_width", if kind == "dirt" { 0.045 } else { 0.055 }, if kind == "cruiser" { 0.085 } else { 0.07 });
     let wheelbase = p.f("wheelbase", if kind == "cruiser" { 1.5 } else { 1.3 }, if kind == "cruiser" { 1.75 } else { 1.5 });
-    let paint = p.material(b, "paint_color", &palette::PAINTS, (0.5, 0.9));
+    let paint = p.textured(b, "paint_color", &palette::PAINTS, (0.5, 0.9), Surface::Paint);
     let rubber = b.material(Material::matte(palette::BLACK_RUBBER[0]));
-    let metal = p.material(b, "metal_color", &palette::METALS, (0.6, 0.95));
-    let engine_mat = p.material(b, "engine_color", &[[0.2, 0.2, 0.22], [0.55, 0.55, 0.57]], (0.4, 0.8));
+    let metal = p.textured(b, "metal_color", &palette::METALS, (0.6, 0.95), Surface::Metal);
+    let engine_mat = p.textured(b, "engine_color", &[[0.2, 0.2, 0.22], [0.55, 0.55, 0.57]], (0.4, 0.8), Surface::Metal);
     let seat_mat = b.material(Material::glossy([0.07, 0.07, 0.07], 0.2));
     let light = b.material(Material::glossy([0.95, 0.95, 0.85], 0.9));
 

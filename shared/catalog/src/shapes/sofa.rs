@@ -1,7 +1,7 @@
 //! Sofas: two- to four-seaters and L-shaped sectionals; box, rolled or no arms; low
 //! or high backs, loose cushions or one slab; short legs or a skirt to the floor.
 
-use super::{palette, Params};
+use super::{palette, Params, Surface};
 use crate::builder::MeshBuilder;
 
 pub fn build(p: &mut Params, b: &mut MeshBuilder) {
@@ -17,13 +17,13 @@ pub fn build(p: &mut Params, b: &mut MeshBuilder) {
     let arm_style = p.choice("arms", &[("box", 0.45), ("rolled", 0.3), ("slim", 0.15), ("none", 0.1)]);
     let arm_w = if arm_style == "none" { 0.0 } else { p.f("arm_width", 0.08, 0.22) };
     let arm_h = p.f("arm_height_above_seat", 0.1, 0.28);
-    let fabric = p.material(b, "fabric_color", &palette::FABRICS, (0.0, 0.1));
+    let fabric = p.textured(b, "fabric_color", &palette::FABRICS, (0.0, 0.1), Surface::Fabric);
     let cushion_color = if p.flag("contrast_cushions", 0.25) {
-        p.material(b, "cushion_color", &palette::FABRICS, (0.0, 0.1))
+        p.textured(b, "cushion_color", &palette::FABRICS, (0.0, 0.1), Surface::Fabric)
     } else {
         fabric
     };
-    let leg_mat = p.material(b, "leg_color", &palette::WOODS, (0.0, 0.4));
+    let leg_mat = p.textured(b, "leg_color", &palette::WOODS, (0.0, 0.4), Surface::Wood);
     let sectional = seats >= 2 && p.flag("sectional", 0.25);
 
     let inner_w = seats as f32 * seat_w;

@@ -1,6 +1,6 @@
 //! Road, rail and water vehicles: cars, buses, trains and boats.
 
-use super::{palette, Params};
+use super::{palette, Params, Surface};
 use crate::builder::{Material, MeshBuilder, Section};
 
 /// A boxy body along X: superellipse sections of `power`, from `x0` to `x1`, with
@@ -32,10 +32,10 @@ pub fn car(p: &mut Params, b: &mut MeshBuilder) {
         "suv" | "van" => p.f("cabin_height", 0.6, 0.8),
         _ => p.f("cabin_height", 0.42, 0.55),
     };
-    let paint = p.material(b, "paint_color", &palette::PAINTS, (0.5, 0.95));
+    let paint = p.textured(b, "paint_color", &palette::PAINTS, (0.5, 0.95), Surface::Paint);
     let glass = p.material(b, "glass_color", &palette::GLASS, (0.8, 1.0));
     let rubber = b.material(Material::matte(palette::BLACK_RUBBER[0]));
-    let rim = p.material(b, "rim_color", &palette::METALS, (0.6, 0.9));
+    let rim = p.textured(b, "rim_color", &palette::METALS, (0.6, 0.9), Surface::Metal);
     let light = b.material(Material::glossy([0.95, 0.92, 0.8], 0.9));
 
     let (x0, x1) = (-length * 0.5, length * 0.5);
@@ -101,11 +101,11 @@ pub fn bus(p: &mut Params, b: &mut MeshBuilder) {
     let deck_h = p.f("deck_height", 1.9, 2.3);
     let wheel_r = p.f("wheel_radius", 0.45, 0.55);
     let clearance = wheel_r * 0.7;
-    let paint = p.material(b, "paint_color", &palette::PAINTS, (0.4, 0.8));
-    let stripe = p.material(b, "stripe_color", &palette::PAINTS, (0.4, 0.8));
+    let paint = p.textured(b, "paint_color", &palette::PAINTS, (0.4, 0.8), Surface::Paint);
+    let stripe = p.textured(b, "stripe_color", &palette::PAINTS, (0.4, 0.8), Surface::Paint);
     let glass = p.material(b, "glass_color", &palette::GLASS, (0.8, 1.0));
     let rubber = b.material(Material::matte(palette::BLACK_RUBBER[0]));
-    let rim = p.material(b, "rim_color", &palette::METALS, (0.5, 0.9));
+    let rim = p.textured(b, "rim_color", &palette::METALS, (0.5, 0.9), Surface::Metal);
     let height = deck_h * decks as f32 + 0.4;
     let (x0, x1) = (-length * 0.5, length * 0.5);
     boxy_body(b, x0, x1, clearance + height * 0.5, height * 0.5, width * 0.5, p.f("boxiness", 6.0, 10.0), 0.4, paint);
@@ -135,11 +135,11 @@ pub fn train(p: &mut Params, b: &mut MeshBuilder) {
     let width = p.f("width", 2.8, 3.2);
     let height = p.f("height", 3.3, 4.2);
     let nose = p.choice("nose", &[("bullet", 0.35), ("flat", 0.35), ("steam", 0.3)]);
-    let paint = p.material(b, "paint_color", &palette::PAINTS, (0.4, 0.8));
-    let stripe = p.material(b, "stripe_color", &palette::PAINTS, (0.4, 0.8));
+    let paint = p.textured(b, "paint_color", &palette::PAINTS, (0.4, 0.8), Surface::Paint);
+    let stripe = p.textured(b, "stripe_color", &palette::PAINTS, (0.4, 0.8), Surface::Paint);
     let glass = p.material(b, "glass_color", &palette::GLASS, (0.8, 1.0));
     let dark = b.material(Material::matte([0.1, 0.1, 0.1]));
-    let metal = p.material(b, "metal_color", &palette::METALS, (0.4, 0.8));
+    let metal = p.textured(b, "metal_color", &palette::METALS, (0.4, 0.8), Surface::Metal);
     let gap = 0.6;
     let bogie_h = 1.0;
     let total = cars as f32 * car_len + (cars as f32 - 1.0) * gap;
@@ -207,9 +207,9 @@ pub fn boat(p: &mut Params, b: &mut MeshBuilder) {
     let length = p.f("length", 5.0, 12.0);
     let beam = length * p.f("beam_ratio", if kind == "ship" { 0.12 } else { 0.25 }, if kind == "ship" { 0.18 } else { 0.38 });
     let draft = beam * p.f("hull_depth", 0.35, 0.6);
-    let hull = p.material(b, "hull_color", &[[0.9, 0.9, 0.92], [0.1, 0.15, 0.35], [0.6, 0.1, 0.1], [0.15, 0.15, 0.15]], (0.4, 0.9));
-    let deck = p.material(b, "deck_color", &[[0.75, 0.6, 0.4], [0.85, 0.85, 0.85], [0.5, 0.5, 0.5]], (0.1, 0.4));
-    let cabin = p.material(b, "cabin_color", &[[0.95, 0.95, 0.95], [0.8, 0.8, 0.75]], (0.3, 0.6));
+    let hull = p.textured(b, "hull_color", &[[0.9, 0.9, 0.92], [0.1, 0.15, 0.35], [0.6, 0.1, 0.1], [0.15, 0.15, 0.15]], (0.4, 0.9), Surface::Paint);
+    let deck = p.textured(b, "deck_color", &[[0.75, 0.6, 0.4], [0.85, 0.85, 0.85], [0.5, 0.5, 0.5]], (0.1, 0.4), Surface::Wood);
+    let cabin = p.textured(b, "cabin_color", &[[0.95, 0.95, 0.95], [0.8, 0.8, 0.75]], (0.3, 0.6), Surface::Paint);
     let glass = p.material(b, "glass_color", &palette::GLASS, (0.8, 1.0));
     let sail_mat = b.material(Material::matte([0.95, 0.94, 0.9]));
     let (x0, x1) = (-length * 0.5, length * 0.5);
@@ -267,7 +267,7 @@ pub fn boat(p: &mut Params, b: &mut MeshBuilder) {
                 b.frustum([fx, deck_y, 0.0], [fx - 0.1, deck_y + lh * (levels as f32 + 1.2), 0.0], beam * 0.12, beam * 0.1, 12, hull);
             }
             if p.flag("containers", 0.4) {
-                let cont = p.material(b, "container_color", &palette::PAINTS, (0.2, 0.5));
+                let cont = p.textured(b, "container_color", &palette::PAINTS, (0.2, 0.5), Surface::Paint);
                 b.block([sx + length * 0.22, deck_y + lh * 0.6, 0.0], [length * 0.12, lh * 0.6, beam * 0.38], cont);
             }
         }

@@ -1,0 +1,55 @@
+//! Clean catalog product shots (what `mono2mesh dataset photos` writes without
+//! `--degrade`, and what the Pix2Vox model pack trains on at 137 px) must get through the
+//! deployed gate band: blur (variance of the Laplacian) >= 100 and mean gray in [40, 220]
+//! (shared/infra/src/defaults.toml), stricter than the library defaults.
+
+use mono2mesh_catalog::photo::catalog_photo;
+use mono2mesh_catalog::{generate, Rng};
+use mono2mesh_core::Category;
+use mono2mesh_gate::{assess, Decision, GateSettings};
+
+fn encode(image: &image::RgbImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(image.clone()).write_to(&mut out, format).expect("encodes");
+    out.into_inner()
+}
+
+// Measured with the gate's own scoring code on these 24 photos: 14/24 pass (PNG and JPEG).
+// The rejects are white or thin objects on the near-white sweeps (mean gray 228-245 > 220:
+// bicycles, chairs, tables, a white bottle, a white boat) and two smooth white aeroplanes
+// and a white bottle below blur 100. Real white-background product shots score the same,
+// so the 220 ceiling (the library default is 235) is what blocks them, not the images.
+// Run with `--ignored` to see the scores; un-ignore once the band or the mix is settled.
+#[test]
+#[ignore = "14/24 clean catalog photos pass the [40, 220] band; white backdrops need a higher ceiling"]
+fn clean_catalog_photos_pass_the_deployed_blur_and_lighting_band() {
+    let settings = GateSettings { min_blur_variance: 100.0, min_mean_intensity: 40.0, max_mean_intensity: 220.0, ..GateSettings::default() };
+    let mut passed = [0usize; 2];
+    let mut total = 0;
+    for &category in Category::ALL.iter() {
+        for index in 0..2u64 {
+            // As `dataset photos` draws them: model `index` of the category, seed 0.
+            let model = generate(category, 0, index);
+            let mut rng = Rng::derive(0, &format!("photo-{}", category.name()), index);
+            let (photo, shot) = catalog_photo(&model, 600, 600, &mut rng);
+            total += 1;
+            let mut line = format!("{:>12} #{index} el {:4.1} d {:.2}", category.name(), shot.view.elevation_deg, shot.view.distance_ratio);
+            for (k, format) in [image::ImageFormat::Png, image::ImageFormat::Jpeg].into_iter().enumerate() {
+                let report = assess(&encode(&photo, format), &settings).expect("valid settings").report;
+                let scores = report.scores.expect("decodes");
+                passed[k] += usize::from(report.decision == Decision::Accept);
+                line.push_str(&format!(
+                    "  {format:?}: blur {:7.1} mean {:5.1} {}",
+                    scores.blur_variance,
+                    scores.mean_intensity,
+                    if report.decision == Decision::Accept { "pass" } else { "REJECT" }
+                ));
+            }
+            println!("{line}");
+        }
+    }
+    println!("passed: PNG {}/{total}, JPEG {}/{total}", passed[0], passed[1]);
+    assert_eq!(total, 24);
+    assert!(passed[0] >= 22, "only {} of {total} clean PNG catalog photos pass", passed[0]);
+    assert!(passed[1] >= 22, "only {} of {total} clean JPEG catalog photos pass", passed[1]);
+}
