@@ -236,10 +236,12 @@ fn read_index(path: &Path) -> Result<HashMap<PathBuf, u64>, CacheError> {
     Ok(records)
 }
 
+/// The raw bytes of a bfloat16 tensor (read as 16-bit integers: tch maps no Rust type to
+/// bfloat16 for copying out).
 fn tensor_bytes(t: &Tensor) -> Result<Vec<u8>, CacheError> {
     let n = t.numel();
-    let mut values = vec![half::bf16::ZERO; n];
-    t.f_copy_data(&mut values, n)?;
+    let mut values = vec![0i16; n];
+    t.f_view_dtype(Kind::Int16)?.f_copy_data(&mut values, n)?;
     Ok(values.iter().flat_map(|v| v.to_le_bytes()).collect())
 }
 
