@@ -63,6 +63,36 @@ fn train_finetune_eval_publish_and_list() {
     assert_eq!(listing[1]["kind"], "finetune");
     assert!(listing[1]["eval"]["best_iou"].as_f64().is_some());
 
+    // A shippable pack: the general model in float16, the specialist as its differences.
+    let cached: Vec<&str> = ["finetune", "--from", "runs/base/best.safetensors", "--general", "--dataset", "ds", "-o", "runs/general", "--trunk", "cached", "--precision", "auto", "--feature-cache", "cache"]
+        .into_iter()
+        .chain(quick)
+        .collect();
+    ok(d, &cached);
+    assert!(std::fs::read_dir(d.join("cache")).unwrap().count() == 1, "one cache per trunk");
+    let stdout = ok(d, &["models", "pack", "--general", "runs/general", "--specialist", "runs/chair", "--registry", "pack"]);
+    assert!(stdout.contains("chair:") && stdout.contains("differ from general"), "{stdout}");
+    let general = std::fs::metadata(d.join("pack/pix2vox/general.safetensors")).unwrap().len();
+    let chair = std::fs::metadata(d.join("pack/pix2vox/chair.safetensors")).unwrap().len();
+    let full = std::fs::metadata(d.join("runs/chair/best.safetensors")).unwrap().len();
+    assert!(general * 2 <= full + 4096, "float16: {general} vs {full}");
+    assert!(chair < general, "the specialist stores only what differs: {chair} vs {general}");
+    for file in ["general.md", "chair.md", "chair.eval.json"] {
+        assert!(d.join("pack/pix2vox").join(file).is_file(), "{file} missing");
+    }
+    let card = std::fs::read_to_string(d.join("pack/pix2vox/chair.md")).unwrap();
+    assert!(card.contains("chair specialist") && card.contains("Licence"), "{card}");
+    // The packed specialist evaluates as the run's model does (float16 storage aside).
+    let eval = |model: &str| -> f64 {
+        let json = ok(d, &["eval", "--model", model, "--dataset", "ds", "--category", "chair", "--split", "train", "--json", "-", "--device", "cpu"]);
+        serde_json::from_str::<serde_json::Value>(&json).unwrap()["report"]["overall"][1].as_f64().unwrap()
+    };
+    let (packed, original) = (eval("pack/pix2vox/chair.safetensors"), eval("runs/chair/best.safetensors"));
+    assert!((packed - original).abs() < 0.02, "{packed} vs {original}");
+    let listing: serde_json::Value = serde_json::from_str(&ok(d, &["models", "list", "--registry", "pack", "--json"])).unwrap();
+    let names: Vec<&str> = listing.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["general", "chair"]);
+
     // Bad input is a clear error, not a crash.
     let out = mono2mesh(d, &["eval", "--model", "ds/ShapeNet.json", "--dataset", "ds", "--device", "cpu"]);
     assert!(!out.status.success());

@@ -242,18 +242,38 @@ impl Encoder {
         x
     }
 
+    /// Exact per-channel statistics of each trunk convolution's output over `images`, layer
+    /// by layer, streaming over chunks so memory stays bounded (the first layer's output
+    /// alone is 12.8 MB an image): each layer re-runs the chunk through the layers before
+    /// it, already calibrated.
     fn calibrate_trunk(&self, images: &Tensor) {
-        let mut x = images.shallow_clone();
-        for (block, pool) in &self.trunk {
-            let y = x.apply(&block.conv);
-            let mean = y.mean_dim([0i64, 2, 3].as_slice(), false, tch::Kind::Float);
-            let var = y.var_dim([0i64, 2, 3].as_slice(), true, false);
-            block.bn.running_mean.shallow_clone().copy_(&mean);
-            block.bn.running_var.shallow_clone().copy_(&var);
-            x = block.bn.forward_t(&y, false).relu();
-            if *pool {
-                x = max_pool2d(&x, 2);
+        const CHUNK: i64 = 16;
+        let n = images.size()[0];
+        for (k, (block, _)) in self.trunk.iter().enumerate() {
+            let channels = block.bn.running_mean.size()[0];
+            let mut sum = Tensor::zeros([channels], (tch::Kind::Double, images.device()));
+            let mut sum_sq = Tensor::zeros([channels], (tch::Kind::Double, images.device()));
+            let mut count = 0i64;
+            let mut start = 0;
+            while start < n {
+                let mut x = images.narrow(0, start, CHUNK.min(n - start));
+                for (before, pool) in &self.trunk[..k] {
+                    x = before.forward_t(&x, false).relu();
+                    if *pool {
+                        x = max_pool2d(&x, 2);
+                    }
+                }
+                let y = x.apply(&block.conv).to_kind(tch::Kind::Double);
+                sum += y.sum_dim_intlist([0i64, 2, 3].as_slice(), false, None);
+                sum_sq += (&y * &y).sum_dim_intlist([0i64, 2, 3].as_slice(), false, None);
+                count += y.size()[0] * y.size()[2] * y.size()[3];
+                start += CHUNK;
             }
+            let mean = &sum / count as f64;
+            // unbiased, as BatchNorm's running variance
+            let var = (&sum_sq - &mean * &mean * count as f64) / (count - 1).max(1) as f64;
+            block.bn.running_mean.shallow_clone().copy_(&mean.to_kind(tch::Kind::Float));
+            block.bn.running_var.shallow_clone().copy_(&var.clamp_min(0.0).to_kind(tch::Kind::Float));
         }
     }
 
@@ -608,6 +628,32 @@ mod tests {
         assert_eq!(var_name_for_official("encoder_solver_state_dict", "state"), None);
         assert_eq!("pix2vox-a".parse(), Ok(Variant::A));
         assert!("B".parse::<Variant>().is_err());
+    }
+
+    #[test]
+    fn trunk_calibration_sets_each_batchnorm_to_its_inputs_statistics() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let net = Pix2Vox::new(&vs.root(), Variant::F);
+        // 20 images: more than one chunk, and a last chunk that is not full
+        let images = Tensor::rand([20, 3, 224, 224], (tch::Kind::Float, tch::Device::Cpu)) * 2.0 - 1.0;
+        net.calibrate_trunk(&images);
+        let trunk = &net.encoder.trunk;
+        // layer 0 sees the images; layer 1 sees layer 0's calibrated, eval-mode output
+        let y0 = tch::no_grad(|| images.apply(&trunk[0].0.conv));
+        let x1 = tch::no_grad(|| trunk[0].0.forward_t(&images, false).relu());
+        let y1 = tch::no_grad(|| x1.apply(&trunk[1].0.conv));
+        for (block, y) in [(&trunk[0].0, &y0), (&trunk[1].0, &y1)] {
+            let mean = y.mean_dim([0i64, 2, 3].as_slice(), false, tch::Kind::Float);
+            let var = y.var_dim([0i64, 2, 3].as_slice(), true, false);
+            let dm = (&block.bn.running_mean - &mean).abs().max().double_value(&[]);
+            let dv = ((&block.bn.running_var - &var).abs() / var.clamp_min(1e-6)).max().double_value(&[]);
+            assert!(dm < 1e-4 && dv < 1e-3, "mean off by {dm}, variance by {dv}");
+        }
+        // so the eval-mode output of a calibrated layer is normalised over those images
+        let z = tch::no_grad(|| trunk[1].0.forward_t(&x1, false));
+        let m = z.mean(tch::Kind::Float).double_value(&[]);
+        let v = z.var(true).double_value(&[]);
+        assert!(m.abs() < 1e-3 && (v - 1.0).abs() < 1e-2, "mean {m}, variance {v}");
     }
 
     #[test]
