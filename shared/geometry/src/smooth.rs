@@ -198,15 +198,40 @@ fn padded(mesh: &Mesh) -> Vec<[f32; 4]> {
     mesh.positions.iter().map(|p| [p[0], p[1], p[2], 0.0]).collect()
 }
 
+/// Neighbour slots per vertex in the HC kernel's fixed-width table. Marching-cubes vertices
+/// have 3..12 neighbours, mostly 4..8: a fixed trip count keeps the inner loop free of
+/// mispredicted branches; longer rows finish from the CSR lists.
+const SLOTS: usize = 8;
+
 /// `iterations` HC steps with a prebuilt adjacency (every vertex must have a neighbour).
 pub fn hc_with(mesh: &mut Mesh, adjacency: &Adjacency, alpha: f32, beta: f32, iterations: u32) {
-    let original = padded(mesh);
+    let n = mesh.positions.len();
+    // One extra all-zero entry at index n: empty slots point there and add nothing.
+    let mut original = padded(mesh);
+    original.push([0.0; 4]);
     let mut current = original.clone();
     let mut next = original.clone();
-    let mut push = vec![[0f32; 4]; original.len()];
+    let mut push = vec![[0f32; 4]; n + 1];
+    let (table, inverse) = slot_table(adjacency, n);
+    // The correction of vertex u needs every neighbour's push, so it trails the push pass by
+    // the largest forward neighbour distance. Marching cubes numbers vertices slab by slab,
+    // so that lag is about one slab: both passes then share one trip through memory.
+    let lag = adjacency
+        .offsets
+        .windows(2)
+        .enumerate()
+        .map(|(u, w)| adjacency.neighbours[w[0] as usize..w[1] as usize].iter().map(|&x| (x as usize).saturating_sub(u)).max().unwrap_or(0))
+        .max()
+        .unwrap_or(0);
     for _ in 0..iterations {
-        hc_push_pass(&original, &current, &mut next, &mut push, adjacency, alpha);
-        hc_correct_pass(&mut next, &push, adjacency, beta);
+        for v in 0..n + lag {
+            if v < n {
+                hc_push(&original, &current, &mut next, &mut push, adjacency, &table, &inverse, alpha, beta, v);
+            }
+            if v >= lag {
+                hc_correct(&mut next, &push, adjacency, &table, &inverse, beta, v - lag);
+            }
+        }
         std::mem::swap(&mut current, &mut next);
     }
     for (p, q) in mesh.positions.iter_mut().zip(&current) {
@@ -214,44 +239,74 @@ pub fn hc_with(mesh: &mut Mesh, adjacency: &Adjacency, alpha: f32, beta: f32, it
     }
 }
 
-/// `p = L q` into `next` and `b = p - (alpha o + (1 - alpha) q)` into `push`.
-fn hc_push_pass(original: &[[f32; 4]], current: &[[f32; 4]], next: &mut [[f32; 4]], push: &mut [[f32; 4]], adjacency: &Adjacency, alpha: f32) {
-    let offsets = &adjacency.offsets;
-    for (v, (out, b)) in next.iter_mut().zip(push.iter_mut()).enumerate() {
-        let row = &adjacency.neighbours[offsets[v] as usize..offsets[v + 1] as usize];
-        let mean = neighbour_mean(current, row);
-        let (o, q) = (original[v], current[v]);
-        for a in 0..4 {
-            out[a] = mean[a];
-            b[a] = mean[a] - (alpha * o[a] + (1.0 - alpha) * q[a]);
-        }
+/// The first `SLOTS` neighbours of each vertex (padded with `n`) and 1 / valence.
+fn slot_table(adjacency: &Adjacency, n: usize) -> (Vec<[u32; SLOTS]>, Vec<f32>) {
+    let table = adjacency
+        .offsets
+        .windows(2)
+        .map(|w| {
+            let row = &adjacency.neighbours[w[0] as usize..w[1] as usize];
+            std::array::from_fn(|k| row.get(k).copied().unwrap_or(n as u32))
+        })
+        .collect();
+    let inverse = adjacency.offsets.windows(2).map(|w| 1.0 / (w[1] - w[0]).max(1) as f32).collect();
+    (table, inverse)
+}
+
+/// With `p = L q` and `b = p - (alpha o + (1 - alpha) q)` at vertex `v`: writes `b` into
+/// `push` and `p - beta b` (the vertex's own part of the correction) into `next`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn hc_push(
+    original: &[[f32; 4]],
+    current: &[[f32; 4]],
+    next: &mut [[f32; 4]],
+    push: &mut [[f32; 4]],
+    adjacency: &Adjacency,
+    table: &[[u32; SLOTS]],
+    inverse: &[f32],
+    alpha: f32,
+    beta: f32,
+    v: usize,
+) {
+    let mean = neighbour_mean(current, adjacency, table, v, inverse[v]);
+    let (o, q) = (original[v], current[v]);
+    let (out, b) = (&mut next[v], &mut push[v]);
+    for a in 0..4 {
+        b[a] = mean[a] - (alpha * o[a] + (1.0 - alpha) * q[a]);
+        out[a] = mean[a] - beta * b[a];
     }
 }
 
-/// `v = p - (beta b + (1 - beta) L b)`, in place on `next` (which holds `p`).
-fn hc_correct_pass(next: &mut [[f32; 4]], push: &[[f32; 4]], adjacency: &Adjacency, beta: f32) {
-    let offsets = &adjacency.offsets;
-    for (v, out) in next.iter_mut().enumerate() {
-        let row = &adjacency.neighbours[offsets[v] as usize..offsets[v + 1] as usize];
-        let mean = neighbour_mean(push, row);
-        let b = push[v];
-        for a in 0..4 {
-            out[a] -= beta * b[a] + (1.0 - beta) * mean[a];
-        }
+/// Completes `v = p - (beta b + (1 - beta) L b)` at vertex `u`, in place on `next`.
+#[inline(always)]
+fn hc_correct(next: &mut [[f32; 4]], push: &[[f32; 4]], adjacency: &Adjacency, table: &[[u32; SLOTS]], inverse: &[f32], beta: f32, u: usize) {
+    let mean = neighbour_mean(push, adjacency, table, u, inverse[u]);
+    let out = &mut next[u];
+    for a in 0..4 {
+        out[a] -= (1.0 - beta) * mean[a];
     }
 }
 
-/// Mean of `values` over a non-empty neighbour row.
-#[inline]
-fn neighbour_mean(values: &[[f32; 4]], row: &[u32]) -> [f32; 4] {
+/// `inverse` times the sum of `values` over vertex `v`'s neighbours.
+#[inline(always)]
+fn neighbour_mean(values: &[[f32; 4]], adjacency: &Adjacency, table: &[[u32; SLOTS]], v: usize, inverse: f32) -> [f32; 4] {
     let mut sum = [0f32; 4];
-    for &w in row {
+    for &w in &table[v] {
         let q = values[w as usize];
         for a in 0..4 {
             sum[a] += q[a];
         }
     }
-    let inverse = 1.0 / row.len() as f32;
+    let (start, end) = (adjacency.offsets[v] as usize, adjacency.offsets[v + 1] as usize);
+    if end - start > SLOTS {
+        for &w in &adjacency.neighbours[start + SLOTS..end] {
+            let q = values[w as usize];
+            for a in 0..4 {
+                sum[a] += q[a];
+            }
+        }
+    }
     sum.map(|s| s * inverse)
 }
 
@@ -457,5 +512,60 @@ mod tests {
     fn hc_reads_from_json() {
         let smoothing: Smoothing = serde_json::from_str(r#"{"method": "hc", "alpha": 0.1, "beta": 0.5, "iterations": 10}"#).unwrap();
         assert_eq!(smoothing, DEFAULT_HC);
+    }
+
+    /// HC exactly as trimesh writes it, with plain neighbour lists.
+    fn naive_hc(mesh: &Mesh, alpha: f32, beta: f32, iterations: u32) -> Vec<[f32; 3]> {
+        let adjacency = Adjacency::from_mesh(mesh).unwrap();
+        let laplacian = |x: &[[f32; 3]]| -> Vec<[f32; 3]> {
+            (0..x.len())
+                .map(|v| {
+                    let row = &adjacency.neighbours[adjacency.offsets[v] as usize..adjacency.offsets[v + 1] as usize];
+                    std::array::from_fn(|a| row.iter().map(|&w| x[w as usize][a]).sum::<f32>() / row.len() as f32)
+                })
+                .collect()
+        };
+        let original = mesh.positions.clone();
+        let mut vertices = original.clone();
+        for _ in 0..iterations {
+            let q = vertices.clone();
+            let p = laplacian(&q);
+            let b: Vec<[f32; 3]> = (0..p.len()).map(|v| std::array::from_fn(|a| p[v][a] - (alpha * original[v][a] + (1.0 - alpha) * q[v][a]))).collect();
+            let lb = laplacian(&b);
+            vertices = (0..p.len()).map(|v| std::array::from_fn(|a| p[v][a] - (beta * b[v][a] + (1.0 - beta) * lb[v][a]))).collect();
+        }
+        vertices
+    }
+
+    #[test]
+    fn hc_kernel_matches_the_plain_formula_on_high_valence_vertices() {
+        // A bipyramid over a 13-gon: the apexes (first and last index) have 13 neighbours,
+        // more than the kernel's fixed slots, and sit far apart in index order.
+        let k = 13u32;
+        let mut positions = vec![[0.0, 0.0, 1.3]];
+        for i in 0..k {
+            let t = i as f32 * std::f32::consts::TAU / k as f32;
+            positions.push([t.cos() * (1.0 + 0.2 * (i % 3) as f32), t.sin(), 0.1 * (i % 2) as f32]);
+        }
+        positions.push([0.1, 0.0, -0.9]);
+        let bottom = k + 1;
+        let mut triangles = Vec::new();
+        for i in 0..k {
+            let (a, b) = (1 + i, 1 + (i + 1) % k);
+            triangles.push([0, a, b]);
+            triangles.push([bottom, b, a]);
+        }
+        let mesh = Mesh { positions, triangles, normals: Vec::new() };
+        assert!(mesh.edge_report().is_watertight_manifold());
+        for (alpha, beta, iterations) in [(0.1, 0.5, 10), (0.0, 0.0, 4), (0.4, 0.9, 25)] {
+            let expected = naive_hc(&mesh, alpha, beta, iterations);
+            let mut smoothed = mesh.clone();
+            smooth(&mut smoothed, Smoothing::Hc { alpha, beta, iterations }).unwrap();
+            for (ours, theirs) in smoothed.positions.iter().zip(&expected) {
+                for a in 0..3 {
+                    assert!((ours[a] - theirs[a]).abs() < 1e-5, "{ours:?} vs {theirs:?}");
+                }
+            }
+        }
     }
 }

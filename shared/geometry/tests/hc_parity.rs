@@ -54,7 +54,7 @@ fn noisy_blob() -> VoxelGrid {
                 let d = [x, y, z].map(|i| i as f64 + 0.5 - size as f64 / 2.0);
                 let r = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
                 let mut inside = r <= 5.5;
-                if (r - 5.5).abs() < 1.0 && state % 6 == 0 {
+                if (r - 5.5).abs() < 1.0 && state.is_multiple_of(6) {
                     inside = !inside;
                 }
                 grid.set(x, y, z, if inside { 1.0 } else { 0.0 });
