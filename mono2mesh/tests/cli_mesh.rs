@@ -41,6 +41,7 @@ fn mesh_writes_each_format_like_the_library() {
         (MeshFormat::Glb, vec![], Smoothing::Laplacian { lambda: 0.5, iterations: 10 }),
         (MeshFormat::Obj, vec!["--smooth", "taubin", "--iterations", "3"], Smoothing::Taubin { lambda: 0.5, mu: -0.53, iterations: 3 }),
         (MeshFormat::Ply, vec!["--smooth", "none", "--iso", "0.4"], Smoothing::None),
+        (MeshFormat::Obj, vec!["--smooth", "hc", "--iterations", "4"], Smoothing::Hc { alpha: 0.1, beta: 0.5, iterations: 4 }),
         (MeshFormat::Stl, vec!["--iterations", "2"], Smoothing::Laplacian { lambda: 0.5, iterations: 2 }),
     ] {
         let output_path = dir.path().join(format!("ball.{}", format.extension()));

@@ -15,6 +15,9 @@ pub enum SmoothMethod {
     Laplacian,
     /// Taubin lambda 0.5 / mu -0.53 (keeps the volume).
     Taubin,
+    /// HC (Vollmer et al. 1999) alpha 0.1 / beta 0.5: smooths while pulling back towards the
+    /// marching-cubes surface, so it barely shrinks.
+    Hc,
     /// Raw marching-cubes surface.
     None,
 }
@@ -41,6 +44,7 @@ impl SmoothMethod {
         match self {
             SmoothMethod::Laplacian => Smoothing::Laplacian { lambda: 0.5, iterations },
             SmoothMethod::Taubin => Smoothing::Taubin { lambda: 0.5, mu: -0.53, iterations },
+            SmoothMethod::Hc => Smoothing::Hc { alpha: 0.1, beta: 0.5, iterations },
             SmoothMethod::None => Smoothing::None,
         }
     }

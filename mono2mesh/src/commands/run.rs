@@ -59,7 +59,7 @@ pub struct RunArgs {
     /// Marching-cubes level of the mesh surface.
     #[arg(long, default_value_t = RefineSettings::default().iso)]
     iso: f32,
-    /// Mesh smoothing: laplacian (the paper), taubin (keeps volume) or none.
+    /// Mesh smoothing: laplacian (uniform, shrinks), taubin (keeps volume), hc (the paper's HC) or none.
     #[arg(long, value_enum, default_value_t = SmoothMethod::Laplacian)]
     smooth: SmoothMethod,
     /// Smoothing iterations (for Taubin: lambda/mu pass pairs).

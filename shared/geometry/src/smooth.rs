@@ -5,6 +5,15 @@
 //!   `filter_laplacian` does without its volume constraint). It shrinks the shape.
 //! * Taubin: each iteration is a `lambda` pass followed by a `mu` pass (`mu < -lambda < 0`),
 //!   which removes high-frequency steps without the overall shrinkage.
+//! * HC (Vollmer, Mencl, Muller 1999, "Improved Laplacian Smoothing of Noisy Surface
+//!   Meshes"): a full umbrella step `p = L q`, then each vertex is pushed back by
+//!   `b = p - (alpha o + (1 - alpha) q)` blended with its neighbours' mean push:
+//!   `v = p - (beta b + (1 - beta) L b)`, where `o` are the original positions and `q` the
+//!   previous iteration's. Same update order and parameters as trimesh's `filter_humphrey`.
+//!
+//! Every method refuses meshes it cannot smooth meaningfully (non-finite positions, vertices
+//! no triangle edge reaches, edges shared by more than two triangles) with a [`SmoothError`]
+//! that names the first offending element, instead of returning a silently wrong mesh.
 //!
 //! Only positions move; triangles (and so watertightness and topology) are untouched.
 //! Neighbours are the vertices sharing an edge, stored once as a compressed sparse row
@@ -21,6 +30,12 @@ pub enum SmoothError {
     BadIndex { triangle: usize, vertex: u32, vertex_count: usize },
     #[error("smoothing factor {name} = {value} is out of range ({range})")]
     BadFactor { name: &'static str, value: f32, range: &'static str },
+    #[error("vertex {vertex} has a non-finite position {position:?}")]
+    NonFinitePosition { vertex: usize, position: [f32; 3] },
+    #[error("vertex {vertex} is isolated: no triangle edge reaches it, so it has no neighbours to smooth towards")]
+    IsolatedVertex { vertex: u32 },
+    #[error("edge {a}-{b} is shared by more than two triangles (non-manifold): its neighbourhood is not a surface")]
+    NonManifoldEdge { a: u32, b: u32 },
 }
 
 /// Vertex neighbourhoods in compressed sparse row form: the neighbours of vertex `v` are
@@ -32,6 +47,9 @@ pub struct Adjacency {
 }
 
 impl Adjacency {
+    /// Neighbour lists of `mesh`. Fails on an out-of-range index, on a vertex without any
+    /// neighbour (unused, or used only by triangles that repeat it) and on an edge used by
+    /// more than two triangles.
     pub fn from_mesh(mesh: &Mesh) -> Result<Adjacency, SmoothError> {
         let n = mesh.positions.len();
         for (triangle, t) in mesh.triangles.iter().enumerate() {
@@ -62,17 +80,33 @@ impl Adjacency {
             }
         }
         // `seen_by[w] == v` marks w as already listed for v: dedup in one pass per row.
+        // `uses[w]` then counts the triangles on edge v-w; a third one makes it non-manifold.
         let mut seen_by = vec![u32::MAX; n];
+        let mut uses = vec![0u8; n];
         let mut offsets = Vec::with_capacity(n + 1);
         let mut neighbours = Vec::with_capacity(raw.len() / 2);
         offsets.push(0);
         for v in 0..n {
+            let row_start = neighbours.len();
             for &w in &raw[start[v] as usize..start[v + 1] as usize] {
                 // Degenerate triangles can list a vertex as its own neighbour: skip it.
-                if seen_by[w as usize] != v as u32 && w as usize != v {
-                    seen_by[w as usize] = v as u32;
-                    neighbours.push(w);
+                if w as usize == v {
+                    continue;
                 }
+                let wi = w as usize;
+                if seen_by[wi] != v as u32 {
+                    seen_by[wi] = v as u32;
+                    uses[wi] = 1;
+                    neighbours.push(w);
+                } else {
+                    uses[wi] += 1;
+                    if uses[wi] > 2 {
+                        return Err(SmoothError::NonManifoldEdge { a: (v as u32).min(w), b: (v as u32).max(w) });
+                    }
+                }
+            }
+            if neighbours.len() == row_start {
+                return Err(SmoothError::IsolatedVertex { vertex: v as u32 });
             }
             offsets.push(neighbours.len() as u32);
         }
@@ -87,6 +121,9 @@ pub enum Smoothing {
     None,
     Laplacian { lambda: f32, iterations: u32 },
     Taubin { lambda: f32, mu: f32, iterations: u32 },
+    /// Vollmer et al.'s HC algorithm: `alpha` pulls towards the original positions, `beta`
+    /// weighs a vertex's own correction against its neighbours'.
+    Hc { alpha: f32, beta: f32, iterations: u32 },
 }
 
 /// lambda = 0.5 and 10 iterations: trimesh's `filter_laplacian` defaults, the common choice
@@ -96,6 +133,10 @@ pub const DEFAULT_LAPLACIAN: Smoothing = Smoothing::Laplacian { lambda: 0.5, ite
 
 /// Taubin's classic pass band: lambda 0.5, mu -0.53 (k_pb ~ 0.1).
 pub const DEFAULT_TAUBIN: Smoothing = Smoothing::Taubin { lambda: 0.5, mu: -0.53, iterations: 10 };
+
+/// alpha 0.1, beta 0.5, 10 iterations: the paper's suggested setting and trimesh's
+/// `filter_humphrey` defaults.
+pub const DEFAULT_HC: Smoothing = Smoothing::Hc { alpha: 0.1, beta: 0.5, iterations: 10 };
 
 impl Smoothing {
     fn validate(&self) -> Result<(), SmoothError> {
@@ -113,32 +154,165 @@ impl Smoothing {
                 check("lambda", lambda, lambda > 0.0 && lambda <= 1.0, "0 < lambda <= 1")?;
                 check("mu", mu, mu < -lambda && mu >= -1.0, "-1 <= mu < -lambda")
             }
+            Smoothing::Hc { alpha, beta, .. } => {
+                check("alpha", alpha, (0.0..=1.0).contains(&alpha), "0 <= alpha <= 1")?;
+                check("beta", beta, (0.0..=1.0).contains(&beta), "0 <= beta <= 1")
+            }
         }
     }
 }
 
 /// Smooth `mesh` in place (positions, then normals recomputed if the mesh had normals).
+///
+/// Any method other than [`Smoothing::None`] first checks the mesh (finite positions, then
+/// [`Adjacency::from_mesh`]'s checks), even with zero iterations, so a bad mesh is reported
+/// the same way whatever the iteration count; on error the mesh is left untouched.
 pub fn smooth(mesh: &mut Mesh, smoothing: Smoothing) -> Result<(), SmoothError> {
     smoothing.validate()?;
-    let factors: Vec<f32> = match smoothing {
-        Smoothing::None => return Ok(()),
-        Smoothing::Laplacian { lambda, iterations } => vec![lambda; iterations as usize],
-        Smoothing::Taubin { lambda, mu, iterations } => [lambda, mu].repeat(iterations as usize),
-    };
-    if factors.is_empty() {
+    if smoothing == Smoothing::None {
         return Ok(());
     }
+    check_positions(mesh)?;
     let adjacency = Adjacency::from_mesh(mesh)?;
-    smooth_with(mesh, &adjacency, &factors);
+    match smoothing {
+        Smoothing::None => return Ok(()),
+        Smoothing::Laplacian { lambda, iterations } => smooth_with(mesh, &adjacency, &vec![lambda; iterations as usize]),
+        Smoothing::Taubin { lambda, mu, iterations } => smooth_with(mesh, &adjacency, &[lambda, mu].repeat(iterations as usize)),
+        Smoothing::Hc { alpha, beta, iterations } => hc_with(mesh, &adjacency, alpha, beta, iterations),
+    }
     if !mesh.normals.is_empty() {
         mesh.recompute_normals();
     }
     Ok(())
 }
 
+/// The first vertex whose position has a NaN or infinite coordinate, as an error.
+pub fn check_positions(mesh: &Mesh) -> Result<(), SmoothError> {
+    match mesh.positions.iter().position(|p| !p.iter().all(|c| c.is_finite())) {
+        Some(vertex) => Err(SmoothError::NonFinitePosition { vertex, position: mesh.positions[vertex] }),
+        None => Ok(()),
+    }
+}
+
+fn padded(mesh: &Mesh) -> Vec<[f32; 4]> {
+    mesh.positions.iter().map(|p| [p[0], p[1], p[2], 0.0]).collect()
+}
+
+/// Neighbour slots per vertex in the HC kernel's fixed-width table. Marching-cubes vertices
+/// have 3..12 neighbours, mostly 4..8: a fixed trip count keeps the inner loop free of
+/// mispredicted branches; longer rows finish from the CSR lists.
+const SLOTS: usize = 8;
+
+/// `iterations` HC steps with a prebuilt adjacency (every vertex must have a neighbour).
+pub fn hc_with(mesh: &mut Mesh, adjacency: &Adjacency, alpha: f32, beta: f32, iterations: u32) {
+    let n = mesh.positions.len();
+    // One extra all-zero entry at index n: empty slots point there and add nothing.
+    let mut original = padded(mesh);
+    original.push([0.0; 4]);
+    let mut current = original.clone();
+    let mut next = original.clone();
+    let mut push = vec![[0f32; 4]; n + 1];
+    let (table, inverse) = slot_table(adjacency, n);
+    // The correction of vertex u needs every neighbour's push, so it trails the push pass by
+    // the largest forward neighbour distance. Marching cubes numbers vertices slab by slab,
+    // so that lag is about one slab: both passes then share one trip through memory.
+    let lag = adjacency
+        .offsets
+        .windows(2)
+        .enumerate()
+        .map(|(u, w)| adjacency.neighbours[w[0] as usize..w[1] as usize].iter().map(|&x| (x as usize).saturating_sub(u)).max().unwrap_or(0))
+        .max()
+        .unwrap_or(0);
+    for _ in 0..iterations {
+        for v in 0..n + lag {
+            if v < n {
+                hc_push(&original, &current, &mut next, &mut push, adjacency, &table, &inverse, alpha, beta, v);
+            }
+            if v >= lag {
+                hc_correct(&mut next, &push, adjacency, &table, &inverse, beta, v - lag);
+            }
+        }
+        std::mem::swap(&mut current, &mut next);
+    }
+    for (p, q) in mesh.positions.iter_mut().zip(&current) {
+        *p = [q[0], q[1], q[2]];
+    }
+}
+
+/// The first `SLOTS` neighbours of each vertex (padded with `n`) and 1 / valence.
+fn slot_table(adjacency: &Adjacency, n: usize) -> (Vec<[u32; SLOTS]>, Vec<f32>) {
+    let table = adjacency
+        .offsets
+        .windows(2)
+        .map(|w| {
+            let row = &adjacency.neighbours[w[0] as usize..w[1] as usize];
+            std::array::from_fn(|k| row.get(k).copied().unwrap_or(n as u32))
+        })
+        .collect();
+    let inverse = adjacency.offsets.windows(2).map(|w| 1.0 / (w[1] - w[0]).max(1) as f32).collect();
+    (table, inverse)
+}
+
+/// With `p = L q` and `b = p - (alpha o + (1 - alpha) q)` at vertex `v`: writes `b` into
+/// `push` and `p - beta b` (the vertex's own part of the correction) into `next`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn hc_push(
+    original: &[[f32; 4]],
+    current: &[[f32; 4]],
+    next: &mut [[f32; 4]],
+    push: &mut [[f32; 4]],
+    adjacency: &Adjacency,
+    table: &[[u32; SLOTS]],
+    inverse: &[f32],
+    alpha: f32,
+    beta: f32,
+    v: usize,
+) {
+    let mean = neighbour_mean(current, adjacency, table, v, inverse[v]);
+    let (o, q) = (original[v], current[v]);
+    let (out, b) = (&mut next[v], &mut push[v]);
+    for a in 0..4 {
+        b[a] = mean[a] - (alpha * o[a] + (1.0 - alpha) * q[a]);
+        out[a] = mean[a] - beta * b[a];
+    }
+}
+
+/// Completes `v = p - (beta b + (1 - beta) L b)` at vertex `u`, in place on `next`.
+#[inline(always)]
+fn hc_correct(next: &mut [[f32; 4]], push: &[[f32; 4]], adjacency: &Adjacency, table: &[[u32; SLOTS]], inverse: &[f32], beta: f32, u: usize) {
+    let mean = neighbour_mean(push, adjacency, table, u, inverse[u]);
+    let out = &mut next[u];
+    for a in 0..4 {
+        out[a] -= (1.0 - beta) * mean[a];
+    }
+}
+
+/// `inverse` times the sum of `values` over vertex `v`'s neighbours.
+#[inline(always)]
+fn neighbour_mean(values: &[[f32; 4]], adjacency: &Adjacency, table: &[[u32; SLOTS]], v: usize, inverse: f32) -> [f32; 4] {
+    let mut sum = [0f32; 4];
+    for &w in &table[v] {
+        let q = values[w as usize];
+        for a in 0..4 {
+            sum[a] += q[a];
+        }
+    }
+    let (start, end) = (adjacency.offsets[v] as usize, adjacency.offsets[v + 1] as usize);
+    if end - start > SLOTS {
+        for &w in &adjacency.neighbours[start + SLOTS..end] {
+            let q = values[w as usize];
+            for a in 0..4 {
+                sum[a] += q[a];
+            }
+        }
+    }
+    sum.map(|s| s * inverse)
+}
+
 /// One uniform-Laplacian pass per factor, with a prebuilt adjacency.
 pub fn smooth_with(mesh: &mut Mesh, adjacency: &Adjacency, factors: &[f32]) {
-    let mut current: Vec<[f32; 4]> = mesh.positions.iter().map(|p| [p[0], p[1], p[2], 0.0]).collect();
+    let mut current = padded(mesh);
     let mut next = current.clone();
     for &factor in factors {
         laplacian_pass(&current, &mut next, adjacency, factor);
@@ -223,5 +397,175 @@ mod tests {
             smooth(&mut mesh, Smoothing::Laplacian { lambda: f32::NAN, iterations: 1 }),
             Err(SmoothError::BadFactor { .. })
         ));
+    }
+
+    const METHODS: [Smoothing; 3] = [DEFAULT_LAPLACIAN, DEFAULT_TAUBIN, DEFAULT_HC];
+
+    #[test]
+    fn every_method_refuses_a_nan_position() {
+        for method in METHODS {
+            let mut mesh = tetrahedron();
+            mesh.positions[2][1] = f32::NAN;
+            let before = mesh.clone();
+            let error = smooth(&mut mesh, method).unwrap_err();
+            assert!(matches!(error, SmoothError::NonFinitePosition { vertex: 2, .. }), "{method:?}: {error}");
+            assert_eq!(format!("{mesh:?}"), format!("{before:?}"), "the mesh is left untouched");
+            mesh.positions[2][1] = f32::INFINITY;
+            assert!(matches!(smooth(&mut mesh, method), Err(SmoothError::NonFinitePosition { vertex: 2, .. })));
+        }
+    }
+
+    #[test]
+    fn every_method_refuses_an_isolated_vertex() {
+        for method in METHODS {
+            // Unused extra vertex.
+            let mut mesh = tetrahedron();
+            mesh.positions.push([5.0, 5.0, 5.0]);
+            let error = smooth(&mut mesh, method).unwrap_err();
+            assert_eq!(error, SmoothError::IsolatedVertex { vertex: 4 }, "{method:?}");
+            assert!(error.to_string().contains("isolated"));
+            // Used only by a triangle that collapses onto it: still no neighbour.
+            mesh.triangles.push([4, 4, 4]);
+            assert_eq!(smooth(&mut mesh, method), Err(SmoothError::IsolatedVertex { vertex: 4 }));
+            // Zero iterations check the mesh all the same.
+            let zero = match method {
+                Smoothing::Laplacian { lambda, .. } => Smoothing::Laplacian { lambda, iterations: 0 },
+                Smoothing::Taubin { lambda, mu, .. } => Smoothing::Taubin { lambda, mu, iterations: 0 },
+                Smoothing::Hc { alpha, beta, .. } => Smoothing::Hc { alpha, beta, iterations: 0 },
+                Smoothing::None => unreachable!(),
+            };
+            assert_eq!(smooth(&mut mesh, zero), Err(SmoothError::IsolatedVertex { vertex: 4 }));
+        }
+        // `None` means "leave the marching-cubes mesh as it is": no checks, no error.
+        let mut mesh = tetrahedron();
+        mesh.positions.push([5.0, 5.0, 5.0]);
+        assert_eq!(smooth(&mut mesh, Smoothing::None), Ok(()));
+    }
+
+    #[test]
+    fn every_method_refuses_a_non_manifold_edge() {
+        for method in METHODS {
+            // A third triangle (a fin) on the tetrahedron's edge 1-2.
+            let mut mesh = tetrahedron();
+            mesh.positions.push([1.0, 1.0, 1.0]);
+            mesh.triangles.push([1, 2, 4]);
+            let error = smooth(&mut mesh, method).unwrap_err();
+            assert_eq!(error, SmoothError::NonManifoldEdge { a: 1, b: 2 }, "{method:?}");
+            assert!(error.to_string().contains("non-manifold"));
+        }
+    }
+
+    #[test]
+    fn open_meshes_are_allowed() {
+        // A boundary edge (one triangle) is fine: only edges with three or more are refused.
+        let mut mesh = tetrahedron();
+        mesh.triangles.pop();
+        for method in METHODS {
+            let mut m = mesh.clone();
+            smooth(&mut m, method).unwrap();
+            assert!(m.positions.iter().flatten().all(|c| c.is_finite()));
+        }
+    }
+
+    #[test]
+    fn hc_one_step_by_hand() {
+        // Vertex 0 of the tetrahedron: p = (1/3, 1/3, 1/3); b0 = p - (alpha o + (1 - alpha) q)
+        // = p since o = q = 0. Every vertex's p is the mean of the other three, b_i = p_i - q_i
+        // (alpha does not matter on the first step because o = q).
+        let (alpha, beta) = (0.1f32, 0.5f32);
+        let mesh = tetrahedron();
+        let q = mesh.positions.clone();
+        let mean_others = |values: &[[f32; 3]], v: usize| -> [f32; 3] {
+            let mut s = [0f32; 3];
+            for (w, x) in values.iter().enumerate() {
+                if w != v {
+                    for a in 0..3 {
+                        s[a] += x[a] / 3.0;
+                    }
+                }
+            }
+            s
+        };
+        let p: Vec<[f32; 3]> = (0..4).map(|v| mean_others(&q, v)).collect();
+        let b: Vec<[f32; 3]> = (0..4).map(|v| std::array::from_fn(|a| p[v][a] - q[v][a])).collect();
+        let mut smoothed = mesh.clone();
+        smooth(&mut smoothed, Smoothing::Hc { alpha, beta, iterations: 1 }).unwrap();
+        for v in 0..4 {
+            let lb = mean_others(&b, v);
+            for a in 0..3 {
+                let expected = p[v][a] - (beta * b[v][a] + (1.0 - beta) * lb[a]);
+                assert!((smoothed.positions[v][a] - expected).abs() < 1e-6, "vertex {v} axis {a}");
+            }
+        }
+    }
+
+    #[test]
+    fn hc_factors_are_checked() {
+        let mut mesh = tetrahedron();
+        for (alpha, beta, name) in [(-0.1, 0.5, "alpha"), (1.1, 0.5, "alpha"), (0.1, 1.5, "beta"), (0.1, f32::NAN, "beta")] {
+            let error = smooth(&mut mesh, Smoothing::Hc { alpha, beta, iterations: 1 }).unwrap_err();
+            assert!(matches!(error, SmoothError::BadFactor { name: n, .. } if n == name), "{alpha} {beta}: {error}");
+        }
+    }
+
+    #[test]
+    fn hc_reads_from_json() {
+        let smoothing: Smoothing = serde_json::from_str(r#"{"method": "hc", "alpha": 0.1, "beta": 0.5, "iterations": 10}"#).unwrap();
+        assert_eq!(smoothing, DEFAULT_HC);
+    }
+
+    /// HC exactly as trimesh writes it, with plain neighbour lists.
+    fn naive_hc(mesh: &Mesh, alpha: f32, beta: f32, iterations: u32) -> Vec<[f32; 3]> {
+        let adjacency = Adjacency::from_mesh(mesh).unwrap();
+        let laplacian = |x: &[[f32; 3]]| -> Vec<[f32; 3]> {
+            (0..x.len())
+                .map(|v| {
+                    let row = &adjacency.neighbours[adjacency.offsets[v] as usize..adjacency.offsets[v + 1] as usize];
+                    std::array::from_fn(|a| row.iter().map(|&w| x[w as usize][a]).sum::<f32>() / row.len() as f32)
+                })
+                .collect()
+        };
+        let original = mesh.positions.clone();
+        let mut vertices = original.clone();
+        for _ in 0..iterations {
+            let q = vertices.clone();
+            let p = laplacian(&q);
+            let b: Vec<[f32; 3]> = (0..p.len()).map(|v| std::array::from_fn(|a| p[v][a] - (alpha * original[v][a] + (1.0 - alpha) * q[v][a]))).collect();
+            let lb = laplacian(&b);
+            vertices = (0..p.len()).map(|v| std::array::from_fn(|a| p[v][a] - (beta * b[v][a] + (1.0 - beta) * lb[v][a]))).collect();
+        }
+        vertices
+    }
+
+    #[test]
+    fn hc_kernel_matches_the_plain_formula_on_high_valence_vertices() {
+        // A bipyramid over a 13-gon: the apexes (first and last index) have 13 neighbours,
+        // more than the kernel's fixed slots, and sit far apart in index order.
+        let k = 13u32;
+        let mut positions = vec![[0.0, 0.0, 1.3]];
+        for i in 0..k {
+            let t = i as f32 * std::f32::consts::TAU / k as f32;
+            positions.push([t.cos() * (1.0 + 0.2 * (i % 3) as f32), t.sin(), 0.1 * (i % 2) as f32]);
+        }
+        positions.push([0.1, 0.0, -0.9]);
+        let bottom = k + 1;
+        let mut triangles = Vec::new();
+        for i in 0..k {
+            let (a, b) = (1 + i, 1 + (i + 1) % k);
+            triangles.push([0, a, b]);
+            triangles.push([bottom, b, a]);
+        }
+        let mesh = Mesh { positions, triangles, normals: Vec::new() };
+        assert!(mesh.edge_report().is_watertight_manifold());
+        for (alpha, beta, iterations) in [(0.1, 0.5, 10), (0.0, 0.0, 4), (0.4, 0.9, 25)] {
+            let expected = naive_hc(&mesh, alpha, beta, iterations);
+            let mut smoothed = mesh.clone();
+            smooth(&mut smoothed, Smoothing::Hc { alpha, beta, iterations }).unwrap();
+            for (ours, theirs) in smoothed.positions.iter().zip(&expected) {
+                for a in 0..3 {
+                    assert!((ours[a] - theirs[a]).abs() < 1e-5, "{ours:?} vs {theirs:?}");
+                }
+            }
+        }
     }
 }

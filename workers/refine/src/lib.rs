@@ -183,6 +183,8 @@ mod tests {
         let taubin = volume(smooth::DEFAULT_TAUBIN);
         assert!(laplacian < raw);
         assert!((taubin - raw).abs() < (laplacian - raw).abs());
+        let hc = volume(smooth::DEFAULT_HC);
+        assert!((hc - raw).abs() < (laplacian - raw).abs(), "hc {hc} laplacian {laplacian} raw {raw}");
     }
 
     #[test]
@@ -217,5 +219,19 @@ mod tests {
         assert_eq!(settings.smoothing, Smoothing::Taubin { lambda: 0.5, mu: -0.53, iterations: 4 });
         assert_eq!(settings.formats, vec![MeshFormat::Glb]);
         assert!(serde_json::from_str::<RefineSettings>(r#"{"iso": 0.5, "colour": "red"}"#).is_err());
+        let settings: RefineSettings =
+            serde_json::from_str(r#"{"smoothing": {"method": "hc", "alpha": 0.2, "beta": 0.6, "iterations": 5}}"#).unwrap();
+        assert_eq!(settings.smoothing, Smoothing::Hc { alpha: 0.2, beta: 0.6, iterations: 5 });
+    }
+
+    #[test]
+    fn a_mesh_smoothing_cannot_handle_is_a_permanent_error() {
+        // Marching cubes never yields these, but a caller-supplied mesh can: the stage must
+        // say why instead of panicking or returning a shrunken mesh.
+        let mut mesh = marching_cubes::marching_cubes(&notched_box(), 0.5).unwrap();
+        mesh.positions.push([0.0; 3]);
+        let error = RefineError::from(smooth::smooth(&mut mesh, smooth::DEFAULT_HC).unwrap_err());
+        assert!(error.to_string().contains("isolated"), "{error}");
+        assert_eq!(StageError::from(error).class, ErrorClass::Permanent);
     }
 }

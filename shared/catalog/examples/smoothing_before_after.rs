@@ -1,0 +1,448 @@
+//! Before/after of the refine stage's smoothing on the synthetic catalog (issue 18).
+//!
+//! For every category and a few models: the ground-truth 32^3 voxels with a fraction of
+//! the surface voxels flipped (a stand-in for network output), marching cubes, then each
+//! smoothing method at a few iteration counts. Each mesh is scored against the
+//! ground-truth mesh: Chamfer-L1, F-score at 1% of the ground truth's bounding-box
+//! diagonal, and volume change. Prints markdown tables and writes one picture of a chair
+//! under each method.
+//!
+//! cargo run --release -p mono2mesh-catalog --example smoothing_before_after -- \
+//!     [MODELS_PER_CATEGORY=3 (0: picture only)] [PICTURE=docs/experiments/refinement-chair.png] [FLIP=0.1]
+//!
+//! Ground truth. Catalog meshes are unions of overlapping closed parts, so their raw
+//! triangles include surfaces buried inside other parts, and the sum of the parts' volumes
+//! counts overlaps twice. Both measures therefore use the solid the parts enclose, found by
+//! casting rays along x through a 512^2 lattice and counting signed crossings (inside where
+//! the winding number is positive): its volume is the integral of the inside lengths, and a
+//! ground-truth surface sample counts only if a point 1.5 lattice cells out along its face
+//! normal is outside the solid (i.e. it lies on the outer skin).
+//!
+//! Chamfer-L1 is the mean of the two directions' mean nearest-neighbour Euclidean distances
+//! between 30 000 area-uniform samples of each surface; F-score uses the same samples.
+
+use mono2mesh_catalog::builder::{ColoredMesh, Material};
+use mono2mesh_catalog::camera::Camera;
+use mono2mesh_catalog::preview::over_background;
+use mono2mesh_catalog::render::{render, Lighting, ShadedMesh};
+use mono2mesh_catalog::voxelize::{placement_for, voxel_surface_mesh, voxelize};
+use mono2mesh_catalog::{generate, Rng};
+use mono2mesh_core::Category;
+use mono2mesh_geometry::marching_cubes::marching_cubes;
+use mono2mesh_geometry::smooth::{smooth, Smoothing};
+use mono2mesh_geometry::{Mesh, VoxelGrid};
+use rayon::prelude::*;
+
+const SEED: u64 = 1;
+const SAMPLES: usize = 30_000;
+const LATTICE: usize = 512;
+
+fn methods() -> Vec<(String, Smoothing)> {
+    let mut out = vec![("raw marching cubes".to_string(), Smoothing::None)];
+    for iterations in [5, 10, 20] {
+        out.push((format!("Laplacian 0.5 x{iterations}"), Smoothing::Laplacian { lambda: 0.5, iterations }));
+    }
+    for iterations in [5, 10, 20] {
+        out.push((format!("Taubin 0.5/-0.53 x{iterations}"), Smoothing::Taubin { lambda: 0.5, mu: -0.53, iterations }));
+    }
+    for iterations in [5, 10, 20, 50] {
+        out.push((format!("HC 0.1/0.5 x{iterations}"), Smoothing::Hc { alpha: 0.1, beta: 0.5, iterations }));
+    }
+    out
+}
+
+/// Flips each surface voxel (occupied with an empty 6-neighbour, or empty with an occupied
+/// one; outside the grid counts as empty) with probability `fraction`.
+fn flip_surface(grid: &VoxelGrid, fraction: f32, rng: &mut Rng) -> VoxelGrid {
+    let [nx, ny, nz] = grid.dims;
+    let occupied = |x: isize, y: isize, z: isize| {
+        x >= 0 && y >= 0 && z >= 0 && (x as usize) < nx && (y as usize) < ny && (z as usize) < nz && grid.get(x as usize, y as usize, z as usize) >= 0.5
+    };
+    let mut out = grid.clone();
+    for x in 0..nx {
+        for y in 0..ny {
+            for z in 0..nz {
+                let (xi, yi, zi) = (x as isize, y as isize, z as isize);
+                let me = occupied(xi, yi, zi);
+                let boundary = [(1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)]
+                    .iter()
+                    .any(|&(dx, dy, dz)| occupied(xi + dx, yi + dy, zi + dz) != me);
+                if boundary && rng.chance(fraction) {
+                    out.set(x, y, z, if me { 0.0 } else { 1.0 });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The solid enclosed by a union of closed, outward-oriented parts, sampled along x rays.
+struct Solid {
+    origin: [f32; 3],
+    cell: f32,
+    n: usize,
+    /// Per (y, z) ray: sorted x intervals where the winding number is positive.
+    intervals: Vec<Vec<(f32, f32)>>,
+    volume: f64,
+}
+
+impl Solid {
+    fn of(mesh: &Mesh) -> Solid {
+        let placement = placement_for(mesh).expect("catalog meshes are valid");
+        let n = LATTICE;
+        // A margin of two cells so the skin test never leaves the lattice for real surfaces.
+        let cell = placement.scale / (n - 4) as f32;
+        let origin = placement.translate.map(|t| t - 2.0 * cell);
+        let mut crossings: Vec<Vec<(f32, i32)>> = vec![Vec::new(); n * n];
+        // A tiny irrational offset keeps rays off the parts' axis-aligned edges.
+        let jitter = 0.000_317;
+        for t in &mesh.triangles {
+            let [a, b, c] = t.map(|i| mesh.positions[i as usize]);
+            let normal_x = (b[1] - a[1]) * (c[2] - a[2]) - (b[2] - a[2]) * (c[1] - a[1]);
+            if normal_x == 0.0 {
+                continue;
+            }
+            let to_index = |v: f32, axis: usize| (v - origin[axis]) / cell - 0.5 - jitter;
+            let (ylo, yhi) = (a[1].min(b[1]).min(c[1]), a[1].max(b[1]).max(c[1]));
+            let (zlo, zhi) = (a[2].min(b[2]).min(c[2]), a[2].max(b[2]).max(c[2]));
+            let range = |lo: f32, hi: f32, axis: usize| {
+                (to_index(lo, axis).ceil().max(0.0) as isize)..=(to_index(hi, axis).floor() as isize).min(n as isize - 1)
+            };
+            for j in range(ylo, yhi, 1) {
+                let y = origin[1] + (j as f32 + 0.5 + jitter) * cell;
+                for k in range(zlo, zhi, 2) {
+                    let z = origin[2] + (k as f32 + 0.5 + jitter) * cell;
+                    // Barycentric coordinates of (y, z) in the projected triangle.
+                    let d = normal_x;
+                    let u = ((b[1] - y) * (c[2] - z) - (b[2] - z) * (c[1] - y)) / d;
+                    let v = ((c[1] - y) * (a[2] - z) - (c[2] - z) * (a[1] - y)) / d;
+                    let w = 1.0 - u - v;
+                    if u < 0.0 || v < 0.0 || w < 0.0 {
+                        continue;
+                    }
+                    let x = u * a[0] + v * b[0] + w * c[0];
+                    // Outward normal along +x: the ray leaves the part here.
+                    crossings[j as usize * n + k as usize].push((x, if normal_x > 0.0 { -1 } else { 1 }));
+                }
+            }
+        }
+        let mut volume = 0f64;
+        let intervals: Vec<Vec<(f32, f32)>> = crossings
+            .into_iter()
+            .map(|mut list| {
+                list.sort_by(|p, q| p.0.total_cmp(&q.0));
+                let mut out = Vec::new();
+                let mut winding = 0;
+                let mut start = 0f32;
+                for (x, delta) in list {
+                    let before = winding;
+                    winding += delta;
+                    if before <= 0 && winding > 0 {
+                        start = x;
+                    } else if before > 0 && winding <= 0 {
+                        out.push((start, x));
+                    }
+                }
+                out
+            })
+            .collect();
+        for list in &intervals {
+            volume += list.iter().map(|&(s, e)| f64::from(e - s)).sum::<f64>() * f64::from(cell) * f64::from(cell);
+        }
+        Solid { origin, cell, n, intervals, volume }
+    }
+
+    fn contains(&self, p: [f32; 3]) -> bool {
+        let j = ((p[1] - self.origin[1]) / self.cell).floor();
+        let k = ((p[2] - self.origin[2]) / self.cell).floor();
+        if j < 0.0 || k < 0.0 || j >= self.n as f32 || k >= self.n as f32 {
+            return false;
+        }
+        self.intervals[j as usize * self.n + k as usize].iter().any(|&(s, e)| p[0] >= s && p[0] <= e)
+    }
+}
+
+/// `count` area-uniform surface points with their triangle's unit normal.
+fn sample_surface(mesh: &Mesh, count: usize, rng: &mut Rng) -> Vec<([f32; 3], [f32; 3])> {
+    let mut cumulative = Vec::with_capacity(mesh.triangles.len());
+    let mut total = 0f64;
+    let mut normals = Vec::with_capacity(mesh.triangles.len());
+    for t in &mesh.triangles {
+        let [a, b, c] = t.map(|i| mesh.positions[i as usize]);
+        let e1 = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
+        let e2 = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
+        let n = [e1[1] * e2[2] - e1[2] * e2[1], e1[2] * e2[0] - e1[0] * e2[2], e1[0] * e2[1] - e1[1] * e2[0]];
+        let len = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
+        total += f64::from(len) * 0.5;
+        cumulative.push(total);
+        normals.push(if len > 0.0 { n.map(|c| c / len) } else { [0.0; 3] });
+    }
+    (0..count)
+        .map(|_| {
+            let target = rng.unit() * total;
+            let t = cumulative.partition_point(|&c| c < target).min(mesh.triangles.len() - 1);
+            let [a, b, c] = mesh.triangles[t].map(|i| mesh.positions[i as usize]);
+            let (mut r1, mut r2) = (rng.unit() as f32, rng.unit() as f32);
+            if r1 + r2 > 1.0 {
+                (r1, r2) = (1.0 - r1, 1.0 - r2);
+            }
+            let p = std::array::from_fn(|k| a[k] + r1 * (b[k] - a[k]) + r2 * (c[k] - a[k]));
+            (p, normals[t])
+        })
+        .collect()
+}
+
+/// Uniform-grid nearest-neighbour search over a point set.
+struct PointGrid {
+    lo: [f32; 3],
+    cell: f32,
+    dims: [usize; 3],
+    start: Vec<u32>,
+    points: Vec<[f32; 3]>,
+}
+
+impl PointGrid {
+    fn new(points: &[[f32; 3]]) -> PointGrid {
+        let mut lo = [f32::INFINITY; 3];
+        let mut hi = [f32::NEG_INFINITY; 3];
+        for p in points {
+            for a in 0..3 {
+                lo[a] = lo[a].min(p[a]);
+                hi[a] = hi[a].max(p[a]);
+            }
+        }
+        let extent = (0..3).map(|a| hi[a] - lo[a]).fold(0f32, f32::max).max(1e-6);
+        // Surface samples: about 2 points per occupied cell at ~100 cells along the longest side.
+        let cell = extent / 100.0;
+        let dims = std::array::from_fn(|a| ((hi[a] - lo[a]) / cell) as usize + 1);
+        let mut grid = PointGrid { lo, cell, dims, start: Vec::new(), points: Vec::new() };
+        let cells = dims[0] * dims[1] * dims[2];
+        let mut count = vec![0u32; cells + 1];
+        let keys: Vec<usize> = points.iter().map(|&p| grid.key(grid.coords(p))).collect();
+        for &k in &keys {
+            count[k + 1] += 1;
+        }
+        for i in 0..cells {
+            count[i + 1] += count[i];
+        }
+        let mut fill = count.clone();
+        let mut sorted = vec![[0f32; 3]; points.len()];
+        for (p, &k) in points.iter().zip(&keys) {
+            sorted[fill[k] as usize] = *p;
+            fill[k] += 1;
+        }
+        grid.start = count;
+        grid.points = sorted;
+        grid
+    }
+
+    fn coords(&self, p: [f32; 3]) -> [isize; 3] {
+        std::array::from_fn(|a| (((p[a] - self.lo[a]) / self.cell).floor() as isize).clamp(0, self.dims[a] as isize - 1))
+    }
+
+    fn key(&self, c: [isize; 3]) -> usize {
+        (c[0] as usize * self.dims[1] + c[1] as usize) * self.dims[2] + c[2] as usize
+    }
+
+    fn nearest(&self, p: [f32; 3]) -> f32 {
+        let c = self.coords(p);
+        let mut best = f32::INFINITY;
+        let max_ring = *self.dims.iter().max().unwrap() as isize;
+        for ring in 0..=max_ring {
+            // Everything in rings > ring is at least `ring * cell` away (minus the offset of
+            // p inside its clamped cell, which the clamp can only make larger).
+            if best.sqrt() <= (ring as f32 - 1.0).max(0.0) * self.cell {
+                break;
+            }
+            let lo: [isize; 3] = std::array::from_fn(|a| (c[a] - ring).max(0));
+            let hi: [isize; 3] = std::array::from_fn(|a| (c[a] + ring).min(self.dims[a] as isize - 1));
+            for x in lo[0]..=hi[0] {
+                for y in lo[1]..=hi[1] {
+                    for z in lo[2]..=hi[2] {
+                        let on_shell = (x - c[0]).abs() == ring || (y - c[1]).abs() == ring || (z - c[2]).abs() == ring;
+                        if !on_shell {
+                            continue;
+                        }
+                        let k = self.key([x, y, z]);
+                        for q in &self.points[self.start[k] as usize..self.start[k + 1] as usize] {
+                            let d = (0..3).map(|a| (q[a] - p[a]) * (q[a] - p[a])).sum::<f32>();
+                            best = best.min(d);
+                        }
+                    }
+                }
+            }
+        }
+        best.sqrt()
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Score {
+    chamfer: f64,
+    fscore: f64,
+    volume_change: f64,
+    /// Against the raw marching-cubes mesh: the smoothing's own shrinkage or growth.
+    volume_vs_raw: f64,
+}
+
+struct Reference {
+    points: Vec<[f32; 3]>,
+    grid: PointGrid,
+    volume: f64,
+    diagonal: f32,
+}
+
+fn reference(mesh: &Mesh, rng: &mut Rng) -> Reference {
+    let solid = Solid::of(mesh);
+    let step = 1.5 * solid.cell;
+    let mut points = Vec::with_capacity(SAMPLES);
+    // Oversample, keep the outer skin only, stop at SAMPLES.
+    while points.len() < SAMPLES {
+        for (p, n) in sample_surface(mesh, SAMPLES, rng) {
+            let out = std::array::from_fn(|a| p[a] + step * n[a]);
+            if !solid.contains(out) && points.len() < SAMPLES {
+                points.push(p);
+            }
+        }
+    }
+    let (lo, hi) = mesh.bounds().unwrap();
+    let diagonal = (0..3).map(|a| (hi[a] - lo[a]).powi(2)).sum::<f32>().sqrt();
+    Reference { grid: PointGrid::new(&points), points, volume: solid.volume, diagonal }
+}
+
+fn score(mesh: &Mesh, reference: &Reference, rng: &mut Rng) -> Score {
+    let points: Vec<[f32; 3]> = sample_surface(mesh, SAMPLES, rng).into_iter().map(|(p, _)| p).collect();
+    let grid = PointGrid::new(&points);
+    let tau = 0.01 * reference.diagonal;
+    let to_reference: Vec<f32> = points.iter().map(|&p| reference.grid.nearest(p)).collect();
+    let to_prediction: Vec<f32> = reference.points.iter().map(|&p| grid.nearest(p)).collect();
+    let mean = |d: &[f32]| d.iter().map(|&x| f64::from(x)).sum::<f64>() / d.len() as f64;
+    let within = |d: &[f32]| d.iter().filter(|&&x| x <= tau).count() as f64 / d.len() as f64;
+    let (precision, recall) = (within(&to_reference), within(&to_prediction));
+    Score {
+        chamfer: 0.5 * (mean(&to_reference) + mean(&to_prediction)),
+        fscore: if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 },
+        volume_change: mesh.signed_volume() / reference.volume - 1.0,
+        volume_vs_raw: 0.0,
+    }
+}
+
+fn picture(path: &str, flip: f32) -> Result<(), Box<dyn std::error::Error>> {
+    let model = generate(Category::Chair, SEED, 0);
+    let voxels = voxelize(&model.mesh.mesh, 32)?;
+    let noisy = flip_surface(&voxels, flip, &mut Rng::derive(SEED, "smoothing-noise", Category::Chair.index() as u64 * 1000));
+    let raw = marching_cubes(&noisy, 0.5)?;
+    let tile = 220;
+    let camera = Camera::look_at([1.25, 0.75, 0.9], [0.0; 3], 0.0, tile as f32 * 1.8, tile, tile);
+    let grey = Material::matte([0.72, 0.74, 0.78]);
+    let mut meshes = vec![model.mesh.clone(), ColoredMesh::uniform(voxel_surface_mesh(&noisy), Material::matte([0.55, 0.6, 0.75]))];
+    for smoothing in [
+        Smoothing::None,
+        Smoothing::Laplacian { lambda: 0.5, iterations: 10 },
+        Smoothing::Taubin { lambda: 0.5, mu: -0.53, iterations: 10 },
+        Smoothing::Hc { alpha: 0.1, beta: 0.5, iterations: 10 },
+    ] {
+        let mut mesh = raw.clone();
+        smooth(&mut mesh, smoothing)?;
+        meshes.push(ColoredMesh::uniform(mesh, grey));
+    }
+    let mut sheet = image::RgbImage::from_pixel((meshes.len() * tile) as u32, tile as u32, image::Rgb([255, 255, 255]));
+    for (i, mesh) in meshes.iter().enumerate() {
+        let img = render(&ShadedMesh::new(mesh), &camera, &Lighting::default(), 2);
+        image::imageops::replace(&mut sheet, &over_background(&img, [255, 255, 255]), (i * tile) as i64, 0);
+    }
+    sheet.save(path)?;
+    eprintln!("wrote {path}: ground truth, noisy voxels, raw marching cubes, Laplacian x10, Taubin x10, HC x10");
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let per_category: u64 = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(3);
+    let picture_path = args.get(2).map(String::as_str).unwrap_or("docs/experiments/refinement-chair.png");
+    let flip: f32 = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(0.1);
+    let methods = methods();
+    let jobs: Vec<(Category, u64)> = Category::ALL.iter().flat_map(|&c| (0..per_category).map(move |i| (c, i))).collect();
+    // Per job: one score per method.
+    let results: Vec<(Category, Vec<Score>)> = jobs
+        .par_iter()
+        .map(|&(category, index)| {
+            let model = generate(category, SEED, index);
+            let key = category.index() as u64 * 1000 + index;
+            let voxels = voxelize(&model.mesh.mesh, 32).expect("catalog meshes voxelize");
+            let noisy = flip_surface(&voxels, flip, &mut Rng::derive(SEED, "smoothing-noise", key));
+            let raw = marching_cubes(&noisy, 0.5).expect("valid grid");
+            let reference = reference(&model.mesh.mesh, &mut Rng::derive(SEED, "smoothing-reference", key));
+            if std::env::var_os("DEBUG_VOLUMES").is_some() {
+                let cell = f64::from(voxels.scale) / 32.0;
+                let voxel_volume = voxels.data.iter().filter(|&&v| v >= 0.5).count() as f64 * cell.powi(3);
+                let report = model.mesh.mesh.edge_report();
+                eprintln!(
+                    "{} #{index}: solid {:.5} parts-sum {:.5} voxels {:.5} raw MC {:.5}; boundary edges {} misoriented {}",
+                    category.name(),
+                    reference.volume,
+                    model.mesh.mesh.signed_volume(),
+                    voxel_volume,
+                    raw.signed_volume(),
+                    report.boundary_edges,
+                    report.misoriented_edges
+                );
+            }
+            let scores = methods
+                .iter()
+                .map(|&(_, smoothing)| {
+                    let mut mesh = raw.clone();
+                    smooth(&mut mesh, smoothing).expect("marching cubes output smooths");
+                    let mut s = score(&mesh, &reference, &mut Rng::derive(SEED, "smoothing-samples", key));
+                    s.volume_vs_raw = mesh.signed_volume() / raw.signed_volume() - 1.0;
+                    s
+                })
+                .collect();
+            eprintln!("{} #{index} done", category.name());
+            (category, scores)
+        })
+        .collect();
+
+    if results.is_empty() {
+        // MODELS_PER_CATEGORY = 0: only the picture.
+        return picture(picture_path, flip);
+    }
+    let n = results.len() as f64;
+    println!("{} models ({} per category), {:.0}% of surface voxels flipped\n", results.len(), per_category, flip * 100.0);
+    println!("| method | Chamfer-L1 (x1e-3 diag) | F@1% | volume vs ground truth (mean) | (mean abs) | volume vs raw MC |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (m, (name, _)) in methods.iter().enumerate() {
+        let mean = |f: &dyn Fn(&Score) -> f64| results.iter().map(|(_, s)| f(&s[m])).sum::<f64>() / n;
+        println!(
+            "| {name} | {:.2} | {:.3} | {:+.1}% | {:.1}% | {:+.1}% |",
+            1e3 * mean(&|s| s.chamfer),
+            mean(&|s| s.fscore),
+            100.0 * mean(&|s| s.volume_change),
+            100.0 * mean(&|s| s.volume_change.abs()),
+            100.0 * mean(&|s| s.volume_vs_raw),
+        );
+    }
+    // Per category, the 10-iteration variants against raw.
+    let shown: Vec<usize> = methods.iter().enumerate().filter(|(_, (name, _))| name.starts_with("raw") || name.ends_with("x10")).map(|(i, _)| i).collect();
+    println!("\nF@1% per category (mean over its models):\n");
+    println!("| category | {} |", shown.iter().map(|&i| methods[i].0.as_str()).collect::<Vec<_>>().join(" | "));
+    println!("|---|{}", "---:|".repeat(shown.len()));
+    for category in Category::ALL {
+        let rows: Vec<&Vec<Score>> = results.iter().filter(|(c, _)| *c == category).map(|(_, s)| s).collect();
+        let cells: Vec<String> =
+            shown.iter().map(|&i| format!("{:.3}", rows.iter().map(|s| s[i].fscore).sum::<f64>() / rows.len() as f64)).collect();
+        println!("| {} | {} |", category.name(), cells.join(" | "));
+    }
+    println!("\nVolume change per category (mean over its models):\n");
+    println!("| category | {} |", shown.iter().map(|&i| methods[i].0.as_str()).collect::<Vec<_>>().join(" | "));
+    println!("|---|{}", "---:|".repeat(shown.len()));
+    for category in Category::ALL {
+        let rows: Vec<&Vec<Score>> = results.iter().filter(|(c, _)| *c == category).map(|(_, s)| s).collect();
+        let cells: Vec<String> = shown
+            .iter()
+            .map(|&i| format!("{:+.1}%", 100.0 * rows.iter().map(|s| s[i].volume_change).sum::<f64>() / rows.len() as f64))
+            .collect();
+        println!("| {} | {} |", category.name(), cells.join(" | "));
+    }
+    picture(picture_path, flip)
+}
