@@ -91,12 +91,18 @@ fn kaiming() -> nn::Init {
     }
 }
 
+/// BatchNorm as the official `init_weights` leaves it: weight 1, bias 0 (tch's default
+/// draws the weight from U(0, 1)).
+fn batch_norm_config() -> nn::BatchNormConfig {
+    nn::BatchNormConfig { eps: 1e-5, momentum: 0.1, ws_init: nn::Init::Const(1.0), bs_init: nn::Init::Const(0.0), ..Default::default() }
+}
+
 fn batch_norm2d(p: nn::Path, c: i64) -> nn::BatchNorm {
-    nn::batch_norm2d(p, c, nn::BatchNormConfig { eps: 1e-5, momentum: 0.1, ..Default::default() })
+    nn::batch_norm2d(p, c, batch_norm_config())
 }
 
 fn batch_norm3d(p: nn::Path, c: i64) -> nn::BatchNorm {
-    nn::batch_norm3d(p, c, nn::BatchNormConfig { eps: 1e-5, momentum: 0.1, ..Default::default() })
+    nn::batch_norm3d(p, c, batch_norm_config())
 }
 
 fn conv2d(p: nn::Path, cin: i64, cout: i64, k: i64, padding: i64) -> nn::Conv2D {
@@ -628,6 +634,18 @@ mod tests {
         assert_eq!(var_name_for_official("encoder_solver_state_dict", "state"), None);
         assert_eq!("pix2vox-a".parse(), Ok(Variant::A));
         assert!("B".parse::<Variant>().is_err());
+    }
+
+    #[test]
+    fn batchnorm_starts_as_the_official_init_leaves_it() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let _net = Pix2Vox::new(&vs.root(), Variant::F);
+        let vars = vs.variables();
+        for name in ["encoder.vgg.1.weight", "encoder.layer1.1.weight", "decoder.layer1.1.weight", "merger.layer1.1.weight"] {
+            assert!(vars[name].eq(1.0).all().int64_value(&[]) == 1, "{name}");
+            let bias = name.replace("weight", "bias");
+            assert!(vars[&bias].eq(0.0).all().int64_value(&[]) == 1, "{bias}");
+        }
     }
 
     #[test]

@@ -455,7 +455,8 @@ mod tests {
         let chair_path = dir.path().join("chair.safetensors");
         let delta = chair.save_packed(&chair_path, StorageDtype::F16, Some((&general_path, &general))).unwrap();
         assert_eq!(delta.tensors_stored, 1);
-        assert!(delta.bytes * 4 < full.bytes, "{} vs {}", delta.bytes, full.bytes);
+        // decoder.layer1.0.weight is 2.1 M of the network's 7.4 M values
+        assert!(delta.bytes * 3 < full.bytes, "{} vs {}", delta.bytes, full.bytes);
         let loaded = Pix2VoxModel::load(&chair_path, Device::Cpu, Some(Variant::F)).unwrap();
         assert_eq!(loaded.metadata.category, Some(Category::Chair));
         for (name, t) in chair.vs.variables() {

@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -206,31 +206,28 @@ impl FeatureCache {
 
 fn read_index(path: &Path) -> Result<HashMap<PathBuf, u64>, CacheError> {
     let mut records = HashMap::new();
-    let mut valid_bytes = 0u64;
-    let file = match File::open(path) {
-        Ok(f) => f,
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(records),
         Err(source) => return Err(CacheError::Io { path: path.to_path_buf(), source }),
     };
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|source| CacheError::Io { path: path.to_path_buf(), source })?;
-        let Some((record, file)) = line.split_once('\t') else {
-            // a torn last line from an interrupted fill: cut it, its record is recomputed
-            break;
-        };
-        let record: u64 = record.parse().map_err(|_| CacheError::Corrupt { path: path.to_path_buf(), message: format!("line {}: bad record number", n + 1) })?;
+    // Only lines ended by a newline count: a fill killed while writing the index leaves a
+    // torn last line, which is cut off here and its record computed again.
+    let complete = text.rfind('\n').map_or(0, |i| i + 1);
+    for (n, line) in text[..complete].lines().enumerate() {
+        let corrupt = |message: String| CacheError::Corrupt { path: path.to_path_buf(), message: format!("line {}: {message}", n + 1) };
+        let (record, file) = line.split_once('\t').ok_or_else(|| corrupt("no tab".into()))?;
+        let record: u64 = record.parse().map_err(|_| corrupt("bad record number".into()))?;
         if record != records.len() as u64 {
-            return Err(CacheError::Corrupt { path: path.to_path_buf(), message: format!("line {}: record {record} out of order", n + 1) });
+            return Err(corrupt(format!("record {record} out of order")));
         }
         records.insert(PathBuf::from(file), record);
-        valid_bytes += line.len() as u64 + 1;
     }
-    let len = std::fs::metadata(path).map_err(|source| CacheError::Io { path: path.to_path_buf(), source })?.len();
-    if len > valid_bytes {
+    if complete < text.len() {
         OpenOptions::new()
             .write(true)
             .open(path)
-            .and_then(|f| f.set_len(valid_bytes))
+            .and_then(|f| f.set_len(complete as u64))
             .map_err(|source| CacheError::Io { path: path.to_path_buf(), source })?;
     }
     Ok(records)
