@@ -31,11 +31,14 @@ PACK_EVAL_SEED="${PACK_EVAL_SEED:-7919}"
 PACK_MODELS="${PACK_MODELS:-80}"
 PACK_VIEWS="${PACK_VIEWS:-6}"
 PACK_EVAL_MODELS="${PACK_EVAL_MODELS:-50}"
-BASE_EPOCHS="${BASE_EPOCHS:-60}"
-GENERAL_EPOCHS="${GENERAL_EPOCHS:-10}"
-SPECIAL_EPOCHS="${SPECIAL_EPOCHS:-20}"
+BASE_EPOCHS="${BASE_EPOCHS:-40}"
+GENERAL_EPOCHS="${GENERAL_EPOCHS:-6}"
+SPECIAL_EPOCHS="${SPECIAL_EPOCHS:-30}"
 BATCH="${PACK_BATCH:-32}"
-PACK_SPECIALISTS="${PACK_SPECIALISTS:-chair,sofa,aeroplane,bicycle,motorbike}"
+# Specialists see one category's ~56 training models: at batch 32 an epoch would be one
+# step (the partial batch is dropped), so they take smaller batches.
+SPECIAL_BATCH="${PACK_SPECIAL_BATCH:-8}"
+PACK_SPECIALISTS="${PACK_SPECIALISTS:-chair,sofa,aeroplane,bicycle,motorbike,diningtable,tvmonitor}"
 PACK_STEPS="${PACK_STEPS:-data,base,general,special,eval,pack,doc}"
 REGISTRY="${PACK_REGISTRY:-$ROOT/models}"
 BIN="${MONO2MESH_BIN:-${CARGO_TARGET_DIR:-target}/debug/mono2mesh}"
@@ -49,7 +52,7 @@ mkdir -p "$PACK_DIR/runs" "$PACK_DIR/eval"
 CATALOG="$PACK_DIR/catalog-s$PACK_SEED-m$PACK_MODELS-v$PACK_VIEWS"
 EVAL_CATALOG="$PACK_DIR/eval-catalog-s$PACK_EVAL_SEED-m$PACK_EVAL_MODELS"
 CACHE="$PACK_DIR/trunk-features"
-COMMON=(--dataset "$CATALOG" --trunk cached --precision auto --feature-cache "$CACHE" --batch-size "$BATCH" --seed "$PACK_SEED" --device cpu)
+COMMON=(--dataset "$CATALOG" --trunk cached --precision auto --feature-cache "$CACHE" --seed "$PACK_SEED" --device cpu)
 
 # A run: resumed when its checkpoint exists, skipped when all its epochs are done.
 run_stage() { # name epochs command...
@@ -90,13 +93,13 @@ if want data; then
 fi
 
 # Official from-scratch schedule shape (lr 1e-3, merger 1e-4, halved late), at CPU size.
-want base && run_stage base "$BASE_EPOCHS" train --variant F --milestones "$((BASE_EPOCHS * 3 / 4))"
+want base && run_stage base "$BASE_EPOCHS" train --variant F --batch-size "$BATCH" --milestones "$((BASE_EPOCHS * 3 / 4))"
 BASE_MODEL="$PACK_DIR/runs/base/best.safetensors"
-want general && run_stage general "$GENERAL_EPOCHS" finetune --general --from "$BASE_MODEL" --lr 5e-4 --milestones "$((GENERAL_EPOCHS / 2))"
+want general && run_stage general "$GENERAL_EPOCHS" finetune --general --from "$BASE_MODEL" --batch-size "$BATCH" --lr 5e-4 --milestones "$((GENERAL_EPOCHS / 2))"
 GENERAL_MODEL="$PACK_DIR/runs/general/best.safetensors"
 if want special; then
   for c in ${PACK_SPECIALISTS//,/ }; do
-    run_stage "$c" "$SPECIAL_EPOCHS" finetune --category "$c" --from "$GENERAL_MODEL" --lr 5e-4 --milestones "$((SPECIAL_EPOCHS / 2))"
+    run_stage "$c" "$SPECIAL_EPOCHS" finetune --category "$c" --from "$GENERAL_MODEL" --batch-size "$SPECIAL_BATCH" --lr 5e-4 --milestones "$((SPECIAL_EPOCHS / 2))"
   done
 fi
 
@@ -126,14 +129,18 @@ if want pack; then
   notes="$PACK_DIR/card-notes.md"
   {
     echo "- data: mono2mesh synthetic catalog (\`dataset synth\`, catalog-photo style), seed $PACK_SEED, $PACK_MODELS models x $PACK_VIEWS views per category, 70/10/20 split"
-    echo "- recipe: \`scripts/train-pack.sh\`: base $BASE_EPOCHS epochs from scratch (all categories), general +$GENERAL_EPOCHS, specialists +$SPECIAL_EPOCHS on their category; batch $BATCH, Adam, 10 x BCE; frozen random VGG trunk in eval mode with cached features, bf16 autocast (fp32 master weights)"
+    echo "- recipe: \`scripts/train-pack.sh\`: base $BASE_EPOCHS epochs from scratch (all categories), general +$GENERAL_EPOCHS (batch $BATCH, lr 5e-4), specialists +$SPECIAL_EPOCHS on their category (batch $SPECIAL_BATCH, lr 5e-4); base batch $BATCH, Adam, 10 x BCE; frozen random VGG trunk in eval mode with cached features, bf16 autocast (fp32 master weights)"
     echo "- test: seed $PACK_EVAL_SEED catalog (never seen in training), first view of each test model"
     echo "- hardware: $(nproc)-core $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), no GPU"
   } >"$notes"
-  "$BIN" models pack --general "$PACK_DIR/runs/general" "${specialists[@]}" --registry "$REGISTRY" --eval-dir "$PACK_DIR/eval" --notes "$notes"
+  # a specialist ships only if it beats the general model on its category's test models,
+  # and only while the pack stays within PACK_BUDGET_MB
+  "$BIN" models pack --general "$PACK_DIR/runs/general" "${specialists[@]}" --registry "$REGISTRY" --eval-dir "$PACK_DIR/eval" \
+    --notes "$notes" --require-better --budget-mb "${PACK_BUDGET_MB:-64}" | tee "$PACK_DIR/pack.log"
 fi
 
 if want doc; then
-  python3 scripts/pack-table.py "$PACK_DIR" "$PACK_SPECIALISTS" >docs/experiments/model-pack.md
+  shipped="$(cd "$REGISTRY/pix2vox" && ls *.safetensors | sed 's/\.safetensors$//' | grep -v '^general$' | paste -sd, -)"
+  python3 scripts/pack-table.py "$PACK_DIR" "$PACK_SPECIALISTS" "$shipped" >docs/experiments/model-pack.md
   log "wrote docs/experiments/model-pack.md"
 fi

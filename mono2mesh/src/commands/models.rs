@@ -48,6 +48,26 @@ pub struct PackArgs {
     /// Free text for every model card's "Training" section (data, recipe, hardware)
     #[arg(long)]
     notes: Option<PathBuf>,
+    /// Ship a specialist only if its test report beats the general model's on the same
+    /// category (`<eval-dir>/<name>.eval.json` against `<eval-dir>/general-<name>.eval.json`,
+    /// IoU at t=0.3)
+    #[arg(long, requires = "eval_dir")]
+    require_better: bool,
+    /// Size budget of the whole pack in MB: specialists are added by their gain over the
+    /// general model (largest first) while they fit
+    #[arg(long)]
+    budget_mb: Option<f64>,
+}
+
+/// A test report's IoU at the threshold nearest 0.3, over its samples.
+fn iou_at_03(path: &Path) -> anyhow::Result<f64> {
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)?;
+    let report: mono2mesh_vision::train::EvalReport =
+        serde_json::from_value(json.get("report").unwrap_or(&json).clone()).with_context(|| format!("{} is not an eval report", path.display()))?;
+    let k = (0..report.thresholds.len())
+        .min_by(|&a, &b| (report.thresholds[a] - 0.3).abs().total_cmp(&(report.thresholds[b] - 0.3).abs()))
+        .context("a report without thresholds")?;
+    Ok(report.overall[k])
 }
 
 #[derive(Debug, Args)]
@@ -239,12 +259,39 @@ fn pack(args: PackArgs) -> anyhow::Result<()> {
     let mut total = stats.bytes;
     finish_entry(&dir, GENERAL_MODEL, &general, stats, eval_for(GENERAL_MODEL, general_eval).as_deref(), &notes)?;
     println!("general: {} tensors, {:.1} MB", stats.tensors_stored, stats.bytes as f64 / 1e6);
+    // Specialists in the order they earn their place: by gain over the general model.
+    let mut candidates = Vec::new();
     for run in &args.specialist {
         let (file, run_eval) = resolve(run);
         let model = Pix2VoxModel::load(&file, cpu, Some(general.metadata.variant)).with_context(|| format!("loading {}", file.display()))?;
         let category = model.metadata.category.with_context(|| format!("{} is a general model, not a specialist", file.display()))?;
+        let gain = match (&args.eval_dir, args.require_better) {
+            (Some(d), true) => {
+                let name = category.name();
+                let own = iou_at_03(&d.join(format!("{name}.eval.json")))?;
+                let general_here = iou_at_03(&d.join(format!("{GENERAL_MODEL}-{name}.eval.json")))?;
+                if own <= general_here {
+                    println!("{name}: not shipped: IoU {own:.4} on its test models, the general model {general_here:.4}");
+                    let _ = std::fs::remove_file(dir.join(format!("{name}.safetensors")));
+                    continue;
+                }
+                own - general_here
+            }
+            _ => 0.0,
+        };
+        candidates.push((gain, model, run_eval));
+    }
+    candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (gain, model, run_eval) in candidates {
+        let Some(category) = model.metadata.category else { continue };
         let name = category.name();
-        let stats = model.save_packed(dir.join(format!("{name}.safetensors")), StorageDtype::F16, Some((&general_path, &general)))?;
+        let path = dir.join(format!("{name}.safetensors"));
+        let stats = model.save_packed(&path, StorageDtype::F16, Some((&general_path, &general)))?;
+        if args.budget_mb.is_some_and(|mb| (total + stats.bytes) as f64 > mb * 1e6) {
+            println!("{name}: not shipped: {:.1} MB would take the pack past {:.0} MB (gain {gain:+.4})", stats.bytes as f64 / 1e6, args.budget_mb.unwrap_or_default());
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            continue;
+        }
         total += stats.bytes;
         finish_entry(&dir, name, &model, stats, eval_for(name, run_eval).as_deref(), &notes)?;
         println!("{name}: {} of {} tensors differ from general, {:.1} MB", stats.tensors_stored, stats.tensors_total, stats.bytes as f64 / 1e6);

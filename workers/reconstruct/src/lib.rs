@@ -291,12 +291,12 @@ mod tests {
         let r = reconstructor();
         // Four channels: the first convolution fails inside libtorch.
         let bad = Tensor::zeros([1, 4, 224, 224], (Kind::Float, Device::Cpu));
-        let err = r.forward(&[&bad]).unwrap_err();
+        let err = r.forward(&[&bad], false).unwrap_err();
         assert!(err.to_string().contains("inference failed"), "{err}");
         assert_eq!(ReconstructError::Torch(err).class(), ErrorClass::Retryable);
         // The model still works afterwards.
         let good = Tensor::zeros([1, 3, 224, 224], (Kind::Float, Device::Cpu));
-        assert_eq!(r.forward(&[&good]).unwrap().len(), 1);
+        assert_eq!(r.forward(&[&good], false).unwrap().len(), 1);
     }
 
     #[test]
