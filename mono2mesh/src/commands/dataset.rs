@@ -339,7 +339,11 @@ fn photos(args: PhotosArgs) -> anyhow::Result<()> {
             };
             let name = format!("{}.jpg", model.id);
             let path = dir.join(&name);
-            img.save_with_format(&path, mono2mesh_catalog::image::ImageFormat::Jpeg).with_context(|| format!("writing {}", path.display()))?;
+            // quality 92, as product photos are published (the default 75 smooths fine texture)
+            let file = std::fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?;
+            mono2mesh_catalog::image::codecs::jpeg::JpegEncoder::new_with_quality(std::io::BufWriter::new(file), 92)
+                .encode_image(&img)
+                .with_context(|| format!("writing {}", path.display()))?;
             labels.push_str(&format!(
                 "{}/{},{},{},{:.2},{:.2},{:.2},{:.2}\n",
                 category.name(),
