@@ -324,7 +324,9 @@ impl Decoder {
         for (tconv, bn) in &self.up {
             x = bn.forward_t(&x.apply(tconv), train).relu();
         }
-        let volume = x.apply(&self.layer5).sigmoid();
+        // The sigmoid in float32 even under bf16 autocast: bf16 rounds p = 0.998 up to 1.0,
+        // and BCE then charges an empty voxel the clamped log(0) (100) with a 1e12 gradient.
+        let volume = x.apply(&self.layer5).to_kind(tch::Kind::Float).sigmoid();
         let raw = Tensor::cat(&[&x, &volume], 1);
         (raw, volume.squeeze_dim(1))
     }
