@@ -41,7 +41,7 @@ fn very_dark_photo_is_rejected_as_too_dark_only() {
 
 #[test]
 fn overexposed_photo_is_rejected_as_overexposed_only() {
-    let report = judge(&checkerboard(600, 600, 228, 255));
+    let report = judge(&checkerboard(600, 600, 240, 255));
     assert_eq!(codes(&report), vec![ReasonCode::Overexposed], "{report:?}");
     assert!(report.reasons[0].message.contains("overexposed"));
 }
