@@ -97,12 +97,17 @@ pub fn write_model_file_as(
 pub fn read_model_file(path: &Path) -> Result<ModelFile, ModelFileError> {
     let bytes =
         std::fs::read(path).map_err(|source| ModelFileError::Read { path: path.to_path_buf(), source })?;
+    parse_model_file(path, &bytes)
+}
+
+/// [`read_model_file`] on bytes already read from `path` (named in errors).
+pub fn parse_model_file(path: &Path, bytes: &[u8]) -> Result<ModelFile, ModelFileError> {
     let format_error =
         |e: safetensors::SafeTensorError| ModelFileError::Format { path: path.to_path_buf(), reason: format!("{e:?}") };
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(format_error)?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(format_error)?;
     let metadata: BTreeMap<String, String> =
         header.metadata().clone().unwrap_or_default().into_iter().collect();
-    let file = SafeTensors::deserialize(&bytes).map_err(format_error)?;
+    let file = SafeTensors::deserialize(bytes).map_err(format_error)?;
     let mut tensors = Vec::new();
     for (name, view) in file.tensors() {
         // Half-precision files (a shipped model pack) load as f32, like every other.

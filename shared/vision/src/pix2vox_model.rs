@@ -293,8 +293,7 @@ fn compose_with_base(
             return Err(err(format!("has changed since (SHA-256 {found}, expected {expected}): publish the pack again")));
         }
     }
-    drop(bytes);
-    let base = read_model_file(&base_path)?;
+    let base = model_file::parse_model_file(&base_path, &bytes)?;
     if base.metadata.contains_key(BASE_MODEL_KEY) {
         return Err(err("itself stores only differences (one level of composition is supported)".into()));
     }

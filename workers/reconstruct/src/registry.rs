@@ -224,13 +224,7 @@ pub async fn open_registry(
     let store = S3BlobStore::unchecked(s3).with_bucket(bucket);
     // A missing bucket would otherwise look like an empty registry.
     store.ensure_bucket(false, &s3.region).await.map_err(MirrorError::Store)?;
-    let cache = cache.unwrap_or_else(|| {
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .unwrap_or_else(std::env::temp_dir);
-        base.join("mono2mesh").join("registry").join(bucket).join(prefix)
-    });
+    let cache = cache.unwrap_or_else(|| mono2mesh_core::user_cache_dir().join("registry").join(bucket).join(prefix));
     mirror_from_store(&store, prefix, stems, &cache).await
 }
 

@@ -86,11 +86,7 @@ impl std::str::FromStr for TrunkMode {
 /// Where trunk feature caches live unless a run names a directory: the user's cache
 /// (`$XDG_CACHE_HOME` or `~/.cache`), outside any work tree.
 pub fn default_feature_cache_root() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("mono2mesh").join("trunk-features")
+    mono2mesh_core::user_cache_dir().join("trunk-features")
 }
 
 /// Training images the trunk's BatchNorm statistics are calibrated on (cached mode).
@@ -268,8 +264,8 @@ struct CachedFeatures {
     train_views: Vec<Vec<usize>>,
     /// Training samples with at least one, in order.
     train_usable: Vec<usize>,
-    /// Validation samples whose evaluation renderings all have features.
-    val_usable: Vec<usize>,
+    /// The validation samples whose evaluation renderings all have features.
+    val_set: PairSet,
 }
 
 /// What [`Trainer::run`] ends with.
@@ -450,7 +446,7 @@ impl Trainer {
         if train_usable.is_empty() || val_usable.is_empty() {
             return Err(TrainError::Data(DataError::Empty("no readable renderings left in the training or validation split".into())));
         }
-        Ok(CachedFeatures { train: train_cache, val: val_cache, train_views, train_usable, val_usable })
+        Ok(CachedFeatures { train: train_cache, val: val_cache, train_views, train_usable, val_set: val.subset(&val_usable) })
     }
 
     /// Cached trunk features of `views` renderings per sample, `[B, V, 512, 28, 28]`.
@@ -544,10 +540,9 @@ impl Trainer {
         let report = match cached {
             Some(c) => {
                 let views = self.config.eval.views.max(1);
-                let subset = val.subset(&c.val_usable);
-                evaluate_with(&subset, &self.config.eval, &mut |_| {}, &mut |chunk| {
-                    let picks: Vec<(usize, Vec<usize>)> = chunk.iter().map(|&k| (c.val_usable[k], val.eval_views(c.val_usable[k], views))).collect();
-                    let features = self.cached_features(&c.val, val, &picks).map_err(|e| DataError::Empty(e.to_string()))?;
+                evaluate_with(&c.val_set, &self.config.eval, &mut |_| {}, &mut |chunk| {
+                    let picks: Vec<(usize, Vec<usize>)> = chunk.iter().map(|&k| (k, c.val_set.eval_views(k, views))).collect();
+                    let features = self.cached_features(&c.val, &c.val_set, &picks).map_err(|e| DataError::Empty(e.to_string()))?;
                     let out = tch::no_grad(|| with_cpu_bf16(self.bf16(), || self.model.net.forward_from_trunk_t(&features, false, Stages::default())));
                     Ok(out.volume().shallow_clone())
                 })?
