@@ -1,5 +1,6 @@
 //! Runtime plumbing shared by the workers and the CLI. Stage logic never depends on it.
 
+pub mod batcher;
 pub mod blob;
 pub mod config;
 pub mod jobs;
@@ -7,6 +8,7 @@ pub mod otel;
 pub mod otel_metrics;
 pub mod pipeline;
 pub mod queue;
+pub mod repository;
 pub mod runtime;
 pub mod secret;
 pub mod service;
