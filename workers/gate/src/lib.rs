@@ -15,6 +15,7 @@
 //! unusable settings or a failure to encode our own output are [`GateError`]s.
 
 mod decode;
+pub mod handler;
 mod report;
 mod scores;
 mod settings;

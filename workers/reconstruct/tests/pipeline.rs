@@ -129,8 +129,8 @@ async fn jobs_go_through_all_four_workers() {
         rig.spawn_worker_with_env(gate.to_str().unwrap(), &[], &otlp),
         rig.spawn_worker_with_env(
             classify.to_str().unwrap(),
-            &["--device", "cpu", "--model", classifier.to_str().unwrap()],
-            &otlp,
+            &[],
+            &[otlp[0], otlp[1], ("MONO2MESH__CLASSIFY__DEVICE", "cpu"), ("MONO2MESH__CLASSIFY__MODEL", classifier.to_str().unwrap())],
         ),
     ];
     rig.wait_for_states(&jobs, &[JobState::Classified, JobState::Rejected], Duration::from_secs(180)).await;
