@@ -3,8 +3,10 @@
 pub mod blob;
 pub mod config;
 pub mod jobs;
+pub mod metrics_spec;
 pub mod otel;
 pub mod otel_metrics;
+pub mod otlp;
 pub mod pipeline;
 pub mod queue;
 pub mod runtime;
