@@ -369,7 +369,7 @@ async fn openapi_document_lists_exactly_the_served_routes() {
 async fn a_callers_traceparent_makes_the_submission_part_of_its_trace() {
     use mono2mesh_infra::otel::TRACEPARENT;
     use mono2mesh_infra::queue::{Lane, MessageQueue};
-    let receiver = mono2mesh_infra::test_otlp::traced_process();
+    let receiver = mono2mesh_testkit::otlp::traced_process();
     let h = Harness::s3().await;
     // A fresh trace id per run, so spans of an earlier run cannot satisfy this one.
     let trace_id = JobId::new().to_string().replace('-', "");

@@ -13,11 +13,3 @@ pub mod runtime;
 pub mod secret;
 pub mod service;
 pub mod telemetry;
-#[cfg(feature = "test-support")]
-pub mod test_support;
-#[cfg(feature = "test-support")]
-pub mod test_otlp;
-#[cfg(feature = "test-support")]
-pub mod test_proxy;
-#[cfg(feature = "test-support")]
-pub mod test_rig;

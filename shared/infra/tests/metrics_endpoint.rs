@@ -5,7 +5,7 @@
 use mono2mesh_core::Stage;
 use mono2mesh_infra::config::{LogFormat, TelemetrySettings};
 use mono2mesh_infra::telemetry::{buckets_for, install_metrics, names, service_name, StageOutcome, StageTimer};
-use mono2mesh_infra::test_otlp::{OtlpReceiver, PointValue};
+use mono2mesh_testkit::otlp::{OtlpReceiver, PointValue};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -1,8 +1,8 @@
 //! One job is one trace: a job submitted inside a span goes through four real worker
 //! runtimes (gate, classify, reconstruct, refine; stand-in handlers) over the in-memory
 //! queue and over RabbitMQ, and the spans that reach an OTLP/HTTP receiver (a real
-//! server decoding the protobuf export, see `test_otlp`) form one trace in which each
-//! stage is the child of the one that published its message, retries included.
+//! server decoding the protobuf export, see `mono2mesh_testkit::otlp`) form one trace in
+//! which each stage is the child of the one that published its message, retries included.
 //! Fails, rather than skips, when RabbitMQ is missing.
 
 #[allow(dead_code)]
@@ -12,7 +12,7 @@ use mono2mesh_core::{Category, JobId, Stage, StageError, StageMessage};
 use mono2mesh_infra::telemetry;
 use mono2mesh_infra::queue::Lane;
 use mono2mesh_infra::runtime::{Next, StageHandler};
-use mono2mesh_infra::test_otlp::{traced_process, ReceivedSpan};
+use mono2mesh_testkit::otlp::{traced_process, ReceivedSpan};
 use opentelemetry::trace::TraceContextExt;
 use queue_support::*;
 use std::sync::atomic::{AtomicBool, Ordering};
