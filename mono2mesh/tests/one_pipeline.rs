@@ -12,7 +12,7 @@
 
 use mono2mesh_core::{JobId, JobState, Stage, StageMessage};
 use mono2mesh_infra::blob::{keys, BlobStore};
-use mono2mesh_infra::test_rig::{stop_gracefully, PipelineRig};
+use mono2mesh_testkit::rig::{stop_gracefully, PipelineRig};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -98,7 +98,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let _ = stop_dispatcher.send(());
         let _ = dispatching.await;
         let _ = services.queue.close().await;
-        let _ = tokio::task::spawn_blocking(mono2mesh_infra::otel::shutdown).await;
+        let _ = tokio::task::spawn_blocking(mono2mesh_infra::telemetry::shutdown).await;
         served
     })
 }

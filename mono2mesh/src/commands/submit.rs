@@ -59,7 +59,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<()> {
         bar.finish_and_clear();
         let _ = services.queue.close().await;
         if traced {
-            let _ = tokio::task::spawn_blocking(mono2mesh_infra::otel::shutdown).await;
+            let _ = tokio::task::spawn_blocking(mono2mesh_infra::telemetry::shutdown).await;
         }
         println!(
             "batch {batch}: {} submitted, {} already submitted (skipped), {} resumed, {} failed",

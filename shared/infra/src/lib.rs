@@ -4,8 +4,10 @@ pub mod batcher;
 pub mod blob;
 pub mod config;
 pub mod jobs;
+pub mod metrics_spec;
 pub mod otel;
 pub mod otel_metrics;
+pub mod otlp;
 pub mod pipeline;
 pub mod queue;
 pub mod repository;
@@ -13,11 +15,3 @@ pub mod runtime;
 pub mod secret;
 pub mod service;
 pub mod telemetry;
-#[cfg(feature = "test-support")]
-pub mod test_support;
-#[cfg(feature = "test-support")]
-pub mod test_otlp;
-#[cfg(feature = "test-support")]
-pub mod test_proxy;
-#[cfg(feature = "test-support")]
-pub mod test_rig;

@@ -120,7 +120,7 @@ pub async fn serve(
     // Closing returns whatever is still unsettled to the broker.
     let closed = services.queue.close().await;
     // Send the last spans before the process exits (off the async threads: it blocks).
-    let _ = tokio::task::spawn_blocking(crate::otel::shutdown).await;
+    let _ = tokio::task::spawn_blocking(crate::telemetry::shutdown).await;
     let report = result?;
     closed?;
     Ok(report)

@@ -7,7 +7,7 @@ use mono2mesh_infra::blob::keys;
 use mono2mesh_infra::config::DatabaseSettings;
 use mono2mesh_infra::jobs::{CategorySource, JobStore, JobStoreError, JobUpdate, NewJob, Page, Transition};
 use mono2mesh_infra::secret::SecretUrl;
-use mono2mesh_infra::test_support::TestDatabase;
+use mono2mesh_testkit::services::TestDatabase;
 use serde_json::json;
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Load: N jobs (default 1,000; `MONO2MESH_LOAD_JOBS`) through the real gate worker and
 //! the real refine worker (fed with stored voxel grids), on RabbitMQ, Postgres and S3
-//! (s3s-fs on a local port), as `mono2mesh_infra::test_rig` sets them up. Prints:
+//! (s3s-fs on a local port), as `mono2mesh_testkit::rig` sets them up. Prints:
 //!
 //! - throughput of each worker process: jobs/s between its first and last completion
 //!   (taken from the jobs' stage timestamps, so process start-up is not counted);
@@ -23,7 +23,7 @@ use mono2mesh_geometry::VoxelGrid;
 use mono2mesh_infra::blob::{keys, BlobStore};
 use mono2mesh_infra::jobs::{JobUpdate, Page};
 use mono2mesh_infra::queue::{Lane, MessageQueue};
-use mono2mesh_infra::test_rig::{stop_gracefully, PipelineRig};
+use mono2mesh_testkit::rig::{stop_gracefully, PipelineRig};
 use mono2mesh_refine::{refine_npy, RefineSettings};
 use std::io::Cursor;
 use std::path::Path;

@@ -1,5 +1,5 @@
 //! The real `mono2mesh-refine` binary against RabbitMQ, Postgres and S3 (see
-//! `mono2mesh_infra::test_rig`), fed with stored probability grids as reconstruct leaves them.
+//! `mono2mesh_testkit::rig`), fed with stored probability grids as reconstruct leaves them.
 //! Fails, rather than skips, when RabbitMQ or Postgres is missing.
 
 use mono2mesh_core::{JobId, JobState, Stage, StageMessage};
@@ -7,7 +7,7 @@ use mono2mesh_geometry::{npy, VoxelGrid};
 use mono2mesh_infra::blob::{keys, BlobStore};
 use mono2mesh_infra::jobs::JobUpdate;
 use mono2mesh_infra::queue::MessageQueue;
-use mono2mesh_infra::test_rig::{stop_gracefully, PipelineRig};
+use mono2mesh_testkit::rig::{stop_gracefully, PipelineRig};
 use std::time::Duration;
 
 const REFINE: &str = env!("CARGO_BIN_EXE_mono2mesh-refine");

@@ -10,7 +10,7 @@ use mono2mesh_infra::blob::{keys, BlobKey, BlobStore, LocalBlobStore};
 use mono2mesh_infra::jobs::{CategorySource, JobStore, JobUpdate};
 use mono2mesh_infra::queue::{Lane, MemoryQueue, MessageQueue, Topology};
 use mono2mesh_infra::secret::SecretString;
-use mono2mesh_infra::test_support::{TestDatabase, TestS3};
+use mono2mesh_testkit::services::{TestDatabase, TestS3};
 use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Duration;
