@@ -95,20 +95,11 @@ fn parse_shape(header: &str) -> Result<Vec<usize>, NpyError> {
 
 /// Read back a little-endian float32, C-ordered `.npy` (any shape): its values.
 pub fn npy_to_grid_values(bytes: &[u8]) -> Result<Vec<f32>, NpyError> {
-    if bytes.len() < 10 || &bytes[..6] != MAGIC {
-        return Err(NpyError::NotNpy);
-    }
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
-        v => return Err(NpyError::Unsupported(format!("version {v}"))),
-    };
-    let header = bytes.get(start..start + header_len).ok_or(NpyError::NotNpy)?;
-    let header = String::from_utf8_lossy(header);
+    let (header, data_start) = split_header(bytes)?;
     if !header.contains("'descr': '<f4'") || !header.contains("'fortran_order': False") {
         return Err(NpyError::Unsupported(format!("header {}", header.trim())));
     }
-    let data = &bytes[start + header_len..];
+    let data = &bytes[data_start..];
     if data.len() % 4 != 0 {
         return Err(NpyError::Unsupported("data is not whole float32 values".into()));
     }
