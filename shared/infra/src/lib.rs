@@ -10,6 +10,7 @@ pub mod queue;
 pub mod runtime;
 pub mod secret;
 pub mod service;
+pub mod store;
 pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod test_support;
