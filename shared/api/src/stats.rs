@@ -10,9 +10,10 @@ use mono2mesh_infra::jobs::{JobStore, JobStoreError, StageStats};
 use mono2mesh_infra::queue::{Lane, QueueError, Topology};
 use mono2mesh_infra::secret::SecretUrl;
 use serde::Serialize;
-use sqlx::Row;
 use std::fmt::Write as _;
 use std::time::Duration;
+
+pub use mono2mesh_infra::store::{RejectReason, StageFailures};
 
 /// Reject reasons listed at most.
 const TOP_REASONS: i64 = 10;
@@ -55,23 +56,6 @@ pub struct QueueDepth {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct RejectReason {
-    /// The reason with its numbers masked as `N` ("blurry: Laplacian variance N is
-    /// below N"), so rejections of one kind count together whatever their scores.
-    pub reason: String,
-    pub jobs: i64,
-    /// One full reason of this kind, numbers and all.
-    pub example: String,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct StageFailures {
-    pub stage: Stage,
-    /// Attempts that failed and were retried or given up, in the window.
-    pub failed_attempts: i64,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct OpsStats {
     pub window_secs: u64,
     pub stages: Vec<StageStats>,
@@ -93,61 +77,16 @@ pub enum StatsError {
     Queue(#[from] QueueError),
 }
 
-fn query_error(context: &'static str) -> impl Fn(sqlx::Error) -> JobStoreError {
-    move |e| JobStoreError::Query { context, message: e.to_string() }
-}
-
 /// Database part of the stats (throughput, latency, rejections, failed attempts).
 pub async fn job_stats(jobs: &JobStore, window: Duration) -> Result<OpsStats, StatsError> {
     let report = jobs.stats(window).await?;
-    let secs = window.as_secs_f64();
-    let corrupt = |e: sqlx::Error| JobStoreError::Corrupt(e.to_string());
-    let reasons = sqlx::query(
-        "SELECT regexp_replace(COALESCE(last_error, '(no reason recorded)'), '[0-9]+([.][0-9]+)?', 'N', 'g') AS reason, \
-                count(*) AS jobs, min(COALESCE(last_error, '(no reason recorded)')) AS example FROM jobs \
-         WHERE rejected_at >= now() - make_interval(secs => $1) \
-         GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $2",
-    )
-    .bind(secs)
-    .bind(TOP_REASONS)
-    .fetch_all(jobs.pool())
-    .await
-    .map_err(query_error("reject reasons"))?;
-    let reject_reasons = reasons
-        .iter()
-        .map(|row| {
-            Ok(RejectReason {
-                reason: row.try_get("reason").map_err(corrupt)?,
-                jobs: row.try_get("jobs").map_err(corrupt)?,
-                example: row.try_get("example").map_err(corrupt)?,
-            })
-        })
-        .collect::<Result<Vec<_>, JobStoreError>>()?;
-    let failed_rows = sqlx::query(
-        "SELECT stage, count(*) AS n FROM job_events \
-         WHERE event = 'attempt_failed' AND at >= now() - make_interval(secs => $1) AND stage IS NOT NULL \
-         GROUP BY stage",
-    )
-    .bind(secs)
-    .fetch_all(jobs.pool())
-    .await
-    .map_err(query_error("failed attempts"))?;
-    let mut failures: Vec<StageFailures> =
-        Stage::ALL.iter().map(|s| StageFailures { stage: *s, failed_attempts: 0 }).collect();
-    for row in &failed_rows {
-        let stage: String = row.try_get("stage").map_err(corrupt)?;
-        let n: i64 = row.try_get("n").map_err(corrupt)?;
-        if let Some(slot) = failures.iter_mut().find(|f| f.stage.name() == stage) {
-            slot.failed_attempts = n;
-        }
-    }
     Ok(OpsStats {
         window_secs: report.window_secs,
         stages: report.stages,
         rejected: report.rejected,
         failed: report.failed,
-        reject_reasons,
-        failures,
+        reject_reasons: jobs.ops().reject_reasons(window, TOP_REASONS).await?,
+        failures: jobs.ops().failed_attempts(window).await?,
         queues: Vec::new(),
         queues_note: None,
     })

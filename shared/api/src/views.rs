@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use mono2mesh_core::{Category, JobState};
 use mono2mesh_infra::blob::{content_type_for, BlobKey};
 use mono2mesh_infra::jobs::{BatchSummary, CategorySource, Job};
+use mono2mesh_infra::store::DeliveryState;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -34,7 +35,7 @@ pub struct JobView {
     pub links: JobLinks,
     /// The finish notification, for a job that asked for one (single-job view only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub webhook: Option<crate::webhook::DeliveryState>,
+    pub webhook: Option<DeliveryState>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -33,9 +33,9 @@ use mono2mesh_core::JobId;
 use mono2mesh_infra::config::WebhookSettings;
 use mono2mesh_infra::jobs::{Job, JobStore, JobStoreError};
 use mono2mesh_infra::secret::SecretString;
+use mono2mesh_infra::store::DeliveryOutcome;
 use serde_json::{json, Value};
 use sha2::Sha256;
-use sqlx::Row;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -43,6 +43,8 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::views::JobView;
+
+pub use mono2mesh_infra::store::webhooks::{DeliveryState, WEBHOOK_EVENT};
 
 /// `sha256=<hex HMAC-SHA256 of "{timestamp}.{body}">`, keyed with `webhook.secret`.
 pub const SIGNATURE_HEADER: &str = "x-mono2mesh-signature";
@@ -54,8 +56,6 @@ pub const DELIVERY_HEADER: &str = "x-mono2mesh-delivery";
 pub const EVENT_HEADER: &str = "x-mono2mesh-event";
 /// The one event type so far.
 pub const JOB_FINISHED: &str = "job.finished";
-/// History event of each call.
-pub const WEBHOOK_EVENT: &str = "webhook";
 /// Longest webhook URL accepted.
 pub const MAX_URL_LEN: usize = 2000;
 
@@ -83,54 +83,6 @@ pub fn validate_url(url: &str) -> Result<(), WebhookError> {
         return Err(bad());
     }
     Ok(())
-}
-
-fn sql_err(context: &'static str) -> impl FnOnce(sqlx::Error) -> JobStoreError {
-    move |e| JobStoreError::Query { context, message: e.to_string() }
-}
-
-/// Asks for `url` to be called when `job` finishes. A job has at most one webhook: a
-/// later registration (a resubmission) keeps the first. A job that has already
-/// finished is notified at once.
-pub async fn register(jobs: &JobStore, job: JobId, url: &str) -> Result<(), WebhookError> {
-    validate_url(url)?;
-    sqlx::query("INSERT INTO webhook_deliveries (job_id, url) VALUES ($1, $2) ON CONFLICT (job_id) DO NOTHING")
-        .bind(job.0)
-        .bind(url)
-        .execute(jobs.pool())
-        .await
-        .map_err(sql_err("register webhook"))?;
-    Ok(())
-}
-
-/// A notification's stored state, for the job view and tests.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct DeliveryState {
-    pub url: String,
-    /// `pending`, `delivered` or `failed` (gave up).
-    pub state: String,
-    pub attempts: i32,
-    pub last_status: Option<i32>,
-    pub last_error: Option<String>,
-}
-
-pub async fn delivery_state(jobs: &JobStore, job: JobId) -> Result<Option<DeliveryState>, WebhookError> {
-    let row = sqlx::query(
-        "SELECT url, state, attempts, last_status, last_error FROM webhook_deliveries WHERE job_id = $1",
-    )
-    .bind(job.0)
-    .fetch_optional(jobs.pool())
-    .await
-    .map_err(sql_err("webhook state"))?;
-    let Some(row) = row else { return Ok(None) };
-    let get = |e: sqlx::Error| JobStoreError::Corrupt(e.to_string());
-    Ok(Some(DeliveryState {
-        url: row.try_get("url").map_err(get)?,
-        state: row.try_get("state").map_err(get)?,
-        attempts: row.try_get("attempts").map_err(get)?,
-        last_status: row.try_get("last_status").map_err(get)?,
-        last_error: row.try_get("last_error").map_err(get)?,
-    }))
 }
 
 /// The signature header value for `body` sent at `timestamp`.
@@ -277,33 +229,10 @@ impl Dispatcher {
 
     /// One round: claims the due notifications of finished jobs and calls them all.
     pub async fn dispatch_due(&self) -> Result<Vec<(JobId, CallOutcome)>, WebhookError> {
-        let rows = sqlx::query(
-            "UPDATE webhook_deliveries d \
-               SET attempts = d.attempts + 1, next_attempt_at = now() + make_interval(secs => $2) \
-             WHERE d.job_id IN ( \
-               SELECT w.job_id FROM webhook_deliveries w JOIN jobs j ON j.id = w.job_id \
-               WHERE w.state = 'pending' AND w.next_attempt_at <= now() \
-                 AND j.state IN ('done', 'rejected', 'failed') \
-               ORDER BY w.next_attempt_at LIMIT $1 \
-               FOR UPDATE OF w SKIP LOCKED) \
-             RETURNING d.job_id, d.url, d.attempts",
-        )
-        .bind(CLAIM_BATCH)
-        .bind(self.lease.as_secs_f64())
-        .fetch_all(self.jobs.pool())
-        .await
-        .map_err(sql_err("claim webhooks"))?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        for row in rows {
-            let get = |e: sqlx::Error| JobStoreError::Corrupt(e.to_string());
-            let id: uuid::Uuid = row.try_get("job_id").map_err(get)?;
-            let url: String = row.try_get("url").map_err(get)?;
-            let attempt: i32 = row.try_get("attempts").map_err(get)?;
-            claimed.push((JobId(id), url, attempt));
-        }
-        let calls = claimed.into_iter().map(|(id, url, attempt)| async move {
-            let outcome = self.deliver(id, &url, attempt).await;
-            (id, outcome)
+        let claimed = self.jobs.webhooks().claim_due(CLAIM_BATCH, self.lease).await?;
+        let calls = claimed.into_iter().map(|claim| async move {
+            let outcome = self.deliver(claim.job, &claim.url, claim.attempt).await;
+            (claim.job, outcome)
         });
         let mut outcomes = Vec::new();
         for (id, outcome) in futures::future::join_all(calls).await {
@@ -378,25 +307,8 @@ impl Dispatcher {
             "error": error,
             "retry_in_ms": (state == "pending").then_some(delay.as_millis() as u64),
         });
-        sqlx::query(
-            "WITH updated AS ( \
-               UPDATE webhook_deliveries SET state = $2, last_status = $3, last_error = $4, \
-                 next_attempt_at = now() + make_interval(secs => $5), \
-                 delivered_at = CASE WHEN $2 = 'delivered' THEN now() ELSE delivered_at END \
-               WHERE job_id = $1 RETURNING job_id \
-             ) \
-             INSERT INTO job_events (job_id, stage, event, detail) SELECT job_id, NULL, $6, $7 FROM updated",
-        )
-        .bind(id.0)
-        .bind(state)
-        .bind(status.map(i32::from))
-        .bind(error)
-        .bind(delay.as_secs_f64())
-        .bind(WEBHOOK_EVENT)
-        .bind(detail)
-        .execute(self.jobs.pool())
-        .await
-        .map_err(sql_err("record webhook call"))?;
+        let stored = DeliveryOutcome { state, status, error, retry_in: delay, detail };
+        self.jobs.webhooks().record(id, &stored).await?;
         Ok(())
     }
 }

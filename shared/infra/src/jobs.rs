@@ -354,7 +354,7 @@ impl JobStore {
         JobStore { pool }
     }
 
-    pub fn pool(&self) -> &PgPool {
+    pub(crate) fn pool(&self) -> &PgPool {
         &self.pool
     }
 
