@@ -6,7 +6,7 @@ use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use mono2mesh_core::Stage;
-use mono2mesh_infra::jobs::{JobStore, JobStoreError, StageStats};
+use mono2mesh_infra::jobs::{JobStore, JobStoreError, StatsReport};
 use mono2mesh_infra::queue::{Lane, QueueError, Topology};
 use mono2mesh_infra::secret::SecretUrl;
 use serde::Serialize;
@@ -57,10 +57,9 @@ pub struct QueueDepth {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct OpsStats {
-    pub window_secs: u64,
-    pub stages: Vec<StageStats>,
-    pub rejected: i64,
-    pub failed: i64,
+    /// Per-stage throughput and latency, rejections and failures in the window.
+    #[serde(flatten)]
+    pub report: StatsReport,
     pub reject_reasons: Vec<RejectReason>,
     pub failures: Vec<StageFailures>,
     /// Empty when no broker was asked (in-memory queue, or `--no-queues`).
@@ -79,12 +78,8 @@ pub enum StatsError {
 
 /// Database part of the stats (throughput, latency, rejections, failed attempts).
 pub async fn job_stats(jobs: &JobStore, window: Duration) -> Result<OpsStats, StatsError> {
-    let report = jobs.stats(window).await?;
     Ok(OpsStats {
-        window_secs: report.window_secs,
-        stages: report.stages,
-        rejected: report.rejected,
-        failed: report.failed,
+        report: jobs.stats(window).await?,
         reject_reasons: jobs.ops().reject_reasons(window, TOP_REASONS).await?,
         failures: jobs.ops().failed_attempts(window).await?,
         queues: Vec::new(),
@@ -139,10 +134,10 @@ fn count(value: Option<u32>) -> String {
 /// The terminal table `mono2mesh stats` prints.
 pub fn render_table(stats: &OpsStats) -> String {
     let mut out = String::new();
-    let window = humanize_secs(stats.window_secs);
+    let window = humanize_secs(stats.report.window_secs);
     let _ = writeln!(out, "Stages, last {window} (latency = previous step to stage done, queue wait included)");
     let _ = writeln!(out, "{:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}", "stage", "done", "per min", "p50", "p95", "mean", "retries");
-    for s in &stats.stages {
+    for s in &stats.report.stages {
         let failed = stats.failures.iter().find(|f| f.stage == s.stage).map_or(0, |f| f.failed_attempts);
         let _ = writeln!(
             out,
@@ -156,7 +151,7 @@ pub fn render_table(stats: &OpsStats) -> String {
             failed
         );
     }
-    let _ = writeln!(out, "rejected {}  failed {}", stats.rejected, stats.failed);
+    let _ = writeln!(out, "rejected {}  failed {}", stats.report.rejected, stats.report.failed);
     let _ = writeln!(out);
     if stats.queues.is_empty() {
         let note = stats.queues_note.as_deref().unwrap_or("no broker asked");

@@ -8,31 +8,32 @@ use serde_json::{json, Value};
 use super::JOB_FINISHED;
 use crate::views::JobView;
 
-/// The notification body: who, how it ended, what it produced and where to get it.
+/// The notification body for `job`'s `attempt`-th call; links are absolute when the
+/// deployment knows its `public_url`.
 pub fn payload(job: &Job, attempt: i32, public_url: Option<&str>) -> Value {
     let view = JobView::of(job);
+    let links = view.links();
     let base = public_url.unwrap_or("").trim_end_matches('/');
     let link = |path: &str| format!("{base}{path}");
     let downloads: serde_json::Map<String, Value> =
-        view.links.downloads.iter().map(|(name, path)| (name.clone(), Value::String(link(path)))).collect();
-    let finished_at = view.timings.done_at.or(view.timings.rejected_at).or(view.timings.failed_at);
+        links.downloads.iter().map(|(name, path)| (name.clone(), Value::String(link(path)))).collect();
     json!({
         "event": JOB_FINISHED,
-        "job_id": view.id,
-        "external_id": view.external_id,
-        "batch": view.batch,
-        "state": view.state,
+        "job_id": job.id.to_string(),
+        "external_id": job.external_id,
+        "batch": job.batch,
+        "state": job.state,
         // Why a rejected or failed job ended so; null for a done one.
-        "reason": if job.state == JobState::Done { None } else { view.last_error.clone() },
-        "category": view.category,
-        "outputs": view.outputs,
+        "reason": if job.state == JobState::Done { None } else { job.last_error.clone() },
+        "category": job.category,
+        "outputs": view.outputs(),
         "links": {
-            "self": link(&view.links.self_),
-            "events": link(&view.links.events),
-            "outputs": link(&view.links.outputs),
+            "self": link(&links.self_),
+            "events": link(&links.events),
+            "outputs": link(&links.outputs),
             "downloads": downloads,
         },
-        "finished_at": finished_at,
+        "finished_at": view.finished_at(),
         "attempt": attempt,
     })
 }
