@@ -17,6 +17,15 @@ async fn expect_unavailable(response: Response, what: &str) {
     assert!(message.contains("retry later"), "{what}: {message}");
 }
 
+/// `POST /v1/jobs` of one fixed photo with an `Idempotency-Key`.
+async fn post_keyed(h: &Harness, key: &str) -> Response {
+    let form = reqwest::multipart::Form::new()
+        .part("photo", reqwest::multipart::Part::bytes(png(3, 32)).file_name("photo.png"))
+        .text("batch", "outage");
+    let request = h.http.post(h.url("/v1/jobs")).bearer_auth(TOKEN).header("idempotency-key", key).multipart(form);
+    request.send().await.unwrap_or_else(|e| panic!("POST /v1/jobs: {e}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_is_a_503_with_retry_after_and_heals() {
     let (h, proxy) = Harness::local_behind_proxy().await;
@@ -29,19 +38,7 @@ async fn a_database_outage_is_a_503_with_retry_after_and_heals() {
     proxy.cut().await;
     // Creation: the content lookup and the Idempotency-Key lookup both need the database.
     expect_unavailable(h.post_photo(png(2, 32), &[("batch", "outage")], Some(TOKEN)).await, "POST /v1/jobs").await;
-    let keyed = reqwest::multipart::Form::new()
-        .part("photo", reqwest::multipart::Part::bytes(png(3, 32)).file_name("photo.png"))
-        .text("batch", "outage");
-    let response = h
-        .http
-        .post(h.url("/v1/jobs"))
-        .bearer_auth(TOKEN)
-        .header("idempotency-key", "outage-1")
-        .multipart(keyed)
-        .send()
-        .await
-        .unwrap();
-    expect_unavailable(response, "POST /v1/jobs with Idempotency-Key").await;
+    expect_unavailable(post_keyed(&h, "outage-1").await, "POST /v1/jobs with Idempotency-Key").await;
     for path in [
         format!("/v1/jobs/{id}"),
         format!("/v1/jobs/{id}/events"),
@@ -57,18 +54,7 @@ async fn a_database_outage_is_a_503_with_retry_after_and_heals() {
     proxy.restore().await;
     let job = h.http.get(h.url(&format!("/v1/jobs/{id}"))).send().await.unwrap();
     assert_eq!(job.status(), 200);
-    let keyed = reqwest::multipart::Form::new()
-        .part("photo", reqwest::multipart::Part::bytes(png(3, 32)).file_name("photo.png"))
-        .text("batch", "outage");
-    let retried = h
-        .http
-        .post(h.url("/v1/jobs"))
-        .bearer_auth(TOKEN)
-        .header("idempotency-key", "outage-1")
-        .multipart(keyed)
-        .send()
-        .await
-        .unwrap();
+    let retried = post_keyed(&h, "outage-1").await;
     assert_eq!(retried.status(), 201, "the client's retry after the outage goes through");
     assert_eq!(h.take_gate_messages().await.len(), 1);
     let stats = h.http.get(h.url("/v1/stats")).send().await.unwrap();
