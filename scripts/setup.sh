@@ -14,9 +14,10 @@ mode="${1:-}"
 bash scripts/install-libtorch.sh
 case "$mode" in
   --release) profile=release; cargo build --locked --release -p mono2mesh ;;
-  # The test build unifies the workspace's dev features (test support in the infra
-  # crate, ...); building the binary alone first would resolve other features and make
-  # `cargo test` rebuild the shared dependencies. This builds once, the binary included.
+  # The test build unifies the workspace's dev-dependency features (the test kit's
+  # in-process S3 turns on more of aws-sdk-s3, ...); building the binary alone first
+  # would resolve other features and make `cargo test` rebuild the shared dependencies.
+  # This builds once, the binary included.
   --tests) cargo test --workspace --locked --no-run ;;
   "") cargo build --locked -p mono2mesh ;;
   *) echo "usage: scripts/setup.sh [--tests|--release]" >&2; exit 2 ;;

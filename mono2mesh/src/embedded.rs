@@ -1,54 +1,84 @@
 //! The embedded pipeline: gate -> classify -> reconstruct -> refine in one process, on
-//! local files, with no server. Each stage runs the same library function its worker
-//! binary runs, on its own thread, connected to the next by a bounded channel; results
-//! go to a blob store on a local directory (one key prefix per photo).
+//! local files, with no server. It runs the very handlers the four worker binaries run
+//! (`mono2mesh_<stage>::handler`), with the same runtime loop, over the in-memory queue,
+//! an in-memory job store behind the Postgres store's trait, and a blob store on a
+//! local directory. Only the transport differs from the distributed deployment, so a
+//! photo gets the same answer in both modes.
 //!
-//! Classify and reconstruct take whatever is waiting (up to `batch`) into one forward
-//! pass, as their workers do. A photo that a stage rejects or cannot process leaves the
-//! pipeline early with its reasons; nothing stops the photos behind it.
+//! When every job has ended, each photo's outputs are copied from the job's blob keys
+//! to `<out>/<name>/` under the names users know (gate.json, gated.png,
+//! classification.json, voxels.binvox, probabilities.npy, mesh.*, mesh.json), with a
+//! preview and one `report.json`; the job area is then removed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
-use std::thread;
-use std::time::Instant;
+use std::time::Duration;
 
 use anyhow::Context;
+use async_trait::async_trait;
 use bytes::Bytes;
 use mono2mesh_catalog::camera::{Camera, ViewParams};
 use mono2mesh_catalog::render::{render, Lighting, ShadedMesh};
 use mono2mesh_catalog::{ColoredMesh, Material};
-use mono2mesh_classify::{classify_batch, Classification, ClassifyInput, ClassifySettings};
-use mono2mesh_core::Category;
-use mono2mesh_gate::{Decision, GateReport, GateSettings};
-use mono2mesh_geometry::{Mesh, VoxelGrid};
-use mono2mesh_infra::blob::{BlobKey, BlobStore, LocalBlobStore};
+use mono2mesh_classify::handler::ClassifyHandler;
+use mono2mesh_classify::settings::ClassifyStageSettings;
+use mono2mesh_core::{Category, JobId, JobState, Stage, StageError, StageMessage};
+use mono2mesh_gate::handler::GateHandler;
+use mono2mesh_gate::{GateReport, GateSettings};
+use mono2mesh_geometry::{npy, Mesh};
+use mono2mesh_infra::blob::{keys, BlobKey, BlobStore, LocalBlobStore};
+use mono2mesh_infra::config::{QueueBackend, Settings};
+use mono2mesh_infra::jobs::{Job, NewJob};
+use mono2mesh_infra::pipeline::{StageContext, StoreOutcomes};
+use mono2mesh_infra::queue::{self, Lane, MessageQueue};
+use mono2mesh_infra::repository::{JobRepository, MemoryJobStore};
+use mono2mesh_infra::runtime::{Next, RunReport, RuntimeSettings, StageHandler, Worker};
+use mono2mesh_reconstruct::handler::ReconstructHandler;
 use mono2mesh_reconstruct::registry::{ModelRegistry, ResolvedModel};
-use mono2mesh_reconstruct::{npy, ReconstructJob, ReconstructSettings, Reconstructor};
+use mono2mesh_reconstruct::settings::ReconstructStageSettings;
 use mono2mesh_refine::{MeshStats, RefineSettings};
 use mono2mesh_vision::classifier::ClassifierModel;
+use mono2mesh_vision::device::DeviceChoice;
 use serde::Serialize;
-use tch::Device;
+use tokio::sync::watch;
+
+/// The batch every embedded job belongs to (the job store's dedup key is batch + content).
+const RUN_BATCH: &str = "run";
+/// Where job blobs live inside the output directory while the pipeline runs.
+const WORK_DIR: &str = ".pipeline";
 
 /// Everything the embedded pipeline needs to know.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub out_dir: PathBuf,
-    pub gate: GateSettings,
-    pub classify: ClassifySettings,
-    pub classifier_path: PathBuf,
-    /// Skip classification and use this category for every photo.
+    /// The layered settings (stage sections, model registry), as the workers read them.
+    pub settings: Settings,
+    /// The four stages' settings, read from `settings` (flags applied on top).
+    pub stages: StageSettings,
+    /// Skip classification and use this category for every photo (as a manifest would).
     pub category: Option<Category>,
-    pub registry: ModelRegistry,
-    pub device: Device,
-    pub reconstruct: ReconstructSettings,
-    /// Occupancy threshold of `voxels.binvox`.
-    pub threshold: f32,
-    pub refine: RefineSettings,
     pub preview: bool,
-    /// Most photos per classifier / Pix2Vox forward pass.
-    pub batch: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct StageSettings {
+    pub gate: GateSettings,
+    pub classify: ClassifyStageSettings,
+    pub reconstruct: ReconstructStageSettings,
+    pub refine: RefineSettings,
+}
+
+impl StageSettings {
+    /// Each stage's section of the layered settings, checked by its own crate.
+    pub fn from_config(settings: &Settings) -> anyhow::Result<Self> {
+        Ok(StageSettings {
+            gate: GateSettings::from_config(settings)?,
+            classify: ClassifyStageSettings::from_config(settings)?,
+            reconstruct: ReconstructStageSettings::from_config(settings)?,
+            refine: RefineSettings::from_config(settings)?,
+        })
+    }
 }
 
 /// How a photo's trip ended.
@@ -72,51 +102,15 @@ pub struct PhotoReport {
     pub status: PhotoStatus,
     pub reasons: Vec<String>,
     pub gate: Option<GateReport>,
-    pub classification: Option<Classification>,
-    /// Set when the category came from `--category` rather than the classifier.
+    pub classification: Option<serde_json::Value>,
+    /// The category the job was reconstructed as (from `--category` or the classifier).
     pub category: Option<Category>,
     pub model: Option<ResolvedModel>,
     pub mesh: Option<MeshStats>,
     /// Output files, relative to the output directory.
     pub outputs: Vec<String>,
+    /// Time from submission to each stage's completion, and between them.
     pub timings_ms: BTreeMap<&'static str, f64>,
-}
-
-/// A photo in flight between stages.
-struct Work {
-    report: PhotoReport,
-    gated_png: Vec<u8>,
-    grid: Option<VoxelGrid>,
-}
-
-impl Work {
-    fn end(mut self, status: PhotoStatus, reason: impl Into<String>) -> PhotoReport {
-        self.report.status = status;
-        self.report.reasons.push(reason.into());
-        self.report
-    }
-}
-
-/// Writes into the local blob store from the stage threads.
-#[derive(Clone)]
-struct Outputs {
-    store: Arc<LocalBlobStore>,
-    runtime: tokio::runtime::Handle,
-}
-
-impl Outputs {
-    fn put(&self, report: &mut PhotoReport, file: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
-        let key = BlobKey::parse(format!("{}/{}", report.name, file))?;
-        self.runtime
-            .block_on(self.store.put(&key, Bytes::from(bytes)))
-            .with_context(|| format!("writing {key}"))?;
-        report.outputs.push(key.as_str().to_string());
-        Ok(())
-    }
-
-    fn put_json(&self, report: &mut PhotoReport, file: &str, value: &impl Serialize) -> anyhow::Result<()> {
-        self.put(report, file, serde_json::to_vec_pretty(value)?)
-    }
 }
 
 /// Runs every photo through the pipeline; returns one report per photo, in input order.
@@ -128,52 +122,314 @@ pub fn run_pipeline(
 ) -> anyhow::Result<Vec<PhotoReport>> {
     std::fs::create_dir_all(&options.out_dir)
         .with_context(|| format!("creating output directory {}", options.out_dir.display()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let outputs = Outputs { store: Arc::new(LocalBlobStore::new(&options.out_dir)), runtime: runtime.handle().clone() };
-    let names = unique_names(photos);
-    let batch = options.batch.max(1);
-
-    let (to_classify, classify_in) = sync_channel::<Work>(batch * 2);
-    let (to_reconstruct, reconstruct_in) = sync_channel::<Work>(batch * 2);
-    let (to_refine, refine_in) = sync_channel::<Work>(batch * 2);
-    let (to_done, done_in) = sync_channel::<PhotoReport>(batch * 2);
-
-    let reports = thread::scope(|scope| -> anyhow::Result<Vec<PhotoReport>> {
-        {
-            let (outputs, done) = (outputs.clone(), to_done.clone());
-            let jobs: Vec<(PathBuf, String)> = photos.iter().cloned().zip(names).collect();
-            scope.spawn(move || gate_stage(jobs, options, &outputs, &to_classify, &done));
-        }
-        {
-            let (outputs, done) = (outputs.clone(), to_done.clone());
-            scope.spawn(move || classify_stage(classify_in, options, &outputs, &to_reconstruct, &done));
-        }
-        {
-            let (outputs, done) = (outputs.clone(), to_done.clone());
-            scope.spawn(move || reconstruct_stage(reconstruct_in, options, &outputs, &to_refine, &done));
-        }
-        {
-            let outputs = outputs.clone();
-            scope.spawn(move || refine_stage(refine_in, options, &outputs, &to_done));
-        }
-        let mut finished = Vec::with_capacity(photos.len());
-        // The loop ends when every stage thread has dropped its sender.
-        for mut report in done_in {
-            let json = serde_json::to_vec_pretty(&report)?;
-            if let Err(error) = outputs.put(&mut report, "report.json", json) {
-                report.status = PhotoStatus::Failed;
-                report.reasons.push(format!("{error:#}"));
-            }
-            on_done(&report);
-            finished.push(report);
-        }
-        Ok(finished)
-    })?;
-
-    let order: HashMap<&Path, usize> = photos.iter().enumerate().map(|(i, p)| (p.as_path(), i)).collect();
-    let mut reports = reports;
-    reports.sort_by_key(|r| order.get(r.input.as_path()).copied().unwrap_or(usize::MAX));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let reports = runtime.block_on(run_async(photos, options, &mut on_done))?;
+    let _ = std::fs::remove_dir_all(options.out_dir.join(WORK_DIR));
     Ok(reports)
+}
+
+/// A photo on its way: its output name and job (none when the file could not be read).
+struct Entry {
+    input: PathBuf,
+    name: String,
+    job: Result<JobId, String>,
+}
+
+async fn run_async(
+    photos: &[PathBuf],
+    options: &RunOptions,
+    on_done: &mut impl FnMut(&PhotoReport),
+) -> anyhow::Result<Vec<PhotoReport>> {
+    let jobs = Arc::new(MemoryJobStore::new());
+    let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(options.out_dir.join(WORK_DIR)));
+    let mut queue_settings = options.settings.queue.clone();
+    queue_settings.backend = QueueBackend::Memory;
+    let queue = queue::open(&queue_settings).await?;
+    let context = StageContext { jobs: jobs.clone(), blobs: blobs.clone() };
+
+    // The four stages' loops, exactly as the worker binaries run them.
+    let (stop, stopped) = watch::channel(false);
+    let mut loops = tokio::task::JoinSet::new();
+    for (lanes, handler, concurrency) in stage_handlers(&context, options)? {
+        let runtime = RuntimeSettings { concurrency, prefetch: concurrency.min(u16::MAX as usize) as u16, ..RuntimeSettings::default() };
+        let outcomes = Arc::new(StoreOutcomes(jobs.clone()));
+        let worker = Worker::new(queue.clone(), lanes, handler, outcomes, runtime)?;
+        let mut stopped = stopped.clone();
+        loops.spawn(async move {
+            worker
+                .run(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+    }
+
+    let names = unique_names(photos);
+    let mut entries = Vec::with_capacity(photos.len());
+    for (input, name) in photos.iter().zip(names) {
+        let job = submit(input, options.category, jobs.as_ref(), blobs.as_ref(), queue.as_ref()).await;
+        entries.push(Entry { input: input.clone(), name, job: job.map_err(|e| format!("{e:#}")) });
+    }
+
+    // Collect each photo as its job ends, in whatever order that happens.
+    let registry = ModelRegistry::new(&options.settings.models.registry);
+    let mut reports: Vec<Option<PhotoReport>> = entries.iter().map(|_| None).collect();
+    let mut remaining = entries.len();
+    while remaining > 0 {
+        for (entry, slot) in entries.iter().zip(reports.iter_mut()).filter(|(_, slot)| slot.is_none()) {
+            let report = match &entry.job {
+                Err(reason) => Some(unread_report(entry, reason)),
+                Ok(id) => match jobs.find_job(*id).await? {
+                    Some(job) if job.state.is_terminal() => {
+                        Some(collect(entry, &job, blobs.as_ref(), options, &registry).await)
+                    }
+                    _ => None,
+                },
+            };
+            if let Some(report) = report {
+                on_done(&report);
+                *slot = Some(report);
+                remaining -= 1;
+            }
+        }
+        if remaining > 0 {
+            if let Some(ended) = loops.try_join_next() {
+                // A stage loop only ends on its own when the queue breaks.
+                anyhow::bail!("a pipeline stage stopped early: {:?}", ended.map(|r| r.map(|_: RunReport| ())));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    let _ = stop.send(true);
+    while let Some(ended) = loops.join_next().await {
+        ended.context("a pipeline stage panicked")??;
+    }
+    queue.close().await?;
+    Ok(reports.into_iter().flatten().collect())
+}
+
+/// The handler of each stage with its lanes and concurrency. A model that cannot be
+/// loaded fails the jobs that reach its stage, with the reason, rather than the run:
+/// the photos before it still get their gate verdicts.
+fn stage_handlers(
+    context: &StageContext,
+    options: &RunOptions,
+) -> anyhow::Result<Vec<(Vec<Lane>, Arc<dyn StageHandler>, usize)>> {
+    let stages = &options.stages;
+    let registry = &options.settings.models.registry;
+    let mut handlers: Vec<(Vec<Lane>, Arc<dyn StageHandler>, usize)> =
+        vec![(vec![Lane::Gate], Arc::new(GateHandler::new(context.clone(), stages.gate.clone())), 2)];
+
+    // With a category given there is nothing to classify: the gate hands jobs straight
+    // to reconstruct, as it does for a manifest that names the category.
+    let mut reconstruct = stages.reconstruct.clone();
+    if let Some(category) = options.category {
+        reconstruct.categories = vec![category];
+    } else {
+        let path = stages.classify.model_path(registry);
+        let handler: Arc<dyn StageHandler> = match stages
+            .classify
+            .device
+            .parse::<DeviceChoice>()
+            .map_err(anyhow::Error::from)
+            .and_then(|d| Ok(d.resolve()?))
+            .and_then(|device| Ok(ClassifierModel::load(&path, device)?))
+        {
+            Ok(model) => Arc::new(ClassifyHandler::new(context.clone(), model, &stages.classify)),
+            Err(error) => Arc::new(Unavailable(format!("loading the classifier {}: {error:#}", path.display()))),
+        };
+        handlers.push((vec![Lane::Classify], handler, stages.classify.batch_size));
+    }
+
+    let lanes: Vec<Lane> = reconstruct.categories.iter().map(|&c| Lane::Reconstruct(c)).collect();
+    let device = reconstruct.device.parse::<DeviceChoice>()?.resolve()?;
+    let handler: Arc<dyn StageHandler> =
+        match ReconstructHandler::load(context.clone(), &ModelRegistry::new(registry), &reconstruct, device) {
+            Ok(handler) => Arc::new(handler),
+            Err(error) => Arc::new(Unavailable(error.to_string())),
+        };
+    handlers.push((lanes, handler, reconstruct.batch_size * 2));
+    handlers.push((
+        vec![Lane::Refine],
+        Arc::new(mono2mesh_refine::handler::RefineHandler::new(context.clone(), stages.refine.clone())),
+        2,
+    ));
+    Ok(handlers)
+}
+
+/// A stage whose model could not be loaded: every job reaching it fails with why.
+struct Unavailable(String);
+
+#[async_trait]
+impl StageHandler for Unavailable {
+    async fn handle(&self, _message: StageMessage) -> Result<Next, StageError> {
+        Err(StageError::permanent(self.0.clone()))
+    }
+}
+
+/// Stores the photo under a new job's input key, records the job and queues it for the gate.
+async fn submit(
+    input: &Path,
+    category: Option<Category>,
+    jobs: &dyn JobRepository,
+    blobs: &dyn BlobStore,
+    queue: &dyn MessageQueue,
+) -> anyhow::Result<JobId> {
+    let photo = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
+    let id = JobId::new();
+    let extension: String = input
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .filter(|e| !e.is_empty() && e.len() <= 5 && e.chars().all(|c| c.is_ascii_alphanumeric()))
+        .unwrap_or_else(|| "bin".into());
+    let input_key = keys::input(id, &format!("photo.{extension}"))?;
+    let content_hash = mono2mesh_api::ingest::content_hash(&photo);
+    blobs.put(&input_key, Bytes::from(photo)).await?;
+    let new = NewJob { id, batch: RUN_BATCH.into(), input_key, content_hash, external_id: None, category };
+    // The same photo given twice is one job, as in a submitted batch.
+    let submission = jobs.submit(&new).await?;
+    if submission.created {
+        queue.publish(&StageMessage::new(id, Stage::Gate, category)).await?;
+    }
+    Ok(submission.job.id)
+}
+
+fn unread_report(entry: &Entry, reason: &str) -> PhotoReport {
+    PhotoReport {
+        input: entry.input.clone(),
+        name: entry.name.clone(),
+        status: PhotoStatus::Rejected,
+        reasons: vec![reason.to_string()],
+        gate: None,
+        classification: None,
+        category: None,
+        model: None,
+        mesh: None,
+        outputs: Vec::new(),
+        timings_ms: BTreeMap::new(),
+    }
+}
+
+/// The user-facing file name of each stored output (by its blob key's stage and file).
+fn output_name(key: &BlobKey) -> String {
+    match key.file_name() {
+        keys::GATE_REPORT if key.as_str().contains("/gate/") => "gate.json".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Copies a finished job's outputs to `<out>/<name>/` and writes its `report.json`.
+async fn collect(
+    entry: &Entry,
+    job: &Job,
+    blobs: &dyn BlobStore,
+    options: &RunOptions,
+    registry: &ModelRegistry,
+) -> PhotoReport {
+    let status = match job.state {
+        JobState::Done => PhotoStatus::Done,
+        JobState::Rejected => PhotoStatus::Rejected,
+        _ => PhotoStatus::Failed,
+    };
+    let mut report = PhotoReport {
+        input: entry.input.clone(),
+        name: entry.name.clone(),
+        status,
+        reasons: job.last_error.iter().filter(|_| status != PhotoStatus::Done).cloned().collect(),
+        gate: None,
+        classification: None,
+        category: job.category,
+        model: None,
+        mesh: None,
+        outputs: Vec::new(),
+        timings_ms: timings(job),
+    };
+    if let Err(error) = copy_outputs(&mut report, job, blobs, options, registry).await {
+        report.status = PhotoStatus::Failed;
+        report.reasons.push(format!("{error:#}"));
+    }
+    let dir = options.out_dir.join(&report.name);
+    let written = serde_json::to_vec_pretty(&report)
+        .map_err(anyhow::Error::from)
+        .and_then(|json| Ok(std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(dir.join("report.json"), json))?));
+    match written {
+        Ok(()) => report.outputs.push(format!("{}/report.json", report.name)),
+        Err(error) => {
+            report.status = PhotoStatus::Failed;
+            report.reasons.push(format!("writing {}: {error:#}", dir.join("report.json").display()));
+        }
+    }
+    report
+}
+
+async fn copy_outputs(
+    report: &mut PhotoReport,
+    job: &Job,
+    blobs: &dyn BlobStore,
+    options: &RunOptions,
+    registry: &ModelRegistry,
+) -> anyhow::Result<()> {
+    let dir = options.out_dir.join(&report.name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let stored: Vec<BlobKey> = job
+        .outputs
+        .as_object()
+        .map(|o| o.values().filter_map(|v| v.as_str()).filter_map(|k| BlobKey::parse(k).ok()).collect())
+        .unwrap_or_default();
+    let mut probabilities = None;
+    for key in stored {
+        let bytes = blobs.get(&key).await.with_context(|| format!("reading {key}"))?;
+        let name = output_name(&key);
+        match name.as_str() {
+            "gate.json" => report.gate = serde_json::from_slice(&bytes).ok(),
+            keys::CLASSIFICATION => report.classification = serde_json::from_slice(&bytes).ok(),
+            mono2mesh_refine::handler::MESH_STATS => report.mesh = serde_json::from_slice(&bytes).ok(),
+            keys::VOXEL_PROBABILITIES => probabilities = Some(bytes.clone()),
+            _ => {}
+        }
+        std::fs::write(dir.join(&name), &bytes).with_context(|| format!("writing {}", dir.join(&name).display()))?;
+        report.outputs.push(format!("{}/{name}", report.name));
+    }
+    if job.model.is_some() {
+        report.model = registry.resolve(job.category).ok();
+    }
+    // Keep the classifier's view of an unsure photo in the report, as the worker does.
+    if report.classification.is_none() {
+        if let Ok(key) = keys::stage_artifact(job.id, Stage::Classify, keys::CLASSIFICATION) {
+            if let Ok(bytes) = blobs.get(&key).await {
+                report.classification = serde_json::from_slice(&bytes).ok();
+                std::fs::write(dir.join(keys::CLASSIFICATION), &bytes)?;
+                report.outputs.push(format!("{}/{}", report.name, keys::CLASSIFICATION));
+            }
+        }
+    }
+    if options.preview && report.status == PhotoStatus::Done {
+        if let Some(bytes) = probabilities {
+            // The refine stage's own mesh function on the stored grid: the same mesh.
+            let grid = npy::npy_to_grid(&bytes)?;
+            let mesh = mono2mesh_refine::build_mesh(&grid, &options.stages.refine)?;
+            std::fs::write(dir.join("preview.png"), preview_png(&mesh)?)?;
+            report.outputs.push(format!("{}/preview.png", report.name));
+        }
+    }
+    Ok(())
+}
+
+/// Milliseconds from submission to the end of each stage the job passed.
+fn timings(job: &Job) -> BTreeMap<&'static str, f64> {
+    let mut out = BTreeMap::new();
+    let stamps = [
+        ("gate", job.gated_at),
+        ("classify", job.classified_at),
+        ("reconstruct", job.reconstructed_at),
+        ("refine", job.done_at),
+    ];
+    for (stage, at) in stamps {
+        if let Some(at) = at {
+            out.insert(stage, (at - job.created_at).num_microseconds().unwrap_or(0) as f64 / 1e3);
+        }
+    }
+    out
 }
 
 /// Output prefixes from file stems, made unique when two photos share a stem.
@@ -193,266 +449,6 @@ fn unique_names(photos: &[PathBuf]) -> Vec<String> {
             if *n == 1 { stem } else { format!("{stem}-{n}") }
         })
         .collect()
-}
-
-/// A stage's rejection is a verdict on the photo; any other failure is ours.
-fn status_of(class: mono2mesh_core::ErrorClass) -> PhotoStatus {
-    match class {
-        mono2mesh_core::ErrorClass::Rejection => PhotoStatus::Rejected,
-        _ => PhotoStatus::Failed,
-    }
-}
-
-fn elapsed_ms(start: Instant) -> f64 {
-    start.elapsed().as_secs_f64() * 1e3
-}
-
-/// Takes one waiting item (blocking) and then whatever else is already queued, up to `max`.
-fn next_batch<T>(input: &Receiver<T>, max: usize) -> Option<Vec<T>> {
-    let first = input.recv().ok()?;
-    let mut batch = vec![first];
-    while batch.len() < max {
-        match input.try_recv() {
-            Ok(item) => batch.push(item),
-            Err(_) => break,
-        }
-    }
-    Some(batch)
-}
-
-fn gate_stage(
-    jobs: Vec<(PathBuf, String)>,
-    options: &RunOptions,
-    outputs: &Outputs,
-    next: &SyncSender<Work>,
-    done: &SyncSender<PhotoReport>,
-) {
-    for (input, name) in jobs {
-        let started = Instant::now();
-        let report = PhotoReport {
-            input: input.clone(),
-            name,
-            status: PhotoStatus::Done,
-            reasons: Vec::new(),
-            gate: None,
-            classification: None,
-            category: options.category,
-            model: None,
-            mesh: None,
-            outputs: Vec::new(),
-            timings_ms: BTreeMap::new(),
-        };
-        let mut work = Work { report, gated_png: Vec::new(), grid: None };
-        let bytes = match std::fs::read(&input) {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                let _ = done.send(work.end(PhotoStatus::Rejected, format!("cannot read {}: {error}", input.display())));
-                continue;
-            }
-        };
-        let gated = match mono2mesh_gate::gate(&bytes, &options.gate) {
-            Ok(gated) => gated,
-            Err(error) => {
-                let _ = done.send(work.end(PhotoStatus::Failed, format!("gate: {error}")));
-                continue;
-            }
-        };
-        work.report.timings_ms.insert("gate", elapsed_ms(started));
-        let stored = outputs.put_json(&mut work.report, "gate.json", &gated.report).and_then(|()| match &gated.standardised_png {
-            Some(png) => outputs.put(&mut work.report, "gated.png", png.clone()),
-            None => Ok(()),
-        });
-        let accepted = gated.report.decision == Decision::Accept;
-        let reasons: Vec<String> = gated.report.reasons.iter().map(|r| r.message.clone()).collect();
-        work.report.gate = Some(gated.report);
-        if let Err(error) = stored {
-            let _ = done.send(work.end(PhotoStatus::Failed, format!("{error:#}")));
-            continue;
-        }
-        match (accepted, gated.standardised_png) {
-            (true, Some(png)) => {
-                work.gated_png = png;
-                if next.send(work).is_err() {
-                    return;
-                }
-            }
-            _ => {
-                work.report.status = PhotoStatus::Rejected;
-                work.report.reasons.extend(reasons);
-                let _ = done.send(work.report);
-            }
-        }
-    }
-}
-
-fn classify_stage(
-    input: Receiver<Work>,
-    options: &RunOptions,
-    outputs: &Outputs,
-    next: &SyncSender<Work>,
-    done: &SyncSender<PhotoReport>,
-) {
-    // With a category given there is nothing to classify: pass the photos through.
-    if options.category.is_some() {
-        for work in input {
-            if next.send(work).is_err() {
-                return;
-            }
-        }
-        return;
-    }
-    let model = ClassifierModel::load(&options.classifier_path, options.device)
-        .with_context(|| format!("loading the classifier {}", options.classifier_path.display()));
-    while let Some(batch) = next_batch(&input, options.batch) {
-        let model = match &model {
-            Ok(model) => model,
-            Err(error) => {
-                for work in batch {
-                    let _ = done.send(work.end(PhotoStatus::Failed, format!("{error:#}")));
-                }
-                continue;
-            }
-        };
-        let started = Instant::now();
-        let inputs: Vec<ClassifyInput<'_>> = batch.iter().map(|w| ClassifyInput::Encoded(&w.gated_png)).collect();
-        let results = classify_batch(&inputs, model, &options.classify);
-        let per_photo_ms = elapsed_ms(started) / batch.len() as f64;
-        match results {
-            Err(error) => {
-                let status = status_of(error.to_stage_error().class);
-                for work in batch {
-                    let _ = done.send(work.end(status, format!("classify: {error}")));
-                }
-            }
-            Ok(classifications) => {
-                for (mut work, classification) in batch.into_iter().zip(classifications) {
-                    work.report.timings_ms.insert("classify", per_photo_ms);
-                    let stored = outputs.put_json(&mut work.report, "classification.json", &classification);
-                    work.report.category = classification.category;
-                    work.report.classification = Some(classification);
-                    if let Err(error) = stored {
-                        let _ = done.send(work.end(PhotoStatus::Failed, format!("{error:#}")));
-                    } else if next.send(work).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn reconstruct_stage(
-    input: Receiver<Work>,
-    options: &RunOptions,
-    outputs: &Outputs,
-    next: &SyncSender<Work>,
-    done: &SyncSender<PhotoReport>,
-) {
-    // Loaded models, by file: a specialist is loaded once, on first use.
-    let mut loaded: HashMap<PathBuf, Reconstructor> = HashMap::new();
-    while let Some(batch) = next_batch(&input, options.batch) {
-        // Group the batch by the model each photo resolves to.
-        let mut groups: Vec<(ResolvedModel, Vec<Work>)> = Vec::new();
-        for mut work in batch {
-            match options.registry.resolve(work.report.category) {
-                Ok(resolved) => {
-                    work.report.model = Some(resolved.clone());
-                    match groups.iter_mut().find(|(m, _)| m.path == resolved.path) {
-                        Some((_, group)) => group.push(work),
-                        None => groups.push((resolved, vec![work])),
-                    }
-                }
-                Err(error) => {
-                    let status =
-                        if work.report.category.is_none() { PhotoStatus::Rejected } else { PhotoStatus::Failed };
-                    let reason = if work.report.category.is_none() {
-                        format!("the classifier could not name a known category, and {error}")
-                    } else {
-                        error.to_string()
-                    };
-                    let _ = done.send(work.end(status, reason));
-                }
-            }
-        }
-        for (resolved, group) in groups {
-            if !loaded.contains_key(&resolved.path) {
-                match Reconstructor::load(&resolved.path, options.device) {
-                    Ok(model) => {
-                        loaded.insert(resolved.path.clone(), model);
-                    }
-                    Err(error) => {
-                        for work in group {
-                            let reason = format!("loading {}: {error}", resolved.path.display());
-                            let _ = done.send(work.end(PhotoStatus::Failed, reason));
-                        }
-                        continue;
-                    }
-                }
-            }
-            let Some(model) = loaded.get(&resolved.path) else { continue };
-            let started = Instant::now();
-            let views: Vec<[&[u8]; 1]> = group.iter().map(|w| [w.gated_png.as_slice()]).collect();
-            let jobs: Vec<ReconstructJob<'_>> = views.iter().map(|v| ReconstructJob { images: v }).collect();
-            let results = model.reconstruct_batch(&jobs, &options.reconstruct);
-            let per_photo_ms = elapsed_ms(started) / group.len() as f64;
-            for (mut work, result) in group.into_iter().zip(results) {
-                work.report.timings_ms.insert("reconstruct", per_photo_ms);
-                match result {
-                    Ok(grid) => {
-                        let stored = outputs
-                            .put(&mut work.report, "voxels.binvox", grid.to_binvox_bytes(options.threshold))
-                            .and_then(|()| outputs.put(&mut work.report, "probabilities.npy", npy::grid_to_npy(&grid)));
-                        if let Err(error) = stored {
-                            let _ = done.send(work.end(PhotoStatus::Failed, format!("{error:#}")));
-                            continue;
-                        }
-                        work.grid = Some(grid);
-                        if next.send(work).is_err() {
-                            return;
-                        }
-                    }
-                    Err(error) => {
-                        let _ = done.send(work.end(status_of(error.class()), format!("reconstruct: {error}")));
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn refine_stage(input: Receiver<Work>, options: &RunOptions, outputs: &Outputs, done: &SyncSender<PhotoReport>) {
-    for mut work in input {
-        let Some(grid) = work.grid.take() else {
-            let _ = done.send(work.end(PhotoStatus::Failed, "refine: no voxel grid reached this stage"));
-            continue;
-        };
-        let started = Instant::now();
-        let refined = match mono2mesh_refine::refine(&grid, &options.refine) {
-            Ok(refined) => refined,
-            Err(error) => {
-                let error = mono2mesh_core::StageError::from(error);
-                let _ = done.send(work.end(status_of(error.class), format!("refine: {}", error.reason)));
-                continue;
-            }
-        };
-        work.report.timings_ms.insert("refine", elapsed_ms(started));
-        let mut stored: anyhow::Result<()> = Ok(());
-        for file in refined.files {
-            let name = format!("mesh.{}", file.format.extension());
-            stored = stored.and_then(|()| outputs.put(&mut work.report, &name, file.bytes));
-        }
-        if options.preview && stored.is_ok() {
-            let started = Instant::now();
-            stored = preview_png(&refined.mesh).and_then(|png| outputs.put(&mut work.report, "preview.png", png));
-            work.report.timings_ms.insert("preview", elapsed_ms(started));
-        }
-        work.report.mesh = Some(refined.stats);
-        let report = match stored {
-            Ok(()) => work.report,
-            Err(error) => work.end(PhotoStatus::Failed, format!("{error:#}")),
-        };
-        let _ = done.send(report);
-    }
 }
 
 /// Side of one preview tile in pixels.

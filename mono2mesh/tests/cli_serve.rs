@@ -1,13 +1,13 @@
 //! The `mono2mesh serve` binary itself, as compose runs it: configured only through the
-//! environment, against a real Postgres, RabbitMQ and S3 server (`test_rig`). A photo
-//! posted over HTTP is stored, recorded and published on the broker's gate lane, the
-//! job reads back, the process serves its metrics, and SIGTERM stops it cleanly.
-//! Fails, rather than skips, when RabbitMQ or Postgres is missing.
+//! environment, against a real Postgres, RabbitMQ and S3 server
+//! (`mono2mesh_testkit::rig`). A photo posted over HTTP is stored, recorded and published
+//! on the broker's gate lane, the job reads back, the process serves its metrics, and
+//! SIGTERM stops it cleanly. Fails, rather than skips, when RabbitMQ or Postgres is missing.
 
 use mono2mesh_core::{JobId, JobState};
 use mono2mesh_infra::blob::BlobStore;
 use mono2mesh_infra::queue::Lane;
-use mono2mesh_infra::test_rig::{stop_gracefully, PipelineRig};
+use mono2mesh_testkit::rig::{stop_gracefully, PipelineRig};
 use serde_json::Value;
 use std::io::Cursor;
 use std::time::{Duration, Instant};

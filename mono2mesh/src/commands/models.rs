@@ -62,7 +62,7 @@ pub struct PackArgs {
 /// A test report's IoU at the threshold nearest 0.3, over its samples.
 fn iou_at_03(path: &Path) -> anyhow::Result<f64> {
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)?;
-    let report: mono2mesh_vision::train::EvalReport =
+    let report: mono2mesh_train::EvalReport =
         serde_json::from_value(json.get("report").unwrap_or(&json).clone()).with_context(|| format!("{} is not an eval report", path.display()))?;
     let k = (0..report.thresholds.len())
         .min_by(|&a, &b| (report.thresholds[a] - 0.3).abs().total_cmp(&(report.thresholds[b] - 0.3).abs()))
@@ -138,7 +138,7 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
 }
 
 fn publish(args: PublishArgs) -> anyhow::Result<()> {
-    use mono2mesh_vision::train::trainer::{BEST_EVAL_FILE, BEST_FILE};
+    use mono2mesh_train::trainer::{BEST_EVAL_FILE, BEST_FILE};
     let (model, default_eval) = if args.model.is_dir() {
         (args.model.join(BEST_FILE), Some(args.model.join(BEST_EVAL_FILE)))
     } else {
@@ -233,7 +233,7 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
 
 fn pack(args: PackArgs) -> anyhow::Result<()> {
     use mono2mesh_vision::model_file::StorageDtype;
-    use mono2mesh_vision::train::trainer::{BEST_EVAL_FILE, BEST_FILE};
+    use mono2mesh_train::trainer::{BEST_EVAL_FILE, BEST_FILE};
     let resolve = |p: &Path| -> (PathBuf, Option<PathBuf>) {
         if p.is_dir() {
             (p.join(BEST_FILE), Some(p.join(BEST_EVAL_FILE)).filter(|e| e.is_file()))
@@ -335,7 +335,7 @@ fn finish_entry(
     card.push_str(&format!("- file: {:.1} MB\n\n", stats.bytes as f64 / 1e6));
     if let Some(report) = report {
         let inner = report.get("report").unwrap_or(&report);
-        if let Ok(r) = serde_json::from_value::<mono2mesh_vision::train::EvalReport>(inner.clone()) {
+        if let Ok(r) = serde_json::from_value::<mono2mesh_train::EvalReport>(inner.clone()) {
             let split = report.get("split").and_then(|s| s.as_str()).unwrap_or("validation");
             card.push_str(&format!("## IoU ({split} split, {} models, {} view)\n\n```text\n{}```\n\n", r.samples, r.views, r.table()));
         }

@@ -4,17 +4,14 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use mono2mesh_classify::{default_model_path, ClassifySettings, MODELS_DIR_ENV};
+use mono2mesh_classify::MODELS_DIR_ENV;
 use mono2mesh_core::Category;
-use mono2mesh_gate::{AspectPolicy, GateSettings};
+use mono2mesh_gate::AspectPolicy;
 use mono2mesh_geometry::export::MeshFormat;
-use mono2mesh_reconstruct::registry::ModelRegistry;
-use mono2mesh_reconstruct::{ReconstructSettings, DEFAULT_THRESHOLD};
-use mono2mesh_refine::RefineSettings;
-use mono2mesh_vision::device::DeviceChoice;
 
 use super::mesh::SmoothMethod;
-use crate::embedded::{run_pipeline, PhotoReport, PhotoStatus, RunOptions};
+use super::services::SettingsArgs;
+use crate::embedded::{run_pipeline, PhotoReport, PhotoStatus, RunOptions, StageSettings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Aspect {
@@ -24,6 +21,9 @@ pub enum Aspect {
     Pad,
 }
 
+/// Every stage setting comes from the one layered config the workers read (compiled
+/// defaults, `--config FILE`, `MONO2MESH__*` environment, `--set`); the flags below are
+/// shorthands that win over all of those.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Photos to turn into meshes (JPEG, PNG, WebP, TIFF, BMP).
@@ -32,80 +32,104 @@ pub struct RunArgs {
     /// Output directory: one folder per photo plus summary.json.
     #[arg(short, long, default_value = "out")]
     out: PathBuf,
-    /// Mesh formats to write (comma-separated: glb, obj, ply, stl).
-    #[arg(long, value_delimiter = ',', default_value = "glb")]
+    #[command(flatten)]
+    settings: SettingsArgs,
+    /// Mesh formats to write (comma-separated: glb, obj, ply, stl) [config: refine.formats].
+    #[arg(long, value_delimiter = ',')]
     formats: Vec<String>,
     /// Skip classification: every photo is of this category.
     #[arg(long)]
     category: Option<Category>,
-    /// Model registry directory [default: $MONO2MESH_MODELS, else ./models].
+    /// Model registry directory [default: $MONO2MESH_MODELS, else models.registry].
     #[arg(long)]
     models: Option<PathBuf>,
     /// Classifier model file [default: <models>/classifiers/mobilenet_v2.safetensors].
     #[arg(long)]
     classifier: Option<PathBuf>,
-    /// auto, cpu, cuda or cuda:N
-    #[arg(long, default_value = "auto")]
-    device: DeviceChoice,
-    /// Gate: how to make the photo square (stretch as the paper, or pad).
-    #[arg(long, value_enum, default_value_t = Aspect::Stretch)]
-    aspect: Aspect,
-    /// Category confidence below which a photo counts as unknown (then the general model is used if present).
-    #[arg(long, default_value_t = ClassifySettings::default().min_confidence)]
-    min_confidence: f32,
-    /// Occupancy threshold for voxels.binvox.
-    #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
-    threshold: f32,
-    /// Marching-cubes level of the mesh surface.
-    #[arg(long, default_value_t = RefineSettings::default().iso)]
-    iso: f32,
-    /// Mesh smoothing: laplacian (uniform, shrinks), taubin (keeps volume), hc (the paper's HC) or none.
-    #[arg(long, value_enum, default_value_t = SmoothMethod::Laplacian)]
-    smooth: SmoothMethod,
-    /// Smoothing iterations (for Taubin: lambda/mu pass pairs).
+    /// auto, cpu, cuda or cuda:N, for classify and reconstruct [config: classify.device, reconstruct.device].
+    #[arg(long)]
+    device: Option<String>,
+    /// Gate: how to make the photo square (stretch as the paper, or pad) [config: gate.aspect].
+    #[arg(long, value_enum)]
+    aspect: Option<Aspect>,
+    /// Category confidence below which a photo is rejected as unknown [config: classify.min_confidence].
+    #[arg(long)]
+    min_confidence: Option<f32>,
+    /// Occupancy threshold for voxels.binvox [config: reconstruct.threshold].
+    #[arg(long)]
+    threshold: Option<f32>,
+    /// Marching-cubes level of the mesh surface on the probabilities [config: refine.iso].
+    #[arg(long)]
+    iso: Option<f32>,
+    /// Mesh smoothing: laplacian (uniform, shrinks), taubin (keeps volume), hc (the paper's HC) or none [config: refine.smoothing].
+    #[arg(long, value_enum)]
+    smooth: Option<SmoothMethod>,
+    /// Smoothing iterations (for Taubin: lambda/mu pass pairs); with --smooth.
     #[arg(long, default_value_t = 10)]
     iterations: u32,
     /// Do not render preview.png.
     #[arg(long)]
     no_preview: bool,
-    /// Photos per classifier and Pix2Vox forward pass.
-    #[arg(long, default_value_t = 8)]
-    batch: usize,
+    /// Photos per classifier and Pix2Vox forward pass [config: classify.batch_size, reconstruct.batch_size].
+    #[arg(long)]
+    batch: Option<usize>,
     /// Print the summary as JSON instead of one line per photo.
     #[arg(long)]
     json: bool,
 }
 
+impl RunArgs {
+    /// The layered settings with this command's flags applied last.
+    fn options(&self) -> anyhow::Result<RunOptions> {
+        let mut settings = self.settings.load()?;
+        // Kept from before the layered config: MONO2MESH_MODELS names the registry.
+        if let Some(dir) = self.models.clone().or_else(|| std::env::var_os(MODELS_DIR_ENV).map(PathBuf::from)) {
+            settings.models.registry = dir.to_string_lossy().into_owned();
+        }
+        let mut stages = StageSettings::from_config(&settings)?;
+        if let Some(aspect) = self.aspect {
+            stages.gate.aspect = match aspect {
+                Aspect::Stretch => AspectPolicy::Stretch,
+                Aspect::Pad => AspectPolicy::Pad,
+            };
+        }
+        if let Some(path) = &self.classifier {
+            stages.classify.model = Some(path.clone());
+        }
+        if let Some(device) = &self.device {
+            stages.classify.device = device.clone();
+            stages.reconstruct.device = device.clone();
+        }
+        if let Some(min_confidence) = self.min_confidence {
+            anyhow::ensure!((0.0..=1.0).contains(&min_confidence), "--min-confidence must lie in [0, 1]");
+            stages.classify.min_confidence = min_confidence;
+        }
+        if let Some(batch) = self.batch {
+            anyhow::ensure!(batch >= 1, "--batch must be at least 1");
+            stages.classify.batch_size = batch;
+            stages.reconstruct.batch_size = batch;
+        }
+        if let Some(threshold) = self.threshold {
+            stages.reconstruct.threshold = threshold;
+            stages.reconstruct.validate().map_err(anyhow::Error::msg)?;
+        }
+        if let Some(iso) = self.iso {
+            anyhow::ensure!(iso > 0.0 && iso < 1.0, "--iso must lie strictly between 0 and 1");
+            stages.refine.iso = iso;
+        }
+        if let Some(smooth) = self.smooth {
+            stages.refine.smoothing = smooth.smoothing(self.iterations);
+        }
+        if !self.formats.is_empty() {
+            stages.refine.formats =
+                self.formats.iter().map(|f| MeshFormat::from_extension(f)).collect::<Result<Vec<_>, _>>()?;
+        }
+        Ok(RunOptions { out_dir: self.out.clone(), settings, stages, category: self.category, preview: !self.no_preview })
+    }
+}
+
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let registry_dir = args
-        .models
-        .clone()
-        .or_else(|| std::env::var_os(MODELS_DIR_ENV).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("models"));
-    let classifier_path = args.classifier.clone().unwrap_or_else(|| match &args.models {
-        Some(dir) => dir.join(mono2mesh_classify::DEFAULT_CLASSIFIER),
-        None => default_model_path(),
-    });
-    let formats = args.formats.iter().map(|f| MeshFormat::from_extension(f)).collect::<Result<Vec<_>, _>>()?;
-    let smoothing = args.smooth.smoothing(args.iterations);
-    let aspect = match args.aspect {
-        Aspect::Stretch => AspectPolicy::Stretch,
-        Aspect::Pad => AspectPolicy::Pad,
-    };
-    let options = RunOptions {
-        out_dir: args.out.clone(),
-        gate: GateSettings { aspect, ..GateSettings::default() },
-        classify: ClassifySettings { min_confidence: args.min_confidence, ..ClassifySettings::default() },
-        classifier_path,
-        category: args.category,
-        registry: ModelRegistry::new(registry_dir),
-        device: args.device.resolve()?,
-        reconstruct: ReconstructSettings::default(),
-        threshold: args.threshold,
-        refine: RefineSettings { iso: args.iso, smoothing, formats },
-        preview: !args.no_preview,
-        batch: args.batch,
-    };
+    let options = args.options()?;
     let json = args.json;
     let reports = run_pipeline(&args.photos, &options, |report| {
         if !json {

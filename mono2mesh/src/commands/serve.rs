@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::services::{block_on, connect, ingest, SettingsArgs};
+use super::services::{block_on, connect, ingest, max_photo_bytes, SettingsArgs};
 
 /// Room for multipart framing and text fields on top of the largest photo.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
@@ -73,7 +73,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             },
             QueueBackend::Memory => QueueProbe::None,
         };
-        let max_body = settings.gate.max_input_bytes.saturating_add(MULTIPART_OVERHEAD);
+        let max_body = max_photo_bytes(&settings)?.saturating_add(MULTIPART_OVERHEAD);
         let api = settings.api.clone();
         let webhook_settings = settings.webhook.clone();
         let services = connect(settings).await?;
@@ -89,7 +89,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_batch_items: api.max_batch_items.max(1),
             default_batch: api.default_batch,
         };
-        let state = AppState { ingest: ingest(&services), config: Arc::new(config), probe: Arc::new(probe) };
+        let state = AppState { ingest: ingest(&services)?, config: Arc::new(config), probe: Arc::new(probe) };
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         tracing::info!(listen = %listener.local_addr()?, "mono2mesh API serving");
         let served = server::serve(listener, state, shutdown_signal()).await.context("serving HTTP");
@@ -98,7 +98,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let _ = stop_dispatcher.send(());
         let _ = dispatching.await;
         let _ = services.queue.close().await;
-        let _ = tokio::task::spawn_blocking(mono2mesh_infra::otel::shutdown).await;
+        let _ = tokio::task::spawn_blocking(mono2mesh_infra::telemetry::shutdown).await;
         served
     })
 }

@@ -36,15 +36,20 @@ pub async fn connect(settings: Settings) -> anyhow::Result<Services> {
     Services::connect(settings).await.context("connecting to the job store, blob store and queue")
 }
 
-pub fn ingest(services: &Services) -> Ingest {
-    Ingest {
+/// The largest photo the gate accepts: ingestion refuses bigger uploads up front.
+pub fn max_photo_bytes(settings: &Settings) -> anyhow::Result<u64> {
+    Ok(mono2mesh_gate::GateSettings::from_config(settings).context("gate settings")?.limits.max_input_bytes)
+}
+
+pub fn ingest(services: &Services) -> anyhow::Result<Ingest> {
+    Ok(Ingest {
         jobs: services.jobs.clone(),
         blobs: services.blobs.clone(),
         queue: services.queue.clone(),
-        max_photo_bytes: services.settings.gate.max_input_bytes,
+        max_photo_bytes: max_photo_bytes(&services.settings)?,
         default_webhook: services.settings.webhook.url.clone(),
         allow_private_webhooks: services.settings.webhook.allow_private_networks,
-    }
+    })
 }
 
 pub fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {

@@ -43,7 +43,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<()> {
             mono2mesh_infra::telemetry::init_tracing(&settings.telemetry)?;
         }
         let services = connect(settings).await?;
-        let ingest = ingest(&services);
+        let ingest = ingest(&services)?;
         let bar = ProgressBar::new(entries.len() as u64);
         bar.set_style(
             ProgressStyle::with_template("{bar:40} {pos}/{len} photos  {per_sec}  eta {eta}  {msg}")
@@ -59,7 +59,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<()> {
         bar.finish_and_clear();
         let _ = services.queue.close().await;
         if traced {
-            let _ = tokio::task::spawn_blocking(mono2mesh_infra::otel::shutdown).await;
+            let _ = tokio::task::spawn_blocking(mono2mesh_infra::telemetry::shutdown).await;
         }
         println!(
             "batch {batch}: {} submitted, {} already submitted (skipped), {} resumed, {} failed",

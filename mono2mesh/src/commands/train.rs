@@ -1,5 +1,5 @@
 //! `mono2mesh train`, `mono2mesh finetune` and `mono2mesh eval`: thin layers over
-//! `mono2mesh_vision::train`.
+//! `mono2mesh_train`.
 
 use std::path::{Path, PathBuf};
 
@@ -11,8 +11,8 @@ use mono2mesh_core::Category;
 use mono2mesh_vision::device::DeviceChoice;
 use mono2mesh_vision::pix2vox::Variant;
 use mono2mesh_vision::pix2vox_model::Pix2VoxModel;
-use mono2mesh_vision::train::trainer::TrainObserver;
-use mono2mesh_vision::train::{
+use mono2mesh_train::trainer::TrainObserver;
+use mono2mesh_train::{
     evaluate, AugmentConfig, DatasetLocation, EpochMetrics, EvalConfig, Init, PairSet, TrainConfig, Trainer,
 };
 
@@ -103,7 +103,7 @@ pub struct RecipeArgs {
     /// live: the official trunk (train-mode BatchNorm, online augmentation); cached: the
     /// frozen trunk's output computed once per rendering and read back (about 3x faster)
     #[arg(long)]
-    trunk: Option<mono2mesh_vision::train::TrunkMode>,
+    trunk: Option<mono2mesh_train::TrunkMode>,
     /// f32, bf16 (CPU autocast, fp32 master weights) or auto (bf16 where the CPU has it)
     #[arg(long)]
     precision: Option<mono2mesh_vision::precision::Precision>,
@@ -275,8 +275,8 @@ fn run_recipe(mut config: TrainConfig, r: &RecipeArgs) -> anyhow::Result<()> {
         trainer.config.trunk,
         trainer.config.precision,
         if trainer.config.precision.uses_bf16(device) { "bf16 autocast" } else { "float32" },
-        if trainer.config.trunk == mono2mesh_vision::train::TrunkMode::Cached {
-            format!(", feature cache under {}", trainer.config.feature_cache.clone().unwrap_or_else(mono2mesh_vision::train::trainer::default_feature_cache_root).display())
+        if trainer.config.trunk == mono2mesh_train::TrunkMode::Cached {
+            format!(", feature cache under {}", trainer.config.feature_cache.clone().unwrap_or_else(mono2mesh_train::trainer::default_feature_cache_root).display())
         } else {
             String::new()
         }

@@ -9,7 +9,7 @@ use mono2mesh_api::manifest::read_source;
 use mono2mesh_core::{Category, JobId, JobState};
 use mono2mesh_infra::blob::{keys, BlobStore};
 use mono2mesh_infra::jobs::NewJob;
-use mono2mesh_infra::test_support::{TestDatabase, TestS3};
+use mono2mesh_testkit::services::{TestDatabase, TestS3};
 use std::sync::Arc;
 use support::{complete_job, memory_queue, png, OCTAHEDRON_OBJ};
 

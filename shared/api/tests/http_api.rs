@@ -369,7 +369,7 @@ async fn openapi_document_lists_exactly_the_served_routes() {
 async fn a_callers_traceparent_makes_the_submission_part_of_its_trace() {
     use mono2mesh_infra::otel::TRACEPARENT;
     use mono2mesh_infra::queue::{Lane, MessageQueue};
-    let receiver = mono2mesh_infra::test_otlp::traced_process();
+    let receiver = mono2mesh_testkit::otlp::traced_process();
     let h = Harness::s3().await;
     // A fresh trace id per run, so spans of an earlier run cannot satisfy this one.
     let trace_id = JobId::new().to_string().replace('-', "");
@@ -388,7 +388,7 @@ async fn a_callers_traceparent_makes_the_submission_part_of_its_trace() {
     assert_eq!(response.status(), 201);
     let id = json_of(response).await["id"].as_str().unwrap().to_string();
 
-    tokio::task::spawn_blocking(mono2mesh_infra::otel::flush).await.unwrap();
+    tokio::task::spawn_blocking(mono2mesh_infra::telemetry::flush).await.unwrap();
     let spans = receiver
         .wait_for_trace(&trace_id, Duration::from_secs(20), |spans| {
             spans.iter().any(|s| s.name == "submit") && spans.iter().any(|s| s.name == "POST /v1/jobs")
@@ -413,7 +413,7 @@ async fn a_callers_traceparent_makes_the_submission_part_of_its_trace() {
     let alone = h.post_photo(png(12, 64), &[], Some(TOKEN)).await;
     assert_eq!(alone.status(), 201);
     let alone = json_of(alone).await["id"].as_str().unwrap().to_string();
-    tokio::task::spawn_blocking(mono2mesh_infra::otel::flush).await.unwrap();
+    tokio::task::spawn_blocking(mono2mesh_infra::telemetry::flush).await.unwrap();
     let submit = receiver.spans().into_iter().find(|s| s.name == "submit" && s.attribute("job_id") == Some(alone.as_str()));
     let submit = submit.expect("the second submission's span was exported");
     assert_ne!(submit.trace_id, trace_id);

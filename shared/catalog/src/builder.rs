@@ -135,13 +135,55 @@ impl MeshBuilder {
     /// Adds triangles `first..` flipped where needed so each faces away from `centre`
     /// (correct for the star-shaped parts the primitives below make).
     fn orient_outward(&mut self, first_triangle: usize, centre: V3) {
-        for t in &mut self.triangles[first_triangle..] {
-            let [a, b, c] = t.map(|i| self.positions[i as usize]);
-            let n = cross(sub(b, a), sub(c, a));
+        self.orient_by(first_triangle, |_, mid, _| sub(mid, centre));
+    }
+
+    /// Flips each triangle `first..` whose normal points against `outward(index, centroid,
+    /// normal)`: the one orientation pass every closed part ends with.
+    fn orient_by(&mut self, first_triangle: usize, outward: impl Fn(usize, V3, V3) -> V3) {
+        for t in first_triangle..self.triangles.len() {
+            let [a, b, c] = self.triangles[t].map(|i| self.positions[i as usize]);
+            let normal = cross(sub(b, a), sub(c, a));
             let mid = scale(add(add(a, b), c), 1.0 / 3.0);
-            if dot(n, sub(mid, centre)) < 0.0 {
-                t.swap(1, 2);
+            if dot(normal, outward(t, mid, normal)) < 0.0 {
+                self.triangles[t].swap(1, 2);
             }
+        }
+    }
+
+    /// A closed ring of `n` vertices, the i-th at `point(TAU * i / n)`.
+    fn ring(&mut self, n: usize, point: impl Fn(f32) -> V3) -> Vec<u32> {
+        (0..n)
+            .map(|i| {
+                let t = TAU * i as f32 / n as f32;
+                self.vertex(point(t))
+            })
+            .collect()
+    }
+
+    /// The band between two closed rings of equal length: for each i (j = i + 1, wrapping)
+    /// the triangles (lo[i], lo[j], hi[j]) and (lo[i], hi[j], hi[i]), or with `flipped`
+    /// each with its last two corners swapped.
+    fn stitch(&mut self, lo: &[u32], hi: &[u32], flipped: bool, mat: u16) {
+        let n = lo.len();
+        for i in 0..n {
+            let j = (i + 1) % n;
+            let (a, b, c, d) = (lo[i], lo[j], hi[j], hi[i]);
+            if flipped {
+                self.tri(a, c, b, mat);
+                self.tri(a, d, c, mat);
+            } else {
+                self.tri(a, b, c, mat);
+                self.tri(a, c, d, mat);
+            }
+        }
+    }
+
+    /// A cap: the triangles (centre, ring[i], ring[i + 1]) around a closed ring.
+    fn fan(&mut self, centre: u32, ring: &[u32], mat: u16) {
+        let n = ring.len();
+        for i in 0..n {
+            self.tri(centre, ring[i], ring[(i + 1) % n], mat);
         }
     }
 
@@ -225,21 +267,10 @@ impl MeshBuilder {
         let (u, v) = basis(w);
         let n = segments.max(3);
         let first = self.triangles.len();
-        let ring = |me: &mut Self, centre: V3, r: f32| -> Vec<u32> {
-            (0..n)
-                .map(|i| {
-                    let t = TAU * i as f32 / n as f32;
-                    me.vertex(add(centre, add(scale(u, r * t.cos()), scale(v, r * t.sin()))))
-                })
-                .collect()
-        };
-        let ring_a = ring(self, a, ra);
-        let ring_b = ring(self, b, rb);
-        for i in 0..n {
-            let j = (i + 1) % n;
-            self.tri(ring_a[i], ring_a[j], ring_b[j], mat);
-            self.tri(ring_a[i], ring_b[j], ring_b[i], mat);
-        }
+        let circle = |centre: V3, r: f32| move |t: f32| add(centre, add(scale(u, r * t.cos()), scale(v, r * t.sin())));
+        let ring_a = self.ring(n, circle(a, ra));
+        let ring_b = self.ring(n, circle(b, rb));
+        self.stitch(&ring_a, &ring_b, false, mat);
         let ca = self.vertex(a);
         let cb = self.vertex(b);
         for i in 0..n {
@@ -275,16 +306,13 @@ impl MeshBuilder {
         let mut grid = Vec::with_capacity(rings - 1);
         for r in 1..rings {
             let phi = std::f32::consts::PI * r as f32 / rings as f32;
-            let row: Vec<u32> = (0..n)
-                .map(|i| {
-                    let t = TAU * i as f32 / n as f32;
-                    self.vertex([
-                        centre[0] + radii[0] * phi.sin() * t.cos(),
-                        centre[1] + radii[1] * phi.cos(),
-                        centre[2] + radii[2] * phi.sin() * t.sin(),
-                    ])
-                })
-                .collect();
+            let row = self.ring(n, |t| {
+                [
+                    centre[0] + radii[0] * phi.sin() * t.cos(),
+                    centre[1] + radii[1] * phi.cos(),
+                    centre[2] + radii[2] * phi.sin() * t.sin(),
+                ]
+            });
             grid.push(row);
         }
         for i in 0..n {
@@ -295,12 +323,7 @@ impl MeshBuilder {
             self.tri(bottom, li, lj, mat);
         }
         for r in 0..grid.len() - 1 {
-            for i in 0..n {
-                let j = (i + 1) % n;
-                let (a, b, c, d) = (grid[r][i], grid[r][j], grid[r + 1][j], grid[r + 1][i]);
-                self.tri(a, b, c, mat);
-                self.tri(a, c, d, mat);
-            }
+            self.stitch(&grid[r], &grid[r + 1], false, mat);
         }
         self.orient_outward(first, centre);
     }
@@ -341,54 +364,28 @@ impl MeshBuilder {
         }
         let n = segments.max(3);
         let first = self.triangles.len();
-        let rows: Vec<Vec<u32>> = profile
-            .iter()
-            .map(|&(h, r)| {
-                (0..n)
-                    .map(|i| {
-                        let t = TAU * i as f32 / n as f32;
-                        self.vertex([base[0] + r * t.cos(), base[1] + h, base[2] + r * t.sin()])
-                    })
-                    .collect()
-            })
-            .collect();
+        let rows: Vec<Vec<u32>> =
+            profile.iter().map(|&(h, r)| self.ring(n, |t| [base[0] + r * t.cos(), base[1] + h, base[2] + r * t.sin()])).collect();
         for k in 0..rows.len() - 1 {
-            for i in 0..n {
-                let j = (i + 1) % n;
-                let (a, b, c, d) = (rows[k][i], rows[k][j], rows[k + 1][j], rows[k + 1][i]);
-                self.tri(a, c, b, mat);
-                self.tri(a, d, c, mat);
-            }
+            self.stitch(&rows[k], &rows[k + 1], true, mat);
         }
         let ends = [(0usize, profile[0]), (rows.len() - 1, profile[profile.len() - 1])];
         for (row, (h, r)) in ends {
             if r > 1e-6 {
                 let c = self.vertex([base[0], base[1] + h, base[2]]);
-                for i in 0..n {
-                    let j = (i + 1) % n;
-                    let (a, b) = (rows[row][i], rows[row][j]);
-                    self.tri(c, a, b, mat);
-                }
+                self.fan(c, &rows[row], mat);
             }
         }
         // Fix each cap and side triangle against the axis point at its own height.
-        for t in first..self.triangles.len() {
-            let [a, b, c] = self.triangles[t].map(|i| self.positions[i as usize]);
-            let mid = scale(add(add(a, b), c), 1.0 / 3.0);
-            let axis_point = [base[0], mid[1], base[2]];
-            let n = cross(sub(b, a), sub(c, a));
-            let out = sub(mid, axis_point);
-            let is_cap = n[1].abs() > 0.99 * length(n);
-            let outward = if is_cap {
-                let below = mid[1] < base[1] + (profile[0].0 + profile[profile.len() - 1].0) * 0.5;
-                if below { [0.0, -1.0, 0.0] } else { [0.0, 1.0, 0.0] }
+        let mid_height = base[1] + (profile[0].0 + profile[profile.len() - 1].0) * 0.5;
+        self.orient_by(first, |_, mid, normal| {
+            let is_cap = normal[1].abs() > 0.99 * length(normal);
+            if is_cap {
+                if mid[1] < mid_height { [0.0, -1.0, 0.0] } else { [0.0, 1.0, 0.0] }
             } else {
-                out
-            };
-            if dot(n, outward) < 0.0 {
-                self.triangles[t].swap(1, 2);
+                sub(mid, [base[0], mid[1], base[2]])
             }
-        }
+        });
     }
 
     /// A closed tube through superellipse cross-sections along X (fuselages, car and
@@ -403,56 +400,38 @@ impl MeshBuilder {
         let rows: Vec<Vec<u32>> = sections
             .iter()
             .map(|s| {
-                (0..n)
-                    .map(|i| {
-                        let t = TAU * i as f32 / n as f32;
-                        let (st, ct) = t.sin_cos();
-                        let e = 2.0 / s.power.max(0.5);
-                        let mut y = s.half_h * st.signum() * st.abs().powf(e);
-                        let z = s.half_w * ct.signum() * ct.abs().powf(e);
-                        if flat_top && y > 0.0 {
-                            y = 0.0;
-                        }
-                        self.vertex([s.x, s.y + y, s.z + z])
-                    })
-                    .collect()
+                self.ring(n, |t| {
+                    let (st, ct) = t.sin_cos();
+                    let e = 2.0 / s.power.max(0.5);
+                    let mut y = s.half_h * st.signum() * st.abs().powf(e);
+                    let z = s.half_w * ct.signum() * ct.abs().powf(e);
+                    if flat_top && y > 0.0 {
+                        y = 0.0;
+                    }
+                    [s.x, s.y + y, s.z + z]
+                })
             })
             .collect();
         for k in 0..rows.len() - 1 {
-            for i in 0..n {
-                let j = (i + 1) % n;
-                let (a, b, c, d) = (rows[k][i], rows[k][j], rows[k + 1][j], rows[k + 1][i]);
-                self.tri(a, b, c, mat);
-                self.tri(a, c, d, mat);
-            }
+            self.stitch(&rows[k], &rows[k + 1], false, mat);
         }
+        // The two caps come last: every triangle from `first_cap` on is one.
+        let first_cap = self.triangles.len();
         let caps = [(0usize, sections[0]), (rows.len() - 1, sections[sections.len() - 1])];
-        let mut cap_triangles = Vec::new();
         for (row, s) in caps {
             let c = self.vertex([s.x, s.y + if flat_top { -s.half_h * 0.5 } else { 0.0 }, s.z]);
-            for i in 0..n {
-                let j = (i + 1) % n;
-                cap_triangles.push(self.triangles.len());
-                let (a, b) = (rows[row][i], rows[row][j]);
-                self.tri(c, a, b, mat);
-            }
+            self.fan(c, &rows[row], mat);
         }
         // Sides face away from their section's centre line; caps face along -X / +X.
         let (x0, x1) = (sections[0].x, sections[sections.len() - 1].x);
-        for t in first..self.triangles.len() {
-            let [a, b, c] = self.triangles[t].map(|i| self.positions[i as usize]);
-            let nrm = cross(sub(b, a), sub(c, a));
-            let mid = scale(add(add(a, b), c), 1.0 / 3.0);
-            let outward = if cap_triangles.binary_search(&t).is_ok() {
+        self.orient_by(first, |t, mid, _| {
+            if t >= first_cap {
                 if (mid[0] - x0).abs() < (mid[0] - x1).abs() { [x0 - x1, 0.0, 0.0] } else { [x1 - x0, 0.0, 0.0] }
             } else {
                 let s = section_at(sections, mid[0]);
                 [0.0, mid[1] - s.1, mid[2] - s.2]
-            };
-            if dot(nrm, outward) < 0.0 {
-                self.triangles[t].swap(1, 2);
             }
-        }
+        });
     }
 
     /// A polygon in the XY plane (any simple polygon, either winding) extruded from

@@ -102,7 +102,7 @@ pub fn photo(model: &Model, view: &ViewParams, lighting: &Lighting, settings: &P
     let supersample = if side >= 400 { 2 } else { 3 };
     let fg = render(&ShadedMesh::new(&model.mesh), &cam, lighting, supersample);
     let bg = background_pixels(&settings.background, w, h);
-    let mut rgb = composite(&fg, &bg);
+    let mut rgb = composite_f32(&fg, &bg);
     if settings.blur_sigma > 0.0 {
         gaussian_blur(&mut rgb, w, h, settings.blur_sigma);
     }
@@ -117,7 +117,9 @@ pub fn photo(model: &Model, view: &ViewParams, lighting: &Lighting, settings: &P
     out
 }
 
-fn composite(fg: &Rgba, bg: &[[f32; 3]]) -> Vec<[f32; 3]> {
+/// Straight-alpha `fg` over an opaque float background, unrounded (0..255 floats): the
+/// one blend every photo, catalog shot and contact-sheet tile is made with.
+pub(crate) fn composite_f32(fg: &Rgba, bg: &[[f32; 3]]) -> Vec<[f32; 3]> {
     fg.pixels
         .chunks_exact(4)
         .zip(bg)
@@ -175,35 +177,40 @@ fn gaussian(rng: &mut Rng) -> f32 {
     ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
 }
 
-/// Separable Gaussian blur with clamped edges.
-pub fn gaussian_blur(px: &mut [[f32; 3]], w: usize, h: usize, sigma: f32) {
+/// A normalised Gaussian kernel of radius ceil(3 sigma): (radius, 2 radius + 1 weights).
+pub(crate) fn gaussian_kernel(sigma: f32) -> (isize, Vec<f32>) {
     let radius = (sigma * 3.0).ceil() as isize;
     let kernel: Vec<f32> = (-radius..=radius).map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp()).collect();
     let total: f32 = kernel.iter().sum();
-    let kernel: Vec<f32> = kernel.iter().map(|k| k / total).collect();
+    (radius, kernel.iter().map(|k| k / total).collect())
+}
+
+/// Separable Gaussian blur with clamped edges.
+pub fn gaussian_blur(px: &mut [[f32; 3]], w: usize, h: usize, sigma: f32) {
+    let (radius, kernel) = gaussian_kernel(sigma);
     let mut tmp = vec![[0.0f32; 3]; px.len()];
+    blur_pass(px, &mut tmp, w, h, &kernel, radius, true);
+    blur_pass(&tmp, px, w, h, &kernel, radius, false);
+}
+
+/// One direction of [`gaussian_blur`]: `dst` is `src` convolved along rows
+/// (`horizontal`) or columns, edges clamped.
+fn blur_pass(src: &[[f32; 3]], dst: &mut [[f32; 3]], w: usize, h: usize, kernel: &[f32], radius: isize, horizontal: bool) {
     for y in 0..h {
         for x in 0..w {
             let mut acc = [0.0f32; 3];
             for (k, wgt) in kernel.iter().enumerate() {
-                let xx = (x as isize + k as isize - radius).clamp(0, w as isize - 1) as usize;
+                let o = k as isize - radius;
+                let i = if horizontal {
+                    y * w + (x as isize + o).clamp(0, w as isize - 1) as usize
+                } else {
+                    (y as isize + o).clamp(0, h as isize - 1) as usize * w + x
+                };
                 for c in 0..3 {
-                    acc[c] += px[y * w + xx][c] * wgt;
+                    acc[c] += src[i][c] * wgt;
                 }
             }
-            tmp[y * w + x] = acc;
-        }
-    }
-    for y in 0..h {
-        for x in 0..w {
-            let mut acc = [0.0f32; 3];
-            for (k, wgt) in kernel.iter().enumerate() {
-                let yy = (y as isize + k as isize - radius).clamp(0, h as isize - 1) as usize;
-                for c in 0..3 {
-                    acc[c] += tmp[yy * w + x][c] * wgt;
-                }
-            }
-            px[y * w + x] = acc;
+            dst[y * w + x] = acc;
         }
     }
 }

@@ -3,22 +3,18 @@
 
 use crate::builder::{ColoredMesh, Material};
 use crate::camera::ViewParams;
+use crate::photo::{background_pixels, Background};
 use crate::render::{render, Lighting, Rgba, ShadedMesh};
 use crate::rng::Rng;
 use crate::shapes::generate;
+use crate::studio::composite;
 use crate::voxelize::{voxel_surface_mesh, voxelize, VoxelizeError};
 use mono2mesh_core::Category;
 use rayon::prelude::*;
 
 /// Composites straight-alpha RGBA over an opaque colour.
 pub fn over_background(img: &Rgba, bg: [u8; 3]) -> image::RgbImage {
-    let mut out = image::RgbImage::new(img.width as u32, img.height as u32);
-    for (i, px) in img.pixels.chunks_exact(4).enumerate() {
-        let a = f32::from(px[3]) / 255.0;
-        let c: [u8; 3] = std::array::from_fn(|k| (f32::from(px[k]) * a + f32::from(bg[k]) * (1.0 - a)).round() as u8);
-        out.put_pixel((i % img.width) as u32, (i / img.width) as u32, image::Rgb(c));
-    }
-    out
+    composite(img, &background_pixels(&Background::Solid { color: bg }, img.width, img.height))
 }
 
 /// A grid image: `per_category` renders of distinct models per row, then the voxel

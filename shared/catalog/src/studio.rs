@@ -16,7 +16,7 @@
 
 use crate::builder::ColoredMesh;
 use crate::camera::{Camera, ViewParams};
-use crate::photo::{background_pixels, Background};
+use crate::photo::{background_pixels, composite_f32, gaussian_kernel, Background};
 use crate::render::{render, Lighting, Rgba, ShadedMesh};
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
@@ -226,10 +226,7 @@ impl ContactShadow {
 
 /// Separable Gaussian blur of an n x n grid, zero outside.
 fn blur_grid(grid: &mut [f32], n: usize, sigma: f32) {
-    let radius = (sigma * 3.0).ceil() as isize;
-    let kernel: Vec<f32> = (-radius..=radius).map(|i| (-((i * i) as f32) / (2.0 * sigma * sigma)).exp()).collect();
-    let total: f32 = kernel.iter().sum();
-    let kernel: Vec<f32> = kernel.iter().map(|k| k / total).collect();
+    let (radius, kernel) = gaussian_kernel(sigma);
     let pass = |src: &[f32], horizontal: bool| -> Vec<f32> {
         let mut out = vec![0.0f32; n * n];
         for y in 0..n {
@@ -271,9 +268,8 @@ pub fn backdrop_pixels(backdrop: &Backdrop, shadow: &ContactShadow, camera: &Cam
 /// Straight-alpha `fg` over an opaque float background, rounded to 8-bit RGB.
 pub fn composite(fg: &Rgba, bg: &[[f32; 3]]) -> image::RgbImage {
     let mut out = image::RgbImage::new(fg.width as u32, fg.height as u32);
-    for ((dst, p), b) in out.pixels_mut().zip(fg.pixels.chunks_exact(4)).zip(bg) {
-        let a = f32::from(p[3]) / 255.0;
-        *dst = image::Rgb(std::array::from_fn(|k| (f32::from(p[k]) * a + b[k] * (1.0 - a)).round().clamp(0.0, 255.0) as u8));
+    for (dst, px) in out.pixels_mut().zip(composite_f32(fg, bg)) {
+        *dst = image::Rgb(px.map(|v| v.round().clamp(0.0, 255.0) as u8));
     }
     out
 }

@@ -5,6 +5,7 @@ pub mod export;
 pub mod iou;
 pub mod marching_cubes;
 pub mod mesh;
+pub mod npy;
 pub mod smooth;
 pub mod voxel;
 

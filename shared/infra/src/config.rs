@@ -6,7 +6,6 @@
 //! Secrets are `SecretString`/`SecretUrl`, so printing `Settings` never leaks them.
 
 use crate::secret::{SecretString, SecretUrl};
-use mono2mesh_core::Category;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,7 +19,8 @@ pub const ENV_SEPARATOR: &str = "__";
 pub const CONFIG_FILE_ENV: &str = "MONO2MESH_CONFIG";
 
 /// Keys whose environment or flag value is a comma-separated list.
-pub const LIST_KEYS: [&str; 4] = ["queue.retry_delays_ms", "reconstruct.categories", "webhook.retry_delays_ms", "api.tokens"];
+pub const LIST_KEYS: [&str; 5] =
+    ["queue.retry_delays_ms", "reconstruct.categories", "refine.formats", "webhook.retry_delays_ms", "api.tokens"];
 
 /// The compiled defaults, as TOML so that the file format is documented by example.
 pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
@@ -35,6 +35,8 @@ pub enum ConfigError {
     Invalid(#[from] config::ConfigError),
     #[error("override {0:?} is not of the form section.key=value")]
     BadOverride(String),
+    #[error("invalid [{section}] setting: {message}")]
+    Section { section: &'static str, message: String },
 }
 
 /// Everything a mono2mesh process can be configured with.
@@ -44,9 +46,16 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub blob: BlobSettings,
     pub queue: QueueSettings,
-    pub gate: GateSettings,
     pub models: ModelSettings,
-    pub reconstruct: ReconstructSettings,
+    /// The four stages' sections, typed by their crates (see [`StageSection`]).
+    #[serde(default)]
+    pub gate: StageSection,
+    #[serde(default)]
+    pub classify: StageSection,
+    #[serde(default)]
+    pub reconstruct: StageSection,
+    #[serde(default)]
+    pub refine: StageSection,
     pub telemetry: TelemetrySettings,
     pub webhook: WebhookSettings,
     pub api: ApiSettings,
@@ -144,32 +153,6 @@ impl QueueSettings {
     }
 }
 
-/// How a non-square photo becomes the square input the method expects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AspectPolicy {
-    /// Resize both axes independently, as the paper does.
-    Stretch,
-    /// Keep the aspect ratio and pad to a square.
-    Pad,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GateSettings {
-    /// Side of the standardised square image (the paper uses 600).
-    pub target_size: u32,
-    pub aspect: AspectPolicy,
-    /// Minimum variance of the 3x3 Laplacian of the gray image; below is "blurry".
-    pub min_blur_variance: f64,
-    /// Accepted band of mean gray intensity (0..255).
-    pub min_mean_intensity: f64,
-    pub max_mean_intensity: f64,
-    /// Decoder limits against decompression bombs.
-    pub max_pixels: u64,
-    pub max_input_bytes: u64,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSettings {
@@ -177,31 +160,33 @@ pub struct ModelSettings {
     pub registry: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UnknownCategoryPolicy {
-    /// Reconstruct with the general (all-category) model.
-    General,
-    /// End the job as rejected.
-    Reject,
-}
+/// A pipeline stage's section (`[gate]`, `[classify]`, `[reconstruct]`, `[refine]`),
+/// layered like every other setting but typed by the stage that owns it: each worker
+/// crate defines its settings struct (with defaults and checks) and reads it with
+/// [`StageSection::parse`], in the workers and in `mono2mesh run` alike. This crate
+/// only carries the values, so it does not depend on the stages.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StageSection(serde_json::Value);
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReconstructSettings {
-    /// Categories this reconstruct worker serves (and loads specialists for).
-    pub categories: Vec<Category>,
-    pub batch_size: usize,
-    /// How long to wait for a batch to fill before running a partial one.
-    pub batch_latency_ms: u64,
-    /// `auto` (GPU when present), `cpu`, or `cuda:N`.
-    pub device: String,
-    pub unknown_category: UnknownCategoryPolicy,
-}
+impl StageSection {
+    /// The section as the stage's settings type; keys it does not name keep the
+    /// type's defaults, unknown keys are an error naming the section.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self, section: &'static str) -> Result<T, ConfigError> {
+        let value = match &self.0 {
+            serde_json::Value::Null => serde_json::Value::Object(Default::default()),
+            other => other.clone(),
+        };
+        // Through the config crate's own deserializer, so a `--set` value (a string)
+        // becomes the number or flag the field wants, exactly as for infra's sections.
+        config_value(&value)
+            .try_deserialize()
+            .map_err(|e| ConfigError::Section { section, message: e.to_string() })
+    }
 
-impl ReconstructSettings {
-    pub fn batch_latency(&self) -> Duration {
-        Duration::from_millis(self.batch_latency_ms)
+    /// The section's raw values (what a settings dump shows).
+    pub fn raw(&self) -> &serde_json::Value {
+        &self.0
     }
 }
 
@@ -387,12 +372,45 @@ impl SettingsLoader {
 
         for (key, value) in self.overrides {
             builder = match value {
-                OverrideValue::Scalar(v) => builder.set_override(key, v)?,
+                OverrideValue::Scalar(v) => builder.set_override(key, typed_scalar(v))?,
                 OverrideValue::List(items) => builder.set_override(key, items)?,
             };
         }
         Ok(builder.build()?.try_deserialize::<Settings>()?)
     }
+}
+
+/// A flag's value typed as the environment's are (`try_parsing`): a flag, an integer, a
+/// number, else text. Fields that want text still get it (the config crate converts back),
+/// and sections read through serde's buffered paths (tagged enums) see real numbers.
+fn typed_scalar(value: String) -> config::Value {
+    if let Ok(flag) = value.parse::<bool>() {
+        flag.into()
+    } else if let Ok(integer) = value.parse::<i64>() {
+        integer.into()
+    } else if let Ok(number) = value.parse::<f64>().map_err(|_| ()).and_then(|n| if n.is_finite() { Ok(n) } else { Err(()) }) {
+        number.into()
+    } else {
+        value.into()
+    }
+}
+
+fn config_value(value: &serde_json::Value) -> config::Value {
+    use config::ValueKind;
+    use serde_json::Value as Json;
+    let kind = match value {
+        Json::Null => ValueKind::Nil,
+        Json::Bool(b) => ValueKind::Boolean(*b),
+        Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => ValueKind::I64(i),
+            (None, Some(u), _) => ValueKind::U64(u),
+            (_, _, f) => ValueKind::Float(f.unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => ValueKind::String(s.clone()),
+        Json::Array(items) => ValueKind::Array(items.iter().map(config_value).collect()),
+        Json::Object(map) => ValueKind::Table(map.iter().map(|(k, v)| (k.clone(), config_value(v))).collect()),
+    };
+    config::Value::new(None, kind)
 }
 
 /// The environment variable that overrides `key` (`queue.prefetch` ->
@@ -408,7 +426,18 @@ fn split_list(value: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mono2mesh_core::Category;
     use std::io::Write;
+
+    /// A stand-in for a stage's settings type (the real ones live in the worker crates).
+    #[derive(Debug, Deserialize)]
+    struct Lane {
+        categories: Vec<Category>,
+    }
+
+    fn lane(s: &Settings) -> Lane {
+        s.reconstruct.parse("reconstruct").unwrap()
+    }
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -425,9 +454,8 @@ mod tests {
         let s = Settings::defaults().unwrap();
         assert_eq!(s.blob.backend, BlobBackend::Local);
         assert_eq!(s.queue.backend, QueueBackend::Amqp);
-        assert_eq!(s.gate.target_size, 600);
-        assert_eq!(s.gate.aspect, AspectPolicy::Stretch);
-        assert_eq!(s.reconstruct.categories, Category::ALL.to_vec());
+        assert_eq!(s.gate.raw()["size"], 600);
+        assert_eq!(lane(&s).categories, Category::ALL.to_vec());
         assert_eq!(s.models.registry, "models");
         assert!(s.telemetry.otlp_endpoint.is_none());
         assert!(s.webhook.url.is_none() && s.webhook.secret.expose().is_empty());
@@ -461,7 +489,7 @@ mod tests {
         assert_eq!(s.queue.exchange_prefix, "from-flag", "flags beat env");
         assert_eq!(s.blob.s3.endpoint.as_deref(), Some("http://127.0.0.1:8014"), "nested sections via env");
         assert_eq!(s.queue.retry_delays_ms, vec![10, 20], "env lists");
-        assert_eq!(s.reconstruct.categories, vec![Category::Car], "flag lists");
+        assert_eq!(lane(&s).categories, vec![Category::Car], "flag lists");
     }
 
     #[test]
@@ -473,7 +501,7 @@ mod tests {
         .load()
         .unwrap();
         assert_eq!(s.queue.retry_delays_ms, vec![300]);
-        assert_eq!(s.reconstruct.categories, vec![Category::Chair]);
+        assert_eq!(lane(&s).categories, vec![Category::Chair]);
         // ...and a flag still beats the environment for lists.
         let s = SettingsLoader::with_env(env(&[("MONO2MESH__QUEUE__RETRY_DELAYS_MS", "300")]))
             .set("queue.retry_delays_ms", "5,6")
@@ -488,7 +516,7 @@ mod tests {
         let s = SettingsLoader::with_env(env(&[(CONFIG_FILE_ENV, file.path().to_str().unwrap())]))
             .load()
             .unwrap();
-        assert_eq!(s.gate.min_blur_variance, 42.5);
+        assert_eq!(s.gate.raw()["min_blur_variance"], 42.5);
 
         let err = SettingsLoader::with_env(HashMap::new())
             .file(Some(PathBuf::from("/nonexistent/mono2mesh.toml")))
@@ -501,10 +529,10 @@ mod tests {
     fn bad_values_and_unknown_keys_are_rejected_with_the_key_named() {
         let err = SettingsLoader::with_env(env(&[("MONO2MESH__QUEUE__PREFETCH", "lots")])).load().unwrap_err();
         assert!(err.to_string().contains("prefetch"), "{err}");
-        let err = SettingsLoader::with_env(env(&[("MONO2MESH__RECONSTRUCT__CATEGORIES", "giraffe")]))
-            .load()
-            .unwrap_err();
-        assert!(err.to_string().contains("giraffe"), "{err}");
+        // A stage section is checked by the stage's own type, and the error names it.
+        let s = SettingsLoader::with_env(env(&[("MONO2MESH__RECONSTRUCT__CATEGORIES", "giraffe")])).load().unwrap();
+        let err = s.reconstruct.parse::<Lane>("reconstruct").unwrap_err();
+        assert!(err.to_string().contains("giraffe") && err.to_string().contains("[reconstruct]"), "{err}");
         let file = toml_file("[queue]\nprefech = 3\n");
         let err = SettingsLoader::with_env(HashMap::new()).file(Some(file.path().into())).load().unwrap_err();
         assert!(err.to_string().contains("prefech"), "{err}");

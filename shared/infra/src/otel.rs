@@ -14,36 +14,23 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry::Context;
-use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::Duration;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::otlp::{OwnRuntimeClient, EXPORT_TIMEOUT};
+pub use crate::otlp::{traces_url, OtelError, OTLP_TRACES_PATH};
 
 /// The W3C trace-context header names.
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
 
-/// Path the OTLP/HTTP trace receiver listens on, below the collector's base URL.
-pub const OTLP_TRACES_PATH: &str = "/v1/traces";
-
-/// How long one export request may take before the batch is dropped.
-pub(crate) const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The tracer name (instrumentation scope) of every mono2mesh span.
 pub const TRACER_NAME: &str = "mono2mesh";
-
-#[derive(Debug, thiserror::Error)]
-pub enum OtelError {
-    #[error("telemetry.otlp_endpoint {endpoint:?}: {message}")]
-    Endpoint { endpoint: String, message: String },
-    #[error("cannot build the OTLP exporter: {0}")]
-    Exporter(String),
-}
 
 /// W3C trace context as it travels with a message: header name to value. Empty when
 /// the publisher had no span (a plain CLI call without telemetry, a test).
@@ -173,10 +160,9 @@ pub fn tracer(provider: &SdkTracerProvider) -> opentelemetry_sdk::trace::Tracer 
     provider.tracer(TRACER_NAME)
 }
 
-/// Sends every finished span and the metrics now (tests, and before a short-lived
-/// command exits). Blocks until the exporters answered; call it off the async threads.
-pub fn flush() {
-    crate::otel_metrics::flush();
+/// Sends every finished span now. Blocks until the exporter answered; call it off the
+/// async threads. [`crate::telemetry::flush`] flushes the metrics too.
+pub fn flush_traces() {
     let provider = PROVIDER.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(provider) = provider {
         if let Err(e) = provider.force_flush() {
@@ -185,33 +171,15 @@ pub fn flush() {
     }
 }
 
-/// Flushes and stops the trace and metric exporters, at process end. Later spans are
-/// dropped.
-pub fn shutdown() {
-    crate::otel_metrics::shutdown();
+/// Flushes and stops the trace exporter, at process end. Later spans are dropped.
+/// [`crate::telemetry::shutdown`] stops the metric exporter too.
+pub fn shutdown_traces() {
     let provider = PROVIDER.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(provider) = provider {
         if let Err(e) = provider.shutdown() {
             tracing::warn!(error = %e, "shutting the trace exporter down failed");
         }
     }
-}
-
-/// The full OTLP/HTTP traces URL for a configured endpoint.
-pub fn traces_url(endpoint: &str) -> Result<String, OtelError> {
-    let bad = |message: &str| OtelError::Endpoint { endpoint: endpoint.to_string(), message: message.to_string() };
-    let uri: opentelemetry_http::Request<()> =
-        Request::builder().uri(endpoint).body(()).map_err(|e| bad(&e.to_string()))?;
-    match uri.uri().scheme_str() {
-        Some("http") => {}
-        Some("https") => return Err(bad("https is not supported; export to a collector over plain http")),
-        _ => return Err(bad("expected an http:// URL")),
-    }
-    if uri.uri().host().is_none() {
-        return Err(bad("no host"));
-    }
-    let trimmed = endpoint.trim_end_matches('/');
-    Ok(if trimmed.ends_with(OTLP_TRACES_PATH) { trimmed.to_string() } else { format!("{trimmed}{OTLP_TRACES_PATH}") })
 }
 
 fn otlp_exporter(endpoint: &str) -> Result<SpanExporter, OtelError> {
@@ -224,49 +192,6 @@ fn otlp_exporter(endpoint: &str) -> Result<SpanExporter, OtelError> {
         .with_timeout(EXPORT_TIMEOUT)
         .build()
         .map_err(|e| OtelError::Exporter(e.to_string()))
-}
-
-/// hyper's client needs a tokio runtime, but the SDK's batch processor exports from its
-/// own plain thread; this client brings a small runtime of its own and drives each
-/// request on it, so exporting never depends on (or blocks) the application's runtime.
-pub(crate) struct OwnRuntimeClient {
-    runtime: Option<tokio::runtime::Runtime>,
-    client: opentelemetry_http::hyper::HyperClient,
-}
-
-impl std::fmt::Debug for OwnRuntimeClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OwnRuntimeClient").finish_non_exhaustive()
-    }
-}
-
-impl OwnRuntimeClient {
-    pub(crate) fn new() -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let client = opentelemetry_http::hyper::HyperClient::with_default_connector(EXPORT_TIMEOUT, None);
-        Ok(OwnRuntimeClient { runtime: Some(runtime), client })
-    }
-}
-
-#[async_trait::async_trait]
-impl HttpClient for OwnRuntimeClient {
-    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        let runtime = self.runtime.as_ref().ok_or("exporter runtime is gone")?;
-        if tokio::runtime::Handle::try_current().is_ok() {
-            // Called from async code (not the SDK's export thread): block_on would panic.
-            return Err("the OTLP client must be driven from the exporter's own thread".into());
-        }
-        runtime.block_on(self.client.send_bytes(request))
-    }
-}
-
-impl Drop for OwnRuntimeClient {
-    fn drop(&mut self) {
-        // Dropping a runtime inside async code panics; this never blocks.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
 }
 
 #[cfg(test)]
@@ -323,16 +248,6 @@ mod tests {
             table.insert(TRACEPARENT.into(), AMQPValue::LongString(garbage.into()));
             let parent = TraceHeaders::read_amqp(Some(&table)).context();
             assert!(!parent.span().span_context().is_valid(), "{garbage:?} must not become a parent");
-        }
-    }
-
-    #[test]
-    fn endpoint_becomes_the_traces_url() {
-        assert_eq!(traces_url("http://otel-collector:4318").unwrap(), "http://otel-collector:4318/v1/traces");
-        assert_eq!(traces_url("http://127.0.0.1:4318/").unwrap(), "http://127.0.0.1:4318/v1/traces");
-        assert_eq!(traces_url("http://c:4318/v1/traces").unwrap(), "http://c:4318/v1/traces");
-        for bad in ["https://c:4318", "otel-collector:4318", "not a url", "grpc://c:4317"] {
-            assert!(traces_url(bad).is_err(), "{bad}");
         }
     }
 }

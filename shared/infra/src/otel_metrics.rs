@@ -1,7 +1,7 @@
 //! OpenTelemetry metrics: the same `metrics` calls that feed the Prometheus endpoint,
 //! exported over OTLP/HTTP to the collector.
 //!
-//! The code records through the `metrics` facade only ([`crate::telemetry::names`]);
+//! The code records through the `metrics` facade only ([`crate::metrics_spec::names`]);
 //! [`OtelRecorder`] is one more recorder behind it, next to Prometheus's, that turns
 //! each metric into an OpenTelemetry instrument of the same name: counters into
 //! monotonic sums, histograms into explicit-bucket histograms with the buckets the
@@ -10,7 +10,8 @@
 //! report it at each collection). A periodic reader pushes cumulative totals every
 //! `telemetry.metrics_interval_ms` and once more at shutdown.
 
-use crate::otel::{OtelError, OwnRuntimeClient, EXPORT_TIMEOUT};
+use crate::otlp::{OwnRuntimeClient, EXPORT_TIMEOUT};
+pub use crate::otlp::{metrics_url, OtelError, OTLP_METRICS_PATH};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry::KeyValue;
@@ -22,23 +23,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Path the OTLP/HTTP metrics receiver listens on, below the collector's base URL.
-pub const OTLP_METRICS_PATH: &str = "/v1/metrics";
-
 /// The meter name (instrumentation scope) of every mono2mesh metric.
 pub const METER_NAME: &str = "mono2mesh";
 
 /// The meter provider behind the global recorder, kept to flush and shut it down.
 static PROVIDER: Mutex<Option<SdkMeterProvider>> = Mutex::new(None);
-
-/// The full OTLP/HTTP metrics URL for a configured endpoint (the collector's base URL,
-/// or a full URL ending in `/v1/metrics`; one ending in `/v1/traces` is rebased).
-pub fn metrics_url(endpoint: &str) -> Result<String, OtelError> {
-    let traces = crate::otel::traces_url(endpoint)?; // validates scheme and host
-    let base = traces.strip_suffix(crate::otel::OTLP_TRACES_PATH).unwrap_or(&traces);
-    let base = base.strip_suffix(OTLP_METRICS_PATH).unwrap_or(base);
-    Ok(format!("{base}{OTLP_METRICS_PATH}"))
-}
 
 /// A meter provider for this process, named `service_name`, pushing to `endpoint`
 /// every `interval`. Not registered anywhere: see [`install`] for the process-wide one.
@@ -237,7 +226,7 @@ impl Recorder for OtelRecorder {
             .histograms
             .entry(name.clone())
             .or_insert_with(|| {
-                let buckets = crate::telemetry::buckets_for(&name);
+                let buckets = crate::metrics_spec::buckets_for(&name);
                 let mut builder = described!(self.meter.f64_histogram(name), description);
                 if let Some(buckets) = buckets {
                     builder = builder.with_boundaries(buckets.to_vec());
@@ -315,15 +304,6 @@ impl metrics::GaugeFn for GaugeCell {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoint_becomes_the_metrics_url() {
-        assert_eq!(metrics_url("http://otel-collector:4318").unwrap(), "http://otel-collector:4318/v1/metrics");
-        assert_eq!(metrics_url("http://c:4318/").unwrap(), "http://c:4318/v1/metrics");
-        assert_eq!(metrics_url("http://c:4318/v1/traces").unwrap(), "http://c:4318/v1/metrics");
-        assert_eq!(metrics_url("http://c:4318/v1/metrics").unwrap(), "http://c:4318/v1/metrics");
-        assert!(metrics_url("https://c:4318").is_err());
-    }
 
     #[test]
     fn gauge_cells_follow_deltas_and_sets() {

@@ -8,10 +8,22 @@
 
 use async_trait::async_trait;
 use mono2mesh_core::{JobState, Stage, StageError, StageMessage};
+use std::sync::Arc;
 use tracing::{info, warn};
 
-use crate::jobs::{Job, JobStore, JobUpdate, Transition};
+use crate::blob::BlobStore;
+use crate::jobs::{Job, JobUpdate, Transition};
+use crate::repository::JobRepository;
 use crate::runtime::{JobOutcomes, Next};
+
+/// What a stage handler reads and writes: the job store and the blob store. The
+/// workers pass Postgres and S3 (or a directory); `mono2mesh run` passes an in-memory
+/// job store and a directory. The handler cannot tell which.
+#[derive(Clone)]
+pub struct StageContext {
+    pub jobs: Arc<dyn JobRepository>,
+    pub blobs: Arc<dyn BlobStore>,
+}
 
 /// Where a job stands for the stage that just received it.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,7 +39,7 @@ pub enum Begin {
 
 /// Loads the message's job and says whether `message.stage` still has to run.
 /// An unknown job is a permanent error (the message refers to nothing).
-pub async fn begin(jobs: &JobStore, message: &StageMessage) -> Result<Begin, StageError> {
+pub async fn begin(jobs: &dyn JobRepository, message: &StageMessage) -> Result<Begin, StageError> {
     let job = jobs.get_job(message.job_id).await?;
     let done_state = message.stage.success_state();
     Ok(if job.state == done_state {
@@ -51,7 +63,7 @@ pub fn hand_over(job: &Job, stage: Stage) -> Next {
 /// Moves the job to the stage's success state with `update` (outputs, scores,
 /// category...) and returns the hand-over. A duplicate completion hands over again; a
 /// job that meanwhile moved elsewhere (rejected by an operator, say) is stale.
-pub async fn complete(jobs: &JobStore, message: &StageMessage, update: JobUpdate) -> Result<Next, StageError> {
+pub async fn complete(jobs: &dyn JobRepository, message: &StageMessage, update: JobUpdate) -> Result<Next, StageError> {
     let stage = message.stage;
     match jobs.advance(message.job_id, Some(stage), stage.success_state(), update).await? {
         Transition::Applied { .. } | Transition::Duplicate => {
@@ -71,7 +83,7 @@ pub async fn complete(jobs: &JobStore, message: &StageMessage, update: JobUpdate
 /// of the update itself, so a completion landing at the same moment cannot be undone.
 /// The error is retryable, so the message comes back and `begin` hands the job over
 /// again or drops the message as stale.
-async fn end_job(jobs: &JobStore, message: &StageMessage, to: JobState, reason: &str) -> Result<(), StageError> {
+async fn end_job(jobs: &dyn JobRepository, message: &StageMessage, to: JobState, reason: &str) -> Result<(), StageError> {
     let done = message.stage.success_state();
     let waiting: Vec<JobState> =
         JobState::ALL.into_iter().filter(|s| !s.is_terminal() && *s != done && s.can_move_to(done)).collect();
@@ -93,18 +105,21 @@ async fn end_job(jobs: &JobStore, message: &StageMessage, to: JobState, reason: 
     }
 }
 
+/// The runtime's record of how jobs end, kept in a job store.
+pub struct StoreOutcomes(pub Arc<dyn JobRepository>);
+
 #[async_trait]
-impl JobOutcomes for JobStore {
+impl JobOutcomes for StoreOutcomes {
     async fn reject(&self, message: &StageMessage, reason: &str) -> Result<(), StageError> {
-        end_job(self, message, JobState::Rejected, reason).await
+        end_job(self.0.as_ref(), message, JobState::Rejected, reason).await
     }
 
     async fn fail(&self, message: &StageMessage, reason: &str) -> Result<(), StageError> {
-        end_job(self, message, JobState::Failed, reason).await
+        end_job(self.0.as_ref(), message, JobState::Failed, reason).await
     }
 
     async fn attempt_failed(&self, message: &StageMessage, error: &StageError) {
-        if let Err(e) = self.record_failure(message.job_id, message.stage, error).await {
+        if let Err(e) = self.0.record_failure(message.job_id, message.stage, error).await {
             warn!(job = %message.job_id, %e, "could not record the failed attempt");
         }
     }

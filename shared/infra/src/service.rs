@@ -1,5 +1,5 @@
-//! Start-up and shutdown shared by the four worker binaries, so each `main.rs` is only
-//! its stage's handler: flags, layered settings, stores, queue, the runtime loop until
+//! Start-up and shutdown shared by the four worker binaries, so each `main.rs` only wires
+//! its stage's handler (from the worker's library): flags, layered settings, stores, queue, the runtime loop until
 //! SIGTERM/SIGINT, then a clean close.
 
 use clap::Args;
@@ -11,6 +11,7 @@ use tracing::info;
 use crate::blob::{open_blob_store, BlobError, BlobStore};
 use crate::config::{ConfigError, QueueBackend, Settings, SettingsLoader};
 use crate::jobs::{JobStore, JobStoreError};
+use crate::pipeline::{StageContext, StoreOutcomes};
 use crate::queue::{self, Lane, MessageQueue, QueueError};
 use crate::runtime::{shutdown_signal, RunReport, RuntimeError, RuntimeSettings, StageHandler, Worker};
 
@@ -99,6 +100,11 @@ impl Services {
         info!(database = %settings.database.url, blobs = %blobs.location(), queue = %settings.queue.url, "services connected");
         Ok(Services { settings, jobs, blobs, queue })
     }
+
+    /// The job store and blob store as a stage handler sees them.
+    pub fn stage_context(&self) -> StageContext {
+        StageContext { jobs: Arc::new(self.jobs.clone()), blobs: self.blobs.clone() }
+    }
 }
 
 /// Runs `handler` on `lanes` until SIGTERM/SIGINT, then drains and closes the queue.
@@ -108,13 +114,13 @@ pub async fn serve(
     handler: Arc<dyn StageHandler>,
     runtime: RuntimeSettings,
 ) -> Result<RunReport, ServiceError> {
-    let outcomes = Arc::new(services.jobs.clone());
+    let outcomes = Arc::new(StoreOutcomes(Arc::new(services.jobs.clone())));
     let worker = Worker::new(services.queue.clone(), lanes, handler, outcomes, runtime)?;
     let result = worker.run(shutdown_signal()).await;
     // Closing returns whatever is still unsettled to the broker.
     let closed = services.queue.close().await;
     // Send the last spans before the process exits (off the async threads: it blocks).
-    let _ = tokio::task::spawn_blocking(crate::otel::shutdown).await;
+    let _ = tokio::task::spawn_blocking(crate::telemetry::shutdown).await;
     let report = result?;
     closed?;
     Ok(report)

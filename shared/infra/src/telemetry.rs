@@ -11,6 +11,11 @@
 //!   and up, whatever the log filter says) is also an OpenTelemetry span, exported over
 //!   OTLP/HTTP when `otlp_endpoint` is set; the queue carries the trace context between
 //!   stages.
+//! * [`flush`] and [`shutdown`] drain both exports.
+//!
+//! This module is the entry: it uses [`crate::otel`] and [`crate::otel_metrics`], which
+//! share only the leaves [`crate::otlp`] and [`crate::metrics_spec`], never this module
+//! or each other.
 
 use crate::config::{LogFormat, TelemetrySettings};
 use metrics::{counter, gauge, histogram};
@@ -24,6 +29,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+pub use crate::metrics_spec::{buckets_for, names};
+use crate::metrics_spec::{BATCH_BUCKETS, SECONDS_BUCKETS};
+
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     #[error("invalid log filter {filter:?}: {message}")]
@@ -35,38 +43,7 @@ pub enum TelemetryError {
     #[error("a global metrics recorder is already installed")]
     MetricsAlreadyInstalled,
     #[error(transparent)]
-    Traces(#[from] crate::otel::OtelError),
-}
-
-/// Metric names, in one place so dashboards and code agree.
-pub mod names {
-    /// Counter {stage}: deliveries a stage started handling.
-    pub const STAGE_RECEIVED: &str = "mono2mesh_stage_received_total";
-    /// Counter {stage, outcome}: deliveries a stage finished, by outcome.
-    pub const STAGE_FINISHED: &str = "mono2mesh_stage_finished_total";
-    /// Histogram {stage, outcome}: handler wall time.
-    pub const STAGE_DURATION: &str = "mono2mesh_stage_duration_seconds";
-    /// Gauge {stage}: deliveries being handled right now.
-    pub const STAGE_INFLIGHT: &str = "mono2mesh_stage_inflight";
-    /// Histogram {stage}: time a message waited in the queue before handling.
-    pub const QUEUE_WAIT: &str = "mono2mesh_queue_wait_seconds";
-    /// Counter {stage}: deliveries the broker marked as redelivered.
-    pub const REDELIVERIES: &str = "mono2mesh_queue_redeliveries_total";
-    /// Counter {stage, class}: failures sent to a retry queue or the dead-letter queue.
-    pub const FAILURES: &str = "mono2mesh_stage_failures_total";
-    /// Histogram: publish-to-confirm time.
-    pub const PUBLISH_CONFIRM: &str = "mono2mesh_queue_publish_confirm_seconds";
-    /// Counter: broker connections replaced after a loss.
-    pub const QUEUE_RECONNECTS: &str = "mono2mesh_queue_reconnects_total";
-    /// Histogram {stage}: items per model batch (classify, reconstruct).
-    pub const BATCH_SIZE: &str = "mono2mesh_stage_batch_size";
-    /// Histogram {stage, device}: time a model batch spent in the network on its device
-    /// (GPU time on a GPU), per batch.
-    pub const DEVICE_TIME: &str = "mono2mesh_stage_device_seconds";
-    /// Histogram {op, outcome}: blob store request time.
-    pub const BLOB_REQUEST: &str = "mono2mesh_blob_request_seconds";
-    /// Histogram {op}: job store query time.
-    pub const DB_QUERY: &str = "mono2mesh_db_query_seconds";
+    Traces(#[from] crate::otlp::OtelError),
 }
 
 /// How a stage's handling of one delivery ended.
@@ -158,23 +135,6 @@ pub fn describe_metrics() {
     describe_histogram!(names::DB_QUERY, Unit::Seconds, "Job store query time");
 }
 
-/// Histogram buckets (seconds) spanning a cached blob read to a CPU reconstruction.
-const SECONDS_BUCKETS: [f64; 14] =
-    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-const BATCH_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
-
-/// The explicit histogram buckets of a metric, shared by the Prometheus endpoint and
-/// the OTLP export so both show the same distribution.
-pub fn buckets_for(name: &str) -> Option<&'static [f64]> {
-    if name == names::BATCH_SIZE {
-        Some(&BATCH_BUCKETS)
-    } else if name.ends_with("_seconds") {
-        Some(&SECONDS_BUCKETS)
-    } else {
-        None
-    }
-}
-
 /// The exporter configuration shared by the listener and by tests.
 pub fn prometheus_builder() -> Result<PrometheusBuilder, TelemetryError> {
     let err = |e: metrics_exporter_prometheus::BuildError| TelemetryError::Prometheus(e.to_string());
@@ -254,6 +214,20 @@ pub fn init_tracing(settings: &TelemetrySettings) -> Result<(), TelemetryError> 
         tracing::info!(%endpoint, service = %service_name(), "exporting traces over OTLP/HTTP");
     }
     Ok(())
+}
+
+/// Sends every finished span and the metrics now (tests, and before a short-lived
+/// command exits). Blocks until the exporters answered; call it off the async threads.
+pub fn flush() {
+    crate::otel_metrics::flush();
+    crate::otel::flush_traces();
+}
+
+/// Flushes and stops the trace and metric exporters, at process end. Later spans and
+/// metrics are dropped.
+pub fn shutdown() {
+    crate::otel_metrics::shutdown();
+    crate::otel::shutdown_traces();
 }
 
 /// Target prefix of the spans exported as traces: our own crates (`mono2mesh_infra`,

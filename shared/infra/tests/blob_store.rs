@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use mono2mesh_core::{ErrorClass, JobId, Stage};
 use mono2mesh_infra::blob::{keys, BlobError, BlobKey, BlobStore, LocalBlobStore};
-use mono2mesh_infra::test_support::TestS3;
+use mono2mesh_testkit::services::TestS3;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

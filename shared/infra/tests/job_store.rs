@@ -7,7 +7,7 @@ use mono2mesh_infra::blob::keys;
 use mono2mesh_infra::config::DatabaseSettings;
 use mono2mesh_infra::jobs::{CategorySource, JobStore, JobStoreError, JobUpdate, NewJob, Page, Transition};
 use mono2mesh_infra::secret::SecretUrl;
-use mono2mesh_infra::test_support::TestDatabase;
+use mono2mesh_testkit::services::TestDatabase;
 use serde_json::json;
 use std::time::Duration;
 
@@ -271,7 +271,10 @@ async fn failures_are_counted_and_unknown_jobs_are_permanent_errors() {
     assert!(store.find_job(ghost).await.unwrap().is_none());
 
     // History is append-only at the database level too.
-    let edit = sqlx::query("UPDATE job_events SET event = 'forged'").execute(store.pool_for_tests()).await;
+    // (A connection of its own: the store has no way to edit history, by design.)
+    let raw = sqlx::PgPool::connect(db.settings.url.expose()).await.unwrap();
+    let edit = sqlx::query("UPDATE job_events SET event = 'forged'").execute(&raw).await;
+    raw.close().await;
     assert!(edit.is_err(), "job_events must refuse updates");
     // Migrations are idempotent.
     store.migrate().await.unwrap();

@@ -5,7 +5,7 @@
 use mono2mesh_core::Stage;
 use mono2mesh_infra::config::{LogFormat, TelemetrySettings};
 use mono2mesh_infra::telemetry::{buckets_for, install_metrics, names, service_name, StageOutcome, StageTimer};
-use mono2mesh_infra::test_otlp::{OtlpReceiver, PointValue};
+use mono2mesh_testkit::otlp::{OtlpReceiver, PointValue};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -36,7 +36,7 @@ async fn stage_metrics_are_scraped_and_pushed_over_otlp() {
     metrics::histogram!(names::BATCH_SIZE, "stage" => "reconstruct").record(3.0);
     metrics::histogram!(names::BATCH_SIZE, "stage" => "reconstruct").record(8.0);
 
-    tokio::task::spawn_blocking(mono2mesh_infra::otel::flush).await.unwrap();
+    tokio::task::spawn_blocking(mono2mesh_infra::telemetry::flush).await.unwrap();
     let service = service_name();
     let wait = Duration::from_secs(10);
     let finished = receiver

@@ -8,8 +8,8 @@ use mono2mesh_infra::config::DatabaseSettings;
 use mono2mesh_infra::jobs::{JobStore, JobStoreError, JobUpdate, NewJob};
 use mono2mesh_infra::secret::SecretUrl;
 use mono2mesh_infra::store::{DeliveryOutcome, KeyLookup};
-use mono2mesh_infra::test_proxy::{url_socket_addr, TcpProxy};
-use mono2mesh_infra::test_support::TestDatabase;
+use mono2mesh_testkit::proxy::{url_socket_addr, TcpProxy};
+use mono2mesh_testkit::services::TestDatabase;
 use serde_json::json;
 use std::time::Duration;
 

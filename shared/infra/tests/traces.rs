@@ -1,18 +1,18 @@
 //! One job is one trace: a job submitted inside a span goes through four real worker
 //! runtimes (gate, classify, reconstruct, refine; stand-in handlers) over the in-memory
 //! queue and over RabbitMQ, and the spans that reach an OTLP/HTTP receiver (a real
-//! server decoding the protobuf export, see `test_otlp`) form one trace in which each
-//! stage is the child of the one that published its message, retries included.
+//! server decoding the protobuf export, see `mono2mesh_testkit::otlp`) form one trace in
+//! which each stage is the child of the one that published its message, retries included.
 //! Fails, rather than skips, when RabbitMQ is missing.
 
 #[allow(dead_code)]
 mod queue_support;
 
 use mono2mesh_core::{Category, JobId, Stage, StageError, StageMessage};
-use mono2mesh_infra::otel;
+use mono2mesh_infra::telemetry;
 use mono2mesh_infra::queue::Lane;
 use mono2mesh_infra::runtime::{Next, StageHandler};
-use mono2mesh_infra::test_otlp::{traced_process, ReceivedSpan};
+use mono2mesh_testkit::otlp::{traced_process, ReceivedSpan};
 use opentelemetry::trace::TraceContextExt;
 use queue_support::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,7 +86,7 @@ async fn one_job_is_one_trace(fixture: Fixture) {
     }
     assert_eq!(reports[0].retried, 1, "gate retried once: {reports:?}");
     // Flushing blocks until the exporter has sent everything; keep it off the async threads.
-    tokio::task::spawn_blocking(otel::flush).await.unwrap();
+    tokio::task::spawn_blocking(telemetry::flush).await.unwrap();
 
     let names = ["submit", "gate", "gate", "classify", "reconstruct", "refine"];
     let spans = receiver
@@ -152,7 +152,7 @@ async fn a_message_without_trace_context_starts_its_own_trace() {
     let worker = RunningWorker::start(queue, vec![Lane::Refine], handler, Arc::new(RecordedOutcomes::default()), quick_settings());
     assert_eq!(tokio::time::timeout(Duration::from_secs(10), done_rx.recv()).await.ok().flatten(), Some(job));
     worker.stop().await;
-    tokio::task::spawn_blocking(otel::flush).await.unwrap();
+    tokio::task::spawn_blocking(telemetry::flush).await.unwrap();
     let job_text = job.to_string();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let span = loop {

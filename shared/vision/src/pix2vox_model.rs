@@ -27,6 +27,9 @@ use crate::torch_pickle::{self, TorchPickleError, TorchValue};
 
 pub const FORMAT: &str = "mono2mesh-pix2vox";
 pub const SCHEMA_VERSION: u32 = 1;
+/// Prefix of the optimizer tensors a training checkpoint (`mono2mesh-train`) carries
+/// beside the weights; loading a model skips them.
+pub const OPTIMIZER_STATE_PREFIX: &str = "optimizer.";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Pix2VoxModelError {
@@ -108,7 +111,8 @@ impl ModelMetadata {
         ModelMetadata { variant, category, provenance, preprocessing: PreprocessingSpec::official() }
     }
 
-    pub(crate) fn to_map(&self) -> BTreeMap<String, String> {
+    /// The metadata as model-file header entries.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             ("format".to_string(), FORMAT.to_string()),
             ("schema_version".to_string(), SCHEMA_VERSION.to_string()),
@@ -169,7 +173,9 @@ impl Pix2VoxModel {
         Self::from_file(path, &file, device, expected)
     }
 
-    pub(crate) fn from_file(
+    /// [`Pix2VoxModel::load`] from a file already read (training resumes from one whose
+    /// optimizer state it reads too).
+    pub fn from_file(
         path: &Path,
         file: &model_file::ModelFile,
         device: Device,
@@ -199,7 +205,7 @@ impl Pix2VoxModel {
             }
         };
         let model = Pix2VoxModel::new(metadata, device);
-        load_exact(&model.vs, tensors, |name| name.starts_with(crate::train::optim::STATE_PREFIX))
+        load_exact(&model.vs, tensors, |name| name.starts_with(OPTIMIZER_STATE_PREFIX))
             .map_err(|source| Pix2VoxModelError::InFile { path: shown, source })?;
         Ok(model)
     }

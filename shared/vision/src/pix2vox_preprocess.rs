@@ -62,16 +62,18 @@ pub enum PreprocessError {
 }
 
 /// A float image, channels last, in BGRA order (like `cv2.imread(..., IMREAD_UNCHANGED)`).
+/// Public for training's augmentation (`mono2mesh-train`), which crops and resizes the
+/// same way.
 #[derive(Debug, Clone)]
-pub(crate) struct BgraImage {
-    pub(crate) width: usize,
-    pub(crate) height: usize,
+pub struct BgraImage {
+    pub width: usize,
+    pub height: usize,
     /// `height * width * 4` values in `[0, 1]`.
-    pub(crate) data: Vec<f32>,
+    pub data: Vec<f32>,
 }
 
 impl BgraImage {
-    pub(crate) fn from_rgba(rgba: &RgbaImage) -> Self {
+    pub fn from_rgba(rgba: &RgbaImage) -> Self {
         let (w, h) = rgba.dimensions();
         let mut data = Vec::with_capacity(w as usize * h as usize * 4);
         for p in rgba.pixels() {
@@ -81,8 +83,8 @@ impl BgraImage {
         BgraImage { width: w as usize, height: h as usize, data }
     }
 
-    /// Rows `y0..y0+h`, columns `x0..x0+w`.
-    pub(crate) fn crop(&self, x0: usize, y0: usize, w: usize, h: usize) -> Self {
+    /// Rows `y0..y0+h`, columns `x0..x0+w`; panics when the window leaves the image.
+    pub fn crop(&self, x0: usize, y0: usize, w: usize, h: usize) -> Self {
         let mut data = Vec::with_capacity(w * h * 4);
         for y in y0..y0 + h {
             let start = (y * self.width + x0) * 4;
@@ -92,7 +94,7 @@ impl BgraImage {
     }
 
     /// OpenCV `cv2.resize(img, (w, h))` with INTER_LINEAR on a float image.
-    pub(crate) fn resize_linear(&self, w: usize, h: usize) -> Self {
+    pub fn resize_linear(&self, w: usize, h: usize) -> Self {
         let xs = linear_taps(self.width, w);
         let ys = linear_taps(self.height, h);
         // horizontal pass first, then vertical, in f32 like OpenCV's HResize/VResize

@@ -11,6 +11,9 @@
 //! 3. below `min_confidence` the outcome is "unknown" (`category: None`), so a photo of
 //!    something we cannot reconstruct is not forced into a specialist.
 
+pub mod handler;
+pub mod settings;
+
 use std::path::PathBuf;
 
 use mono2mesh_core::{Category, StageError};

@@ -1,6 +1,6 @@
 //! Load: N jobs (default 1,000; `MONO2MESH_LOAD_JOBS`) through the real gate worker and
 //! the real refine worker (fed with stored voxel grids), on RabbitMQ, Postgres and S3
-//! (s3s-fs on a local port), as `mono2mesh_infra::test_rig` sets them up. Prints:
+//! (s3s-fs on a local port), as `mono2mesh_testkit::rig` sets them up. Prints:
 //!
 //! - throughput of each worker process: jobs/s between its first and last completion
 //!   (taken from the jobs' stage timestamps, so process start-up is not counted);
@@ -23,8 +23,8 @@ use mono2mesh_geometry::VoxelGrid;
 use mono2mesh_infra::blob::{keys, BlobStore};
 use mono2mesh_infra::jobs::{JobUpdate, Page};
 use mono2mesh_infra::queue::{Lane, MessageQueue};
-use mono2mesh_infra::test_rig::{stop_gracefully, PipelineRig};
-use mono2mesh_refine::{refine_binvox, RefineSettings};
+use mono2mesh_testkit::rig::{stop_gracefully, PipelineRig};
+use mono2mesh_refine::{refine_npy, RefineSettings};
 use std::io::Cursor;
 use std::path::Path;
 use std::process::Child;
@@ -50,7 +50,7 @@ fn photo(seed: usize) -> Vec<u8> {
 
 fn voxels(seed: usize) -> Vec<u8> {
     // A solid box of 8..=16 voxels a side in a 32^3 grid.
-    VoxelGrid::centred_cube(32, 8 + seed % 9).to_binvox_bytes(0.5)
+    mono2mesh_geometry::npy::grid_to_npy(&VoxelGrid::centred_cube(32, 8 + seed % 9))
 }
 
 /// Busy and total jiffies of the whole machine.
@@ -203,7 +203,7 @@ async fn overhead_split(rig: &PipelineRig, photo: &[u8], gate_outputs: &[Vec<u8>
     let probe_job = JobId::new();
     let input_key = keys::input(probe_job, "photo.png").unwrap();
     store.put(&input_key, Bytes::copy_from_slice(photo)).await.unwrap();
-    let voxel_key = keys::stage_artifact(probe_job, Stage::Reconstruct, keys::VOXELS_BINVOX).unwrap();
+    let voxel_key = keys::stage_artifact(probe_job, Stage::Reconstruct, keys::VOXEL_PROBABILITIES).unwrap();
     store.put(&voxel_key, Bytes::from(voxels(0))).await.unwrap();
     let mut store_time = [Duration::ZERO; 2];
     for (slot, (read, outputs, stage)) in
@@ -290,7 +290,7 @@ fn main() {
         let mut refine_jobs = Vec::with_capacity(jobs);
         for i in 0..jobs {
             let id = rig.submit_job("load-refine", b"refine reads voxels, not the photo".to_vec()).await;
-            rig.put(&keys::stage_artifact(id, Stage::Reconstruct, keys::VOXELS_BINVOX).unwrap(), grids[i % 8].to_vec()).await;
+            rig.put(&keys::stage_artifact(id, Stage::Reconstruct, keys::VOXEL_PROBABILITIES).unwrap(), grids[i % 8].to_vec()).await;
             rig.jobs().advance(id, Some(Stage::Reconstruct), JobState::Reconstructed, JobUpdate::default()).await.unwrap();
             rig.publish(&StageMessage::new(id, Stage::Refine, None)).await;
             refine_jobs.push(id);
@@ -317,7 +317,7 @@ fn main() {
         let refine_inputs: Vec<Arc<Vec<u8>>> = (0..sample).map(|i| grids[i % 8].clone()).collect();
         let refine_settings = RefineSettings::default();
         let refine_compute = compute_only(&refine_inputs, CONCURRENCY, |g| {
-            refine_binvox(g, &refine_settings).unwrap();
+            refine_npy(g, &refine_settings).unwrap();
         });
 
         println!();
@@ -327,7 +327,7 @@ fn main() {
         let gated = gate(&photos[0], &settings).unwrap();
         let report = serde_json::to_vec(&gated.report).unwrap();
         let gate_outputs = vec![report, gated.standardised_png.unwrap()];
-        let refined = refine_binvox(&grids[0], &refine_settings).unwrap();
+        let refined = refine_npy(&grids[0], &refine_settings).unwrap();
         let mut refine_outputs: Vec<Vec<u8>> = refined.files.into_iter().map(|f| f.bytes).collect();
         refine_outputs.push(serde_json::to_vec(&refined.stats).unwrap());
         overhead_split(&rig, &photos[0], &gate_outputs, &refine_outputs).await;

@@ -15,6 +15,7 @@
 //! unusable settings or a failure to encode our own output are [`GateError`]s.
 
 mod decode;
+pub mod handler;
 mod report;
 mod scores;
 mod settings;
@@ -105,35 +106,31 @@ pub fn gate(bytes: &[u8], settings: &GateSettings) -> Result<GateOutput, GateErr
 
 /// The scores' rejection reasons, in a fixed order (lighting, then blur).
 fn judge(scores: &Scores, thresholds: &Thresholds) -> Vec<Reason> {
-    let mut reasons = Vec::new();
-    if scores.mean_intensity < thresholds.min_mean_intensity {
-        reasons.push(Reason::new(
-            Code::TooDark,
-            format!(
-                "too dark: mean gray intensity {:.1} is below {:.1}",
-                scores.mean_intensity, thresholds.min_mean_intensity
-            ),
-        ));
-    }
-    if scores.mean_intensity > thresholds.max_mean_intensity {
-        reasons.push(Reason::new(
-            Code::Overexposed,
-            format!(
-                "overexposed: mean gray intensity {:.1} is above {:.1}",
-                scores.mean_intensity, thresholds.max_mean_intensity
-            ),
-        ));
-    }
-    if scores.blur_variance < thresholds.min_blur_variance {
-        reasons.push(Reason::new(
-            Code::Blurry,
-            format!(
-                "blurry: Laplacian variance {:.1} is below {:.1}",
-                scores.blur_variance, thresholds.min_blur_variance
-            ),
-        ));
-    }
-    reasons
+    const GRAY: &str = "mean gray intensity";
+    let (intensity, blur) = (scores.mean_intensity, scores.blur_variance);
+    [
+        below(Code::TooDark, "too dark", GRAY, intensity, thresholds.min_mean_intensity),
+        above(Code::Overexposed, "overexposed", GRAY, intensity, thresholds.max_mean_intensity),
+        below(Code::Blurry, "blurry", "Laplacian variance", blur, thresholds.min_blur_variance),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// A reason when `value` is under `min`.
+fn below(code: Code, label: &str, measure: &str, value: f64, min: f64) -> Option<Reason> {
+    (value < min).then(|| threshold_reason(code, label, measure, value, "below", min))
+}
+
+/// A reason when `value` is over `max`.
+fn above(code: Code, label: &str, measure: &str, value: f64, max: f64) -> Option<Reason> {
+    (value > max).then(|| threshold_reason(code, label, measure, value, "above", max))
+}
+
+/// "{label}: {measure} {value} is {side} {bound}", numbers to one decimal.
+fn threshold_reason(code: Code, label: &str, measure: &str, value: f64, side: &str, bound: f64) -> Reason {
+    Reason::new(code, format!("{label}: {measure} {value:.1} is {side} {bound:.1}"))
 }
 
 /// PNG with fast compression: the image is an intermediate read back once by classify.
@@ -145,4 +142,30 @@ pub fn encode_png(image: &RgbImage) -> Result<Vec<u8>, GateError> {
         .write_image(image.as_raw(), image.width(), image.height(), image::ExtendedColorType::Rgb8)
         .map_err(GateError::Encode)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reasons(blur_variance: f64, mean_intensity: f64) -> Vec<(Code, String)> {
+        let thresholds = Thresholds { min_blur_variance: 100.0, min_mean_intensity: 40.0, max_mean_intensity: 220.0 };
+        judge(&Scores { blur_variance, mean_intensity }, &thresholds).into_iter().map(|r| (r.code, r.message)).collect()
+    }
+
+    #[test]
+    fn threshold_reasons_keep_their_order_and_wording() {
+        assert_eq!(
+            reasons(3.04, 12.34),
+            [
+                (Code::TooDark, "too dark: mean gray intensity 12.3 is below 40.0".to_string()),
+                (Code::Blurry, "blurry: Laplacian variance 3.0 is below 100.0".to_string()),
+            ]
+        );
+        assert_eq!(reasons(150.0, 230.5), [(Code::Overexposed, "overexposed: mean gray intensity 230.5 is above 220.0".to_string())]);
+        // On the bounds, and for a score that is not a number, nothing is said.
+        assert!(reasons(100.0, 40.0).is_empty());
+        assert!(reasons(100.0, 220.0).is_empty());
+        assert!(reasons(f64::NAN, f64::NAN).is_empty());
+    }
 }

@@ -43,7 +43,7 @@ impl ResizeFilter {
 
 /// Caps checked before and during decoding so a hostile file cannot exhaust memory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DecodeLimits {
     /// Larger inputs are rejected before any parsing.
     pub max_input_bytes: u64,
@@ -70,9 +70,10 @@ impl Default for DecodeLimits {
     }
 }
 
-/// Everything the gate decides with. Deserialises with defaults for missing fields.
+/// Everything the gate decides with: the `[gate]` section of the layered config, in the
+/// worker and in `mono2mesh run` alike. Deserialises with defaults for missing fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct GateSettings {
     /// Side of the standardised square image (the paper uses 600).
     pub size: u32,
@@ -137,6 +138,14 @@ pub enum InvalidSettings {
 }
 
 impl GateSettings {
+    /// The `[gate]` section of the layered settings, checked.
+    pub fn from_config(settings: &mono2mesh_infra::config::Settings) -> Result<Self, mono2mesh_infra::config::ConfigError> {
+        let gate: GateSettings = settings.gate.parse("gate")?;
+        gate.validate()
+            .map_err(|e| mono2mesh_infra::config::ConfigError::Section { section: "gate", message: e.to_string() })?;
+        Ok(gate)
+    }
+
     pub fn validate(&self) -> Result<(), InvalidSettings> {
         // The Laplacian needs at least 3 pixels per side to mean anything.
         if !(3..=8192).contains(&self.size) {
@@ -154,5 +163,34 @@ impl GateSettings {
             return Err(InvalidSettings::Limits);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mono2mesh_infra::config::{Settings, SettingsLoader};
+
+    #[test]
+    fn the_compiled_config_defaults_are_these_defaults() {
+        assert_eq!(GateSettings::from_config(&Settings::defaults().unwrap()).unwrap(), GateSettings::default());
+    }
+
+    #[test]
+    fn the_section_is_layered_and_checked() {
+        let settings = SettingsLoader::with_env(
+            [("MONO2MESH__GATE__ASPECT".to_string(), "pad".to_string())].into_iter().collect(),
+        )
+        .set("gate.limits.max_pixels", "1000")
+        .set("gate.size", "300")
+        .load()
+        .unwrap();
+        let gate = GateSettings::from_config(&settings).unwrap();
+        assert_eq!((gate.aspect, gate.limits.max_pixels, gate.size), (AspectPolicy::Pad, 1000, 300));
+        let bad = SettingsLoader::with_env(Default::default()).set("gate.min_mean_intensity", "250").load().unwrap();
+        let error = GateSettings::from_config(&bad).unwrap_err().to_string();
+        assert!(error.contains("[gate]") && error.contains("lighting band"), "{error}");
+        let typo = SettingsLoader::with_env(Default::default()).set("gate.min_blur", "3").load().unwrap();
+        assert!(GateSettings::from_config(&typo).unwrap_err().to_string().contains("min_blur"));
     }
 }

@@ -7,7 +7,7 @@ use image::{ImageFormat, Rgb, RgbImage};
 use mono2mesh_core::{JobId, JobState, Stage, StageMessage};
 use mono2mesh_infra::blob::{keys, BlobStore};
 use mono2mesh_infra::queue::{Lane, MessageQueue};
-use mono2mesh_infra::test_rig::{stop_gracefully, PipelineRig};
+use mono2mesh_testkit::rig::{stop_gracefully, PipelineRig};
 use std::collections::HashSet;
 use std::io::Cursor;
 use std::time::{Duration, Instant};
@@ -150,7 +150,7 @@ async fn a_killed_worker_loses_nothing_and_finishes_each_job_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gate_worker_continues_the_jobs_trace_and_hands_it_on() {
     use mono2mesh_infra::otel::TRACEPARENT;
-    use mono2mesh_infra::test_otlp::{in_new_trace, traced_process};
+    use mono2mesh_testkit::otlp::{in_new_trace, traced_process};
     let receiver = traced_process();
     let rig = PipelineRig::start("gate-trace").await;
     let id = rig.submit_job("trace-batch", sharp_photo(7)).await;

@@ -6,8 +6,11 @@
 //! more images (views, fused by the network's context-aware merger). Several jobs are run in
 //! one forward pass when they have the same number of views.
 
-pub mod npy;
+/// The probability grid file format, shared with the refine stage (which links no libtorch).
+pub use mono2mesh_geometry::npy;
+pub mod handler;
 pub mod registry;
+pub mod settings;
 
 use std::path::Path;
 
@@ -39,7 +42,7 @@ pub struct ReconstructSettings {
 
 impl Default for ReconstructSettings {
     fn default() -> Self {
-        ReconstructSettings { input_kind: InputKind::Auto, max_batch: 16, precision: Precision::Auto }
+        ReconstructSettings { input_kind: InputKind::Auto, max_batch: 8, precision: Precision::Auto }
     }
 }
 

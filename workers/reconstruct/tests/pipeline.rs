@@ -1,5 +1,5 @@
 //! The distributed pipeline end to end: the four real worker binaries (gate, classify,
-//! reconstruct, refine) on RabbitMQ, Postgres and S3 (see `mono2mesh_infra::test_rig`),
+//! reconstruct, refine) on RabbitMQ, Postgres and S3 (see `mono2mesh_testkit::rig`),
 //! configured only through the environment and flags, as compose runs them.
 //!
 //! Every worker exports its traces and metrics over OTLP/HTTP to a receiver in this
@@ -20,8 +20,8 @@
 use mono2mesh_core::{Category, JobId, JobState, Stage, StageMessage};
 use mono2mesh_infra::blob::{keys, BlobStore};
 use mono2mesh_infra::queue::{Lane, MessageQueue};
-use mono2mesh_infra::test_otlp::{in_new_trace, traced_process, OtlpReceiver, RootSpan};
-use mono2mesh_infra::test_rig::{stop_gracefully, PipelineRig};
+use mono2mesh_testkit::otlp::{in_new_trace, traced_process, OtlpReceiver, RootSpan};
+use mono2mesh_testkit::rig::{stop_gracefully, PipelineRig};
 use mono2mesh_vision::pix2vox::Variant;
 use mono2mesh_vision::pix2vox_model::{ModelMetadata, Pix2VoxModel, Provenance};
 use std::collections::BTreeMap;
@@ -129,8 +129,8 @@ async fn jobs_go_through_all_four_workers() {
         rig.spawn_worker_with_env(gate.to_str().unwrap(), &[], &otlp),
         rig.spawn_worker_with_env(
             classify.to_str().unwrap(),
-            &["--device", "cpu", "--model", classifier.to_str().unwrap()],
-            &otlp,
+            &[],
+            &[otlp[0], otlp[1], ("MONO2MESH__CLASSIFY__DEVICE", "cpu"), ("MONO2MESH__CLASSIFY__MODEL", classifier.to_str().unwrap())],
         ),
     ];
     rig.wait_for_states(&jobs, &[JobState::Classified, JobState::Rejected], Duration::from_secs(180)).await;
@@ -235,7 +235,7 @@ async fn assert_one_trace_across_four_processes(receiver: &OtlpReceiver, id: Job
 /// shutdown): its stage's finished jobs and time queued, and reconstruct's device time.
 async fn assert_each_worker_pushed_its_metrics(receiver: &OtlpReceiver, done: usize, rejected_at_gate: usize) {
     use mono2mesh_infra::telemetry::names;
-    use mono2mesh_infra::test_otlp::PointValue;
+    use mono2mesh_testkit::otlp::PointValue;
     let wait = Duration::from_secs(30);
     for stage in Stage::ALL {
         let service = format!("mono2mesh-{stage}");

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use mono2mesh_core::Category;
 use mono2mesh_infra::blob::{BlobKey, BlobStore};
-use mono2mesh_infra::test_support::TestS3;
+use mono2mesh_testkit::services::TestS3;
 use mono2mesh_reconstruct::registry::{open_registry, ModelRole};
 use mono2mesh_reconstruct::Reconstructor;
 use mono2mesh_vision::pix2vox::Variant;

@@ -6,13 +6,22 @@ use mono2mesh_core::StageError;
 use mono2mesh_geometry::binvox::BinvoxError;
 use mono2mesh_geometry::export::{self, ExportError, MeshFormat};
 use mono2mesh_geometry::marching_cubes::{self, MarchingCubesError};
+use mono2mesh_geometry::npy::{self, NpyError};
 use mono2mesh_geometry::smooth::{self, SmoothError, Smoothing};
 use mono2mesh_geometry::{Mesh, VoxelGrid};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub mod handler;
+
+/// The surface level on the predicted probabilities: 0.3, the threshold the models are
+/// evaluated at (IoU in `docs/experiments/model-pack.md`) and `voxels.binvox` is cut at,
+/// so the mesh encloses what the stored grid calls occupied.
+pub const DEFAULT_ISO: f32 = 0.3;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+/// The `[refine]` section of the layered config, in the worker and `mono2mesh run` alike.
 pub struct RefineSettings {
     /// Occupancy level of the surface; a voxel is inside when its value is `>= iso`.
     pub iso: f32,
@@ -25,10 +34,27 @@ pub struct RefineSettings {
 impl Default for RefineSettings {
     fn default() -> Self {
         RefineSettings {
-            iso: marching_cubes::DEFAULT_ISO,
+            iso: DEFAULT_ISO,
             smoothing: smooth::DEFAULT_LAPLACIAN,
             formats: vec![MeshFormat::Glb, MeshFormat::Obj, MeshFormat::Ply, MeshFormat::Stl],
         }
+    }
+}
+
+impl RefineSettings {
+    /// The `[refine]` section of the layered settings, checked.
+    pub fn from_config(
+        settings: &mono2mesh_infra::config::Settings,
+    ) -> Result<Self, mono2mesh_infra::config::ConfigError> {
+        let refine: RefineSettings = settings.refine.parse("refine")?;
+        let invalid = |message: String| mono2mesh_infra::config::ConfigError::Section { section: "refine", message };
+        if !(refine.iso > 0.0 && refine.iso < 1.0) {
+            return Err(invalid(RefineError::BadIso(refine.iso).to_string()));
+        }
+        if refine.formats.is_empty() {
+            return Err(invalid("formats must name at least one mesh format".into()));
+        }
+        Ok(refine)
     }
 }
 
@@ -46,6 +72,8 @@ pub enum RefineError {
     Export(#[from] ExportError),
     #[error("voxel input: {0}")]
     Binvox(#[from] BinvoxError),
+    #[error("probability grid: {0}")]
+    Npy(#[from] NpyError),
 }
 
 impl From<RefineError> for StageError {
@@ -114,6 +142,11 @@ pub fn refine_binvox(bytes: &[u8], settings: &RefineSettings) -> Result<RefineOu
     refine(&VoxelGrid::from_binvox_bytes(bytes)?, settings)
 }
 
+/// [`refine`] on a probability grid stored as `.npy` (what the reconstruct stage writes).
+pub fn refine_npy(bytes: &[u8], settings: &RefineSettings) -> Result<RefineOutput, RefineError> {
+    refine(&npy::npy_to_grid(bytes)?, settings)
+}
+
 /// Marching cubes and smoothing only (no files).
 pub fn build_mesh(grid: &VoxelGrid, settings: &RefineSettings) -> Result<Mesh, RefineError> {
     let iso = settings.iso;
@@ -154,7 +187,7 @@ mod tests {
     #[test]
     fn default_settings_follow_the_paper_and_produce_every_format() {
         let settings = RefineSettings::default();
-        assert_eq!(settings.iso, 0.5);
+        assert_eq!(settings.iso, 0.3);
         assert!(matches!(settings.smoothing, Smoothing::Laplacian { .. }));
         let output = refine(&notched_box(), &settings).unwrap();
         assert!(output.stats.watertight);
@@ -215,13 +248,44 @@ mod tests {
     fn settings_read_from_json_with_defaults() {
         let settings: RefineSettings =
             serde_json::from_str(r#"{"smoothing": {"method": "taubin", "lambda": 0.5, "mu": -0.53, "iterations": 4}, "formats": ["glb"]}"#).unwrap();
-        assert_eq!(settings.iso, 0.5);
+        assert_eq!(settings.iso, DEFAULT_ISO);
         assert_eq!(settings.smoothing, Smoothing::Taubin { lambda: 0.5, mu: -0.53, iterations: 4 });
         assert_eq!(settings.formats, vec![MeshFormat::Glb]);
         assert!(serde_json::from_str::<RefineSettings>(r#"{"iso": 0.5, "colour": "red"}"#).is_err());
         let settings: RefineSettings =
             serde_json::from_str(r#"{"smoothing": {"method": "hc", "alpha": 0.2, "beta": 0.6, "iterations": 5}}"#).unwrap();
         assert_eq!(settings.smoothing, Smoothing::Hc { alpha: 0.2, beta: 0.6, iterations: 5 });
+    }
+
+    #[test]
+    fn the_compiled_config_defaults_are_these_defaults_and_the_section_layers() {
+        use mono2mesh_infra::config::{Settings, SettingsLoader};
+        assert_eq!(RefineSettings::from_config(&Settings::defaults().unwrap()).unwrap(), RefineSettings::default());
+        let settings = SettingsLoader::with_env(Default::default())
+            .set("refine.formats", "glb")
+            .set("refine.smoothing.method", "hc")
+            .set("refine.smoothing.alpha", "0.1")
+            .set("refine.smoothing.beta", "0.6")
+            .load()
+            .unwrap();
+        // Switching the method by overrides keeps the iterations the defaults name.
+        let refine = RefineSettings::from_config(&settings).unwrap();
+        assert_eq!(refine.smoothing, Smoothing::Hc { alpha: 0.1, beta: 0.6, iterations: 10 });
+        assert_eq!(refine.formats, vec![MeshFormat::Glb]);
+        let settings = SettingsLoader::with_env(Default::default()).set("refine.iso", "1.0").load().unwrap();
+        assert!(RefineSettings::from_config(&settings).unwrap_err().to_string().contains("[refine]"));
+        let settings = SettingsLoader::with_env(Default::default()).set("refine.formats", "glb").load().unwrap();
+        assert_eq!(RefineSettings::from_config(&settings).unwrap().formats, vec![MeshFormat::Glb]);
+    }
+
+    #[test]
+    fn probability_grids_from_npy_mesh_like_the_grid_itself() {
+        let grid = notched_box();
+        let mut placed = grid.clone();
+        placed.translate = [-0.5; 3];
+        let from_file = refine_npy(&npy::grid_to_npy(&grid), &RefineSettings::default()).unwrap();
+        assert_eq!(from_file.stats, refine(&placed, &RefineSettings::default()).unwrap().stats);
+        assert!(matches!(refine_npy(b"not numpy", &RefineSettings::default()), Err(RefineError::Npy(_))));
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! The real `mono2mesh-refine` binary against RabbitMQ, Postgres and S3 (see
-//! `mono2mesh_infra::test_rig`), fed with stored voxel grids as reconstruct leaves them.
+//! `mono2mesh_testkit::rig`), fed with stored probability grids as reconstruct leaves them.
 //! Fails, rather than skips, when RabbitMQ or Postgres is missing.
 
 use mono2mesh_core::{JobId, JobState, Stage, StageMessage};
-use mono2mesh_geometry::VoxelGrid;
+use mono2mesh_geometry::{npy, VoxelGrid};
 use mono2mesh_infra::blob::{keys, BlobStore};
 use mono2mesh_infra::jobs::JobUpdate;
 use mono2mesh_infra::queue::MessageQueue;
-use mono2mesh_infra::test_rig::{stop_gracefully, PipelineRig};
+use mono2mesh_testkit::rig::{stop_gracefully, PipelineRig};
 use std::time::Duration;
 
 const REFINE: &str = env!("CARGO_BIN_EXE_mono2mesh-refine");
@@ -17,12 +17,12 @@ fn box_grid(size: usize) -> VoxelGrid {
     VoxelGrid::centred_cube(32, size)
 }
 
-/// A job that reconstruct has finished: state `reconstructed`, voxels stored (unless
-/// `voxels` is `None`), refine message queued.
+/// A job that reconstruct has finished: state `reconstructed`, probabilities stored
+/// (unless `voxels` is `None`), refine message queued.
 async fn reconstructed_job(rig: &PipelineRig, voxels: Option<Vec<u8>>) -> JobId {
     let id = rig.submit_job("refine-batch", b"photo bytes are not read by refine".to_vec()).await;
     if let Some(voxels) = voxels {
-        rig.put(&keys::stage_artifact(id, Stage::Reconstruct, keys::VOXELS_BINVOX).unwrap(), voxels).await;
+        rig.put(&keys::stage_artifact(id, Stage::Reconstruct, keys::VOXEL_PROBABILITIES).unwrap(), voxels).await;
     }
     rig.jobs().advance(id, Some(Stage::Reconstruct), JobState::Reconstructed, JobUpdate::default()).await.unwrap();
     rig.publish(&StageMessage::new(id, Stage::Refine, None)).await;
@@ -34,11 +34,11 @@ async fn stored_voxel_grids_become_meshes_and_bad_ones_end_cleanly() {
     let rig = PipelineRig::start("refine-batch").await;
     let mut good = Vec::new();
     for size in 6..16 {
-        good.push(reconstructed_job(&rig, Some(box_grid(size).to_binvox_bytes(0.5))).await);
+        good.push(reconstructed_job(&rig, Some(npy::grid_to_npy(&box_grid(size)))).await);
     }
-    let empty = reconstructed_job(&rig, Some(VoxelGrid::new([32, 32, 32]).to_binvox_bytes(0.5))).await;
+    let empty = reconstructed_job(&rig, Some(npy::grid_to_npy(&VoxelGrid::new([32, 32, 32])))).await;
     let missing = reconstructed_job(&rig, None).await;
-    let corrupt = reconstructed_job(&rig, Some(b"#binvox 1\ndim 2 2 2\n".to_vec())).await;
+    let corrupt = reconstructed_job(&rig, Some(b"\x93NUMPY truncated".to_vec())).await;
 
     let worker = rig.spawn_worker(REFINE, &[]);
     let all: Vec<JobId> = good.iter().copied().chain([empty, missing, corrupt]).collect();
@@ -73,6 +73,6 @@ async fn stored_voxel_grids_become_meshes_and_bad_ones_end_cleanly() {
     assert_eq!(letters.len(), 2, "{letters:?}");
     let reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
     assert!(reasons.iter().any(|r| r.contains("not found")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("voxel input")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("probability grid")), "{reasons:?}");
     rig.finish().await;
 }

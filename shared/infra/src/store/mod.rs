@@ -52,14 +52,6 @@ impl JobStore {
     pub async fn close(&self) {
         self.pool().close().await;
     }
-
-    /// The raw pool, for tests that must do what the store refuses to (forge a row,
-    /// check a trigger). Only with the `test-support` feature.
-    #[cfg(feature = "test-support")]
-    #[doc(hidden)]
-    pub fn pool_for_tests(&self) -> &PgPool {
-        self.pool()
-    }
 }
 
 /// A pool borrowed by one of the handles above.

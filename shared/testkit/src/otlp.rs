@@ -1,7 +1,6 @@
-//! An OTLP/HTTP receiver for tests (feature `test-support`): a real HTTP server on
-//! `127.0.0.1:<random port>` that decodes each `POST /v1/traces` and `POST /v1/metrics`
-//! protobuf body, as a collector would, and keeps the spans and metric points for
-//! assertions.
+//! An OTLP/HTTP receiver for tests: a real HTTP server on `127.0.0.1:<random port>` that
+//! decodes each `POST /v1/traces` and `POST /v1/metrics` protobuf body, as a collector
+//! would, and keeps the spans and metric points for assertions.
 //!
 //! It runs on a thread with its own runtime, so it outlives any one `#[tokio::test]`
 //! runtime and can serve every test of a binary (see [`traced_process`]).
@@ -333,14 +332,14 @@ pub fn traced_process() -> &'static OtlpReceiver {
     static RECEIVER: OnceLock<OtlpReceiver> = OnceLock::new();
     RECEIVER.get_or_init(|| {
         let receiver = OtlpReceiver::start();
-        let settings = crate::config::TelemetrySettings {
+        let settings = mono2mesh_infra::config::TelemetrySettings {
             log_filter: "warn".into(),
-            log_format: crate::config::LogFormat::Text,
+            log_format: mono2mesh_infra::config::LogFormat::Text,
             otlp_endpoint: Some(receiver.endpoint.clone()),
             prometheus_listen: None,
             metrics_interval_ms: 10_000,
         };
-        crate::telemetry::init_tracing(&settings).unwrap_or_else(|e| panic!("test tracing: {e}"));
+        mono2mesh_infra::telemetry::init_tracing(&settings).unwrap_or_else(|e| panic!("test tracing: {e}"));
         receiver
     })
 }

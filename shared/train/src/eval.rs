@@ -10,8 +10,8 @@ use mono2mesh_geometry::VoxelGrid;
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use super::data::{DataError, PairSet, VOXEL_SIDE};
-use crate::pix2vox::Pix2Vox;
+use crate::data::{DataError, PairSet, VOXEL_SIDE};
+use mono2mesh_vision::pix2vox::Pix2Vox;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalConfig {

@@ -1,12 +1,11 @@
-//! Real services for tests (feature `test-support`): an S3 server (s3s-fs) running
-//! in-process over a temporary directory, and a fresh Postgres database per test.
-//! Both fail loudly when they cannot be set up; a test must never pass because its
+//! Real services for tests: an S3 server (s3s-fs) running in-process over a temporary
+//! directory, and a fresh Postgres database per test. Both fail loudly when they cannot be set up; a test must never pass because its
 //! service was missing.
 
-use crate::blob::S3BlobStore;
-use crate::config::{DatabaseSettings, S3Settings};
-use crate::jobs::JobStore;
-use crate::secret::{SecretString, SecretUrl};
+use mono2mesh_infra::blob::S3BlobStore;
+use mono2mesh_infra::config::{DatabaseSettings, S3Settings};
+use mono2mesh_infra::jobs::JobStore;
+use mono2mesh_infra::secret::{SecretString, SecretUrl};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor};
 use std::str::FromStr;
@@ -121,7 +120,7 @@ pub struct TestDatabase {
 impl TestDatabase {
     pub async fn create() -> TestDatabase {
         let admin_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_DATABASE_URL.to_string());
-        let shown = crate::secret::redact_url_password(&admin_url);
+        let shown = mono2mesh_infra::secret::redact_url_password(&admin_url);
         let admin = PgConnectOptions::from_str(&admin_url)
             .unwrap_or_else(|e| panic!("DATABASE_URL {shown} is not a Postgres URL: {e}"));
         let name = format!("mono2mesh_test_{}", uuid::Uuid::new_v4().simple());

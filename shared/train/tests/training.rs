@@ -9,8 +9,8 @@ use mono2mesh_core::Category;
 use mono2mesh_vision::pix2vox::Variant;
 use mono2mesh_vision::pix2vox_model::{ModelMetadata, Pix2VoxModel, Provenance};
 use mono2mesh_vision::precision::Precision;
-use mono2mesh_vision::train::trainer::{Quiet, TrainObserver, BEST_EVAL_FILE, BEST_FILE, CHECKPOINT_FILE, METRICS_FILE};
-use mono2mesh_vision::train::{evaluate, AugmentConfig, DatasetLocation, EpochMetrics, EvalConfig, Init, PairSet, TrainConfig, Trainer, TrunkMode};
+use mono2mesh_train::trainer::{Quiet, TrainObserver, BEST_EVAL_FILE, BEST_FILE, CHECKPOINT_FILE, METRICS_FILE};
+use mono2mesh_train::{evaluate, AugmentConfig, DatasetLocation, EpochMetrics, EvalConfig, Init, PairSet, TrainConfig, Trainer, TrunkMode};
 use tch::Device;
 
 /// libtorch's random generator is process-global and initialisation draws from it: the
@@ -192,7 +192,7 @@ fn early_stopping_ends_a_run_that_stops_improving() {
     // With every learning rate at zero the weights never change, and at threshold 0.2 an
     // untrained network marks every voxel occupied, so validation IoU is flat from epoch 1.
     let config = TrainConfig {
-        lr: mono2mesh_vision::train::LearningRates { encoder: 0.0, decoder: 0.0, merger: 0.0, refiner: 0.0 },
+        lr: mono2mesh_train::LearningRates { encoder: 0.0, decoder: 0.0, merger: 0.0, refiner: 0.0 },
         patience: Some(2),
         max_batches_per_epoch: Some(1),
         eval: EvalConfig { thresholds: vec![0.2], ..EvalConfig::default() },

@@ -10,13 +10,13 @@
 //!
 //! Images that are not render-like (no alpha, or larger than 256 px: photos, Pascal3D+
 //! crops) are first scaled so their centred square is 137 px, the side of an R2N2 render,
-//! which keeps the crop's field of view the same as at inference ([`crate::pix2vox_preprocess`]).
+//! which keeps the crop's field of view the same as at inference ([`mono2mesh_vision::pix2vox_preprocess`]).
 
 use image::{DynamicImage, GenericImageView, RgbaImage};
 use mono2mesh_catalog::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::pix2vox_preprocess::{resolve_kind, BgraImage, InputKind, PreprocessError, CROP_SIZE, INPUT_SIZE, MEAN, STD};
+use mono2mesh_vision::pix2vox_preprocess::{resolve_kind, BgraImage, InputKind, PreprocessError, CROP_SIZE, INPUT_SIZE, MEAN, STD};
 
 /// Side of an R2N2 render: photos are brought to it before the random crop.
 const RENDER_SIZE: u32 = 137;
@@ -209,7 +209,7 @@ fn adjust(px: &mut [f32], attribute: usize, factor: f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pix2vox_preprocess::preprocess_render;
+    use mono2mesh_vision::pix2vox_preprocess::preprocess_render;
 
     fn render_like() -> DynamicImage {
         let mut rgba = RgbaImage::from_pixel(137, 137, image::Rgba([0, 0, 0, 0]));

@@ -20,15 +20,15 @@ use mono2mesh_core::Category;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Reduction, Tensor};
 
-use super::augment::AugmentConfig;
-use super::data::{epoch_order, DataError, DatasetLocation, PairSet};
-use super::eval::{evaluate, evaluate_with, EvalConfig, EvalReport};
-use super::feature_cache::{trunk_fingerprint, CacheError, FeatureCache};
-use crate::precision::{with_cpu_bf16, Precision};
-use super::optim::{Adam, GradScaler, LearningRates, OptimError, Schedule};
-use crate::model_file::{read_model_file, write_model_file, ModelFileError};
-use crate::pix2vox::{is_frozen_trunk_variable, Stages, Variant};
-use crate::pix2vox_model::{ModelMetadata, Pix2VoxModel, Pix2VoxModelError, Provenance};
+use crate::augment::AugmentConfig;
+use crate::data::{epoch_order, DataError, DatasetLocation, PairSet};
+use crate::eval::{evaluate, evaluate_with, EvalConfig, EvalReport};
+use crate::feature_cache::{trunk_fingerprint, CacheError, FeatureCache};
+use mono2mesh_vision::precision::{with_cpu_bf16, Precision};
+use crate::optim::{Adam, GradScaler, LearningRates, OptimError, Schedule};
+use mono2mesh_vision::model_file::{read_model_file, write_model_file, ModelFileError};
+use mono2mesh_vision::pix2vox::{is_frozen_trunk_variable, Stages, Variant};
+use mono2mesh_vision::pix2vox_model::{ModelMetadata, Pix2VoxModel, Pix2VoxModelError, Provenance};
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const BEST_FILE: &str = "best.safetensors";
@@ -385,7 +385,7 @@ impl Trainer {
     }
 
     /// Mean loss of one batch without updating anything (for tests and diagnostics).
-    pub fn batch_loss(&self, batch: &super::data::Batch) -> f64 {
+    pub fn batch_loss(&self, batch: &crate::data::Batch) -> f64 {
         tch::no_grad(|| self.loss(&batch.images, &batch.voxels, false).double_value(&[]))
     }
 
@@ -465,7 +465,7 @@ impl Trainer {
         self.loss_of(&out, voxels)
     }
 
-    fn loss_of(&self, out: &crate::pix2vox::Pix2VoxOutput, voxels: &Tensor) -> Tensor {
+    fn loss_of(&self, out: &mono2mesh_vision::pix2vox::Pix2VoxOutput, voxels: &Tensor) -> Tensor {
         // BCE is unsafe under reduced-precision autocast: compute it in float32, as PyTorch requires.
         let bce = |p: &Tensor| p.to_kind(Kind::Float).binary_cross_entropy::<Tensor>(voxels, None, Reduction::Mean);
         let mut loss = bce(&out.merged) * self.config.loss_weight;

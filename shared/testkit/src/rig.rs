@@ -1,15 +1,14 @@
-//! A whole pipeline environment for worker end-to-end tests (feature `test-support`):
-//! RabbitMQ with a random name prefix (topology deleted at the end), a fresh Postgres
-//! database and an S3 server on a local port, plus the environment a worker binary needs
-//! to reach all three, exactly as compose passes it. Fails loudly when RabbitMQ or
-//! Postgres is missing.
+//! A whole pipeline environment for worker end-to-end tests: RabbitMQ with a random name
+//! prefix (topology deleted at the end), a fresh Postgres database and an S3 server on a
+//! local port, plus the environment a worker binary needs to reach all three, exactly as
+//! compose passes it. Fails loudly when RabbitMQ or Postgres is missing.
 
-use crate::blob::{keys, BlobKey, BlobStore};
-use crate::jobs::{JobStore, NewJob};
-use crate::queue::{Lane, MessageQueue, RabbitQueue, Topology};
-use crate::secret::SecretUrl;
-use crate::test_support::{TestDatabase, TestS3};
+use mono2mesh_infra::blob::{keys, BlobKey, BlobStore};
+use mono2mesh_infra::jobs::{JobStore, NewJob};
+use mono2mesh_infra::queue::{Lane, MessageQueue, RabbitQueue, Topology};
+use mono2mesh_infra::secret::SecretUrl;
 use mono2mesh_core::{JobId, JobState, StageMessage};
+use crate::services::{TestDatabase, TestS3};
 use std::collections::HashMap;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};

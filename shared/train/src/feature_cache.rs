@@ -1,7 +1,7 @@
 //! The frozen trunk's output for each rendering, computed once and kept on disk.
 //!
 //! Pix2Vox's VGG trunk is frozen; with its BatchNorm in eval mode (statistics calibrated
-//! once, [`crate::pix2vox::Pix2Vox::calibrate_trunk`]) its output for a rendering never
+//! once, [`mono2mesh_vision::pix2vox::Pix2Vox::calibrate_trunk`]) its output for a rendering never
 //! changes, so a training step only needs the encoder head, decoder and merger. The trunk
 //! was 46% of a step, and without it bf16 pays off more (see `docs/benchmarks/training-cpu.md`).
 //!
@@ -27,9 +27,9 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 
-use crate::pix2vox::Pix2Vox;
-use crate::pix2vox_preprocess::{preprocess_image, InputKind};
-use crate::precision::with_cpu_bf16;
+use mono2mesh_vision::pix2vox::Pix2Vox;
+use mono2mesh_vision::pix2vox_preprocess::{preprocess_image, InputKind};
+use mono2mesh_vision::precision::with_cpu_bf16;
 
 /// The trunk's output shape for a 224x224 input.
 pub const TRUNK_SHAPE: [i64; 3] = [512, 28, 28];
@@ -62,7 +62,7 @@ pub struct FeatureCache {
 /// the features were computed.
 pub fn trunk_fingerprint(vs: &tch::nn::VarStore, bf16: bool) -> Result<String, CacheError> {
     let mut names: Vec<(String, Tensor)> =
-        vs.variables().into_iter().filter(|(n, _)| crate::pix2vox::is_frozen_trunk_variable(n)).collect();
+        vs.variables().into_iter().filter(|(n, _)| mono2mesh_vision::pix2vox::is_frozen_trunk_variable(n)).collect();
     names.sort_by(|a, b| a.0.cmp(&b.0));
     let mut hash = Sha256::new();
     hash.update(if bf16 { b"bf16-autocast\n".as_slice() } else { b"f32\n".as_slice() });
@@ -257,7 +257,7 @@ mod tests {
         let sample = [Split::Train, Split::Val, Split::Test].iter().flat_map(|&s| ds.samples(s, None)).next().unwrap();
         let files = ds.view_files(&sample).unwrap();
         let vs = tch::nn::VarStore::new(Device::Cpu);
-        let net = Pix2Vox::new(&vs.root(), crate::pix2vox::Variant::F);
+        let net = Pix2Vox::new(&vs.root(), mono2mesh_vision::pix2vox::Variant::F);
         let root = tempfile::tempdir().unwrap();
         let fp = trunk_fingerprint(&vs, false).unwrap();
         assert_ne!(fp, trunk_fingerprint(&vs, true).unwrap(), "bf16 features are cached apart");

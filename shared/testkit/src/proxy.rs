@@ -1,6 +1,6 @@
-//! A TCP proxy that a test can cut (feature `test-support`): worker processes reach
-//! RabbitMQ or Postgres through it, and the test simulates a broker restart or a
-//! database outage without touching the shared servers other tests use.
+//! A TCP proxy that a test can cut: worker processes reach RabbitMQ or Postgres through
+//! it, and the test simulates a broker restart or a database outage without touching
+//! the shared servers other tests use.
 //!
 //! While up, it forwards every accepted connection to the upstream address. `cut`
 //! drops every proxied connection (both sockets closed, as when a server dies) and

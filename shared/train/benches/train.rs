@@ -9,16 +9,16 @@
 //! * `infer_f32` / `infer_bf16`: the whole eval-mode network on one image.
 //!
 //! Each step is forward, 10 x BCE, backward and Adam on a batch of 8 renderings of a small
-//! synthetic catalog. `cargo bench -p mono2mesh-vision --bench train`.
+//! synthetic catalog. `cargo bench -p mono2mesh-train --bench train`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mono2mesh_catalog::dataset::{synthesize, Dataset, Split, SynthConfig};
 use mono2mesh_core::Category;
 use mono2mesh_vision::pix2vox::{is_frozen_trunk_variable, Pix2Vox, Stages, Variant};
 use mono2mesh_vision::precision::{cpu_has_native_bf16, with_cpu_bf16};
-use mono2mesh_vision::train::feature_cache::{trunk_fingerprint, FeatureCache};
-use mono2mesh_vision::train::optim::Adam;
-use mono2mesh_vision::train::{AugmentConfig, PairSet};
+use mono2mesh_train::feature_cache::{trunk_fingerprint, FeatureCache};
+use mono2mesh_train::optim::Adam;
+use mono2mesh_train::{AugmentConfig, PairSet};
 use std::path::Path;
 use std::time::Duration;
 use tch::{nn, Device, Kind, Reduction, Tensor};

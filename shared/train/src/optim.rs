@@ -68,8 +68,9 @@ pub struct Adam {
     step: i64,
 }
 
-/// Prefix of optimizer tensors in a checkpoint.
-pub const STATE_PREFIX: &str = "optimizer.";
+/// Prefix of optimizer tensors in a checkpoint (the vision crate skips them when it
+/// loads a model).
+pub const STATE_PREFIX: &str = mono2mesh_vision::pix2vox_model::OPTIMIZER_STATE_PREFIX;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OptimError {

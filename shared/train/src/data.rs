@@ -10,8 +10,8 @@ use mono2mesh_catalog::Rng;
 use rayon::prelude::*;
 use tch::{Device, Tensor};
 
-use super::augment::{augment_views, AugmentConfig};
-use crate::pix2vox_preprocess::{preprocess_image, InputKind, PreprocessError, INPUT_SIZE};
+use crate::augment::{augment_views, AugmentConfig};
+use mono2mesh_vision::pix2vox_preprocess::{preprocess_image, InputKind, PreprocessError, INPUT_SIZE};
 
 pub const VOXEL_SIDE: usize = 32;
 

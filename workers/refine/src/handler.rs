@@ -1,0 +1,65 @@
+//! The refine stage as a queue handler: takes a refine message, meshes the job's stored
+//! probability grid (`reconstruct/probabilities.npy`) with [`crate::refine_npy`], stores
+//! one mesh file per configured format and the mesh measurements under the job's refine
+//! keys, and marks the job done. The worker binary and `mono2mesh run` run this handler.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use mono2mesh_core::{Stage, StageError, StageMessage};
+use mono2mesh_infra::blob::keys;
+use mono2mesh_infra::jobs::JobUpdate;
+use mono2mesh_infra::pipeline::{begin, complete, hand_over, Begin, StageContext};
+use mono2mesh_infra::runtime::{Next, StageHandler};
+use serde_json::{json, Map, Value};
+
+use crate::{refine_npy, RefineSettings};
+
+/// Name of the stored mesh measurements.
+pub const MESH_STATS: &str = "mesh.json";
+
+pub struct RefineHandler {
+    context: StageContext,
+    settings: RefineSettings,
+}
+
+impl RefineHandler {
+    pub fn new(context: StageContext, settings: RefineSettings) -> Self {
+        RefineHandler { context, settings }
+    }
+}
+
+#[async_trait]
+impl StageHandler for RefineHandler {
+    async fn handle(&self, message: StageMessage) -> Result<Next, StageError> {
+        let StageContext { jobs, blobs } = &self.context;
+        let job = match begin(jobs.as_ref(), &message).await? {
+            Begin::Run(job) => job,
+            Begin::AlreadyDone(job) => return Ok(hand_over(&job, Stage::Refine)),
+            Begin::Stale(why) => return Ok(Next::Stale(why)),
+        };
+        let grid = blobs.get(&keys::stage_artifact(job.id, Stage::Reconstruct, keys::VOXEL_PROBABILITIES)?).await?;
+        let settings = self.settings.clone();
+        let output = tokio::task::spawn_blocking(move || refine_npy(&grid, &settings))
+            .await
+            .map_err(|e| StageError::permanent(format!("refine computation did not finish: {e}")))??;
+
+        let mut outputs = Map::new();
+        for file in output.files {
+            let name = format!("mesh.{}", file.format.extension());
+            let key = keys::stage_artifact(job.id, Stage::Refine, &name)?;
+            blobs.put(&key, Bytes::from(file.bytes)).await?;
+            outputs.insert(format!("mesh_{}", file.format.extension()), Value::String(key.as_str().to_string()));
+        }
+        let stats = serde_json::to_value(&output.stats)
+            .map_err(|e| StageError::permanent(format!("mesh stats are not serialisable: {e}")))?;
+        let stats_key = keys::stage_artifact(job.id, Stage::Refine, MESH_STATS)?;
+        blobs.put(&stats_key, Bytes::from(stats.to_string())).await?;
+        outputs.insert("mesh_stats".into(), Value::String(stats_key.as_str().to_string()));
+        let update = JobUpdate {
+            outputs: Some(Value::Object(outputs)),
+            detail: Some(json!({ "mesh": stats })),
+            ..JobUpdate::default()
+        };
+        complete(jobs.as_ref(), &message, update).await
+    }
+}
