@@ -49,24 +49,25 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&view)?);
             return Ok(());
         }
-        println!("job {}  batch {}  state {}", view.id, view.batch, view.state);
-        if let Some(sku) = &view.external_id {
+        let job = &view.job;
+        println!("job {}  batch {}  state {}", job.id, job.batch, job.state);
+        if let Some(sku) = &job.external_id {
             println!("  sku       {sku}");
         }
-        if let Some(category) = view.category {
-            let source = view.category_source.map_or("", |s| s.name());
+        if let Some(category) = job.category {
+            let source = job.category_source.map_or("", |s| s.name());
             println!("  category  {category} ({source})");
         }
-        if let Some(scores) = &view.gate_scores {
+        if let Some(scores) = &job.gate_scores {
             println!("  gate      {scores}");
         }
-        if let Some(error) = &view.last_error {
+        if let Some(error) = &job.last_error {
             println!("  reason    {error}");
         }
-        for (stage, ms) in &view.timings.stage_ms {
+        for (stage, ms) in &view.stage_ms() {
             println!("  {stage:<10}{ms} ms");
         }
-        for (name, key) in &view.outputs {
+        for (name, key) in &view.outputs() {
             println!("  output    {name}: {key}");
         }
         Ok(())

@@ -22,11 +22,10 @@ use mono2mesh_infra::blob::{keys, BlobError, BlobKey, BlobStore};
 use mono2mesh_infra::jobs::{Job, JobStore, JobStoreError, NewJob};
 use mono2mesh_infra::queue::{MessageQueue, QueueError};
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 use std::sync::Arc;
 use tracing::Instrument;
 
-use crate::webhook::{self, WebhookError};
+use crate::webhook;
 
 /// The history event written once a job's gate message is confirmed by the broker.
 pub const PUBLISHED_EVENT: &str = "published";
@@ -78,7 +77,9 @@ impl IngestError {
             | IngestError::MissingObject(_)
             | IngestError::ReadPhoto { .. } => true,
             IngestError::Blob(e) => matches!(e, BlobError::InvalidKey { .. }),
-            IngestError::Jobs(_) | IngestError::Queue(_) => false,
+            // A constraint refused what the caller asked for.
+            IngestError::Jobs(e) => matches!(e, JobStoreError::Constraint { .. }),
+            IngestError::Queue(_) => false,
         }
     }
 }
@@ -294,10 +295,7 @@ impl Ingest {
 
     async fn register_webhook(&self, id: JobId, url: Option<&str>) -> Result<(), IngestError> {
         let Some(url) = url else { return Ok(()) };
-        webhook::register(&self.jobs, id, url).await.map_err(|e| match e {
-            WebhookError::Jobs(e) => IngestError::Jobs(e),
-            _ => IngestError::InvalidWebhook(url.to_string()),
-        })
+        Ok(self.jobs.webhooks().register(id, url).await?)
     }
 
     async fn was_published(&self, id: JobId) -> Result<bool, IngestError> {
@@ -305,20 +303,8 @@ impl Ingest {
     }
 
     /// The batch's job for this content, if any.
-    // The job store has no lookup by content hash yet; this is the one query we add.
     pub async fn find_by_content(&self, batch: &str, hash: &str) -> Result<Option<Job>, IngestError> {
-        let row = sqlx::query(
-            "SELECT j.id FROM jobs j JOIN batches b ON b.id = j.batch_id WHERE b.name = $1 AND j.content_hash = $2",
-        )
-        .bind(batch)
-        .bind(hash)
-        .fetch_optional(self.jobs.pool())
-        .await
-        .map_err(|e| JobStoreError::Query { context: "find job by content", message: e.to_string() })?;
-        let Some(row) = row else { return Ok(None) };
-        let id: uuid::Uuid =
-            row.try_get("id").map_err(|e| JobStoreError::Corrupt(e.to_string()))?;
-        Ok(self.jobs.find_job(JobId(id)).await?)
+        Ok(self.jobs.find_by_content(batch, hash).await?)
     }
 }
 

@@ -6,13 +6,14 @@ use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use mono2mesh_core::Stage;
-use mono2mesh_infra::jobs::{JobStore, JobStoreError, StageStats};
+use mono2mesh_infra::jobs::{JobStore, JobStoreError, StatsReport};
 use mono2mesh_infra::queue::{Lane, QueueError, Topology};
 use mono2mesh_infra::secret::SecretUrl;
 use serde::Serialize;
-use sqlx::Row;
 use std::fmt::Write as _;
 use std::time::Duration;
+
+pub use mono2mesh_infra::store::{RejectReason, StageFailures};
 
 /// Reject reasons listed at most.
 const TOP_REASONS: i64 = 10;
@@ -55,28 +56,10 @@ pub struct QueueDepth {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct RejectReason {
-    /// The reason with its numbers masked as `N` ("blurry: Laplacian variance N is
-    /// below N"), so rejections of one kind count together whatever their scores.
-    pub reason: String,
-    pub jobs: i64,
-    /// One full reason of this kind, numbers and all.
-    pub example: String,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct StageFailures {
-    pub stage: Stage,
-    /// Attempts that failed and were retried or given up, in the window.
-    pub failed_attempts: i64,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct OpsStats {
-    pub window_secs: u64,
-    pub stages: Vec<StageStats>,
-    pub rejected: i64,
-    pub failed: i64,
+    /// Per-stage throughput and latency, rejections and failures in the window.
+    #[serde(flatten)]
+    pub report: StatsReport,
     pub reject_reasons: Vec<RejectReason>,
     pub failures: Vec<StageFailures>,
     /// Empty when no broker was asked (in-memory queue, or `--no-queues`).
@@ -93,61 +76,12 @@ pub enum StatsError {
     Queue(#[from] QueueError),
 }
 
-fn query_error(context: &'static str) -> impl Fn(sqlx::Error) -> JobStoreError {
-    move |e| JobStoreError::Query { context, message: e.to_string() }
-}
-
 /// Database part of the stats (throughput, latency, rejections, failed attempts).
 pub async fn job_stats(jobs: &JobStore, window: Duration) -> Result<OpsStats, StatsError> {
-    let report = jobs.stats(window).await?;
-    let secs = window.as_secs_f64();
-    let corrupt = |e: sqlx::Error| JobStoreError::Corrupt(e.to_string());
-    let reasons = sqlx::query(
-        "SELECT regexp_replace(COALESCE(last_error, '(no reason recorded)'), '[0-9]+([.][0-9]+)?', 'N', 'g') AS reason, \
-                count(*) AS jobs, min(COALESCE(last_error, '(no reason recorded)')) AS example FROM jobs \
-         WHERE rejected_at >= now() - make_interval(secs => $1) \
-         GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $2",
-    )
-    .bind(secs)
-    .bind(TOP_REASONS)
-    .fetch_all(jobs.pool())
-    .await
-    .map_err(query_error("reject reasons"))?;
-    let reject_reasons = reasons
-        .iter()
-        .map(|row| {
-            Ok(RejectReason {
-                reason: row.try_get("reason").map_err(corrupt)?,
-                jobs: row.try_get("jobs").map_err(corrupt)?,
-                example: row.try_get("example").map_err(corrupt)?,
-            })
-        })
-        .collect::<Result<Vec<_>, JobStoreError>>()?;
-    let failed_rows = sqlx::query(
-        "SELECT stage, count(*) AS n FROM job_events \
-         WHERE event = 'attempt_failed' AND at >= now() - make_interval(secs => $1) AND stage IS NOT NULL \
-         GROUP BY stage",
-    )
-    .bind(secs)
-    .fetch_all(jobs.pool())
-    .await
-    .map_err(query_error("failed attempts"))?;
-    let mut failures: Vec<StageFailures> =
-        Stage::ALL.iter().map(|s| StageFailures { stage: *s, failed_attempts: 0 }).collect();
-    for row in &failed_rows {
-        let stage: String = row.try_get("stage").map_err(corrupt)?;
-        let n: i64 = row.try_get("n").map_err(corrupt)?;
-        if let Some(slot) = failures.iter_mut().find(|f| f.stage.name() == stage) {
-            slot.failed_attempts = n;
-        }
-    }
     Ok(OpsStats {
-        window_secs: report.window_secs,
-        stages: report.stages,
-        rejected: report.rejected,
-        failed: report.failed,
-        reject_reasons,
-        failures,
+        report: jobs.stats(window).await?,
+        reject_reasons: jobs.ops().reject_reasons(window, TOP_REASONS).await?,
+        failures: jobs.ops().failed_attempts(window).await?,
         queues: Vec::new(),
         queues_note: None,
     })
@@ -200,10 +134,10 @@ fn count(value: Option<u32>) -> String {
 /// The terminal table `mono2mesh stats` prints.
 pub fn render_table(stats: &OpsStats) -> String {
     let mut out = String::new();
-    let window = humanize_secs(stats.window_secs);
+    let window = humanize_secs(stats.report.window_secs);
     let _ = writeln!(out, "Stages, last {window} (latency = previous step to stage done, queue wait included)");
     let _ = writeln!(out, "{:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}", "stage", "done", "per min", "p50", "p95", "mean", "retries");
-    for s in &stats.stages {
+    for s in &stats.report.stages {
         let failed = stats.failures.iter().find(|f| f.stage == s.stage).map_or(0, |f| f.failed_attempts);
         let _ = writeln!(
             out,
@@ -217,7 +151,7 @@ pub fn render_table(stats: &OpsStats) -> String {
             failed
         );
     }
-    let _ = writeln!(out, "rejected {}  failed {}", stats.rejected, stats.failed);
+    let _ = writeln!(out, "rejected {}  failed {}", stats.report.rejected, stats.report.failed);
     let _ = writeln!(out);
     if stats.queues.is_empty() {
         let note = stats.queues_note.as_deref().unwrap_or("no broker asked");

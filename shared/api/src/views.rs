@@ -2,10 +2,11 @@
 //! `mono2mesh status --json` alike (documented in docs/openapi.yaml).
 
 use chrono::{DateTime, Utc};
-use mono2mesh_core::{Category, JobState};
 use mono2mesh_infra::blob::{content_type_for, BlobKey};
-use mono2mesh_infra::jobs::{BatchSummary, CategorySource, Job};
-use serde::Serialize;
+use mono2mesh_infra::jobs::{BatchSummary, Job};
+use mono2mesh_infra::store::DeliveryState;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -14,43 +15,15 @@ pub fn job_path(id: impl std::fmt::Display) -> String {
     format!("/v1/jobs/{id}")
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// A job as shown (docs/openapi.yaml's `Job`): the stored [`Job`] itself, not a copy
+/// of its fields, plus what follows from it (outputs by name, stage timings, links)
+/// and, in the single-job view, the finish notification's state. The JSON shape is
+/// written once, in the `Serialize` impl below.
+#[derive(Debug, Clone, PartialEq)]
 pub struct JobView {
-    pub id: String,
-    pub batch: String,
-    pub state: JobState,
-    pub external_id: Option<String>,
-    pub category: Option<Category>,
-    pub category_source: Option<CategorySource>,
-    pub model: Option<String>,
-    pub gate_scores: Option<Value>,
-    pub attempts: i32,
-    pub last_error: Option<String>,
-    pub input_key: String,
-    pub content_hash: String,
-    /// Output name -> blob key, as the stages recorded them.
-    pub outputs: BTreeMap<String, String>,
-    pub timings: Timings,
-    pub links: JobLinks,
+    pub job: Job,
     /// The finish notification, for a job that asked for one (single-job view only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub webhook: Option<crate::webhook::DeliveryState>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Timings {
-    pub created_at: DateTime<Utc>,
-    pub gated_at: Option<DateTime<Utc>>,
-    pub classified_at: Option<DateTime<Utc>>,
-    pub reconstructed_at: Option<DateTime<Utc>>,
-    pub done_at: Option<DateTime<Utc>>,
-    pub rejected_at: Option<DateTime<Utc>>,
-    pub failed_at: Option<DateTime<Utc>>,
-    pub updated_at: DateTime<Utc>,
-    /// Milliseconds from the previous step to each completed stage (queue wait included).
-    pub stage_ms: BTreeMap<String, i64>,
-    /// Milliseconds from submission to the final state, once there is one.
-    pub total_ms: Option<i64>,
+    pub webhook: Option<DeliveryState>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -81,54 +54,100 @@ fn millis_between(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Opt
 
 impl JobView {
     pub fn of(job: &Job) -> JobView {
-        let path = job_path(job.id);
-        let outputs = output_keys(job);
+        JobView { job: job.clone(), webhook: None }
+    }
+
+    /// Output name -> blob key, as the stages recorded them.
+    pub fn outputs(&self) -> BTreeMap<String, String> {
+        output_keys(&self.job).into_iter().map(|(name, key)| (name, key.to_string())).collect()
+    }
+
+    /// Milliseconds from the previous step to each completed stage (queue wait included).
+    pub fn stage_ms(&self) -> BTreeMap<String, i64> {
+        let job = &self.job;
         let stages = [
             ("gate", Some(job.created_at), job.gated_at),
             ("classify", job.gated_at, job.classified_at),
             ("reconstruct", job.classified_at.or(job.gated_at), job.reconstructed_at),
             ("refine", job.reconstructed_at, job.done_at),
         ];
-        let stage_ms = stages
-            .iter()
-            .filter_map(|(name, from, to)| Some((name.to_string(), millis_between(*from, *to)?)))
+        stages.iter().filter_map(|(name, from, to)| Some((name.to_string(), millis_between(*from, *to)?))).collect()
+    }
+
+    /// When the job reached its final state, once it has.
+    pub fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.job.done_at.or(self.job.rejected_at).or(self.job.failed_at)
+    }
+
+    /// Milliseconds from submission to the final state, once there is one.
+    pub fn total_ms(&self) -> Option<i64> {
+        millis_between(Some(self.job.created_at), self.finished_at())
+    }
+
+    pub fn links(&self) -> JobLinks {
+        let path = job_path(self.job.id);
+        let downloads = output_keys(&self.job)
+            .into_keys()
+            .map(|name| {
+                let link = format!("{path}/outputs/{name}");
+                (name, link)
+            })
             .collect();
-        let ended = job.done_at.or(job.rejected_at).or(job.failed_at);
-        JobView {
-            id: job.id.to_string(),
-            batch: job.batch.clone(),
-            state: job.state,
-            external_id: job.external_id.clone(),
-            category: job.category,
-            category_source: job.category_source,
-            model: job.model.clone(),
-            gate_scores: job.gate_scores.clone(),
-            attempts: job.attempts,
-            last_error: job.last_error.clone(),
-            input_key: job.input_key.to_string(),
-            content_hash: job.content_hash.clone(),
-            timings: Timings {
-                created_at: job.created_at,
-                gated_at: job.gated_at,
-                classified_at: job.classified_at,
-                reconstructed_at: job.reconstructed_at,
-                done_at: job.done_at,
-                rejected_at: job.rejected_at,
-                failed_at: job.failed_at,
-                updated_at: job.updated_at,
-                stage_ms,
-                total_ms: millis_between(Some(job.created_at), ended),
-            },
-            links: JobLinks {
-                input: format!("{path}/input"),
-                events: format!("{path}/events"),
-                outputs: format!("{path}/outputs"),
-                downloads: outputs.keys().map(|name| (name.clone(), format!("{path}/outputs/{name}"))).collect(),
-                self_: path,
-            },
-            outputs: outputs.into_iter().map(|(name, key)| (name, key.to_string())).collect(),
-            webhook: None,
+        JobLinks {
+            input: format!("{path}/input"),
+            events: format!("{path}/events"),
+            outputs: format!("{path}/outputs"),
+            downloads,
+            self_: path,
         }
+    }
+}
+
+impl Serialize for JobView {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let job = &self.job;
+        let mut out = serializer.serialize_struct("Job", if self.webhook.is_some() { 16 } else { 15 })?;
+        out.serialize_field("id", &job.id.to_string())?;
+        out.serialize_field("batch", &job.batch)?;
+        out.serialize_field("state", &job.state)?;
+        out.serialize_field("external_id", &job.external_id)?;
+        out.serialize_field("category", &job.category)?;
+        out.serialize_field("category_source", &job.category_source)?;
+        out.serialize_field("model", &job.model)?;
+        out.serialize_field("gate_scores", &job.gate_scores)?;
+        out.serialize_field("attempts", &job.attempts)?;
+        out.serialize_field("last_error", &job.last_error)?;
+        out.serialize_field("input_key", job.input_key.as_str())?;
+        out.serialize_field("content_hash", &job.content_hash)?;
+        out.serialize_field("outputs", &self.outputs())?;
+        out.serialize_field("timings", &Timings(self))?;
+        out.serialize_field("links", &self.links())?;
+        match &self.webhook {
+            Some(webhook) => out.serialize_field("webhook", webhook)?,
+            None => out.skip_field("webhook")?,
+        }
+        out.end()
+    }
+}
+
+/// The `timings` object of a job view: the stored timestamps and what they add up to.
+struct Timings<'a>(&'a JobView);
+
+impl Serialize for Timings<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let job = &self.0.job;
+        let mut out = serializer.serialize_struct("Timings", 10)?;
+        out.serialize_field("created_at", &job.created_at)?;
+        out.serialize_field("gated_at", &job.gated_at)?;
+        out.serialize_field("classified_at", &job.classified_at)?;
+        out.serialize_field("reconstructed_at", &job.reconstructed_at)?;
+        out.serialize_field("done_at", &job.done_at)?;
+        out.serialize_field("rejected_at", &job.rejected_at)?;
+        out.serialize_field("failed_at", &job.failed_at)?;
+        out.serialize_field("updated_at", &job.updated_at)?;
+        out.serialize_field("stage_ms", &self.0.stage_ms())?;
+        out.serialize_field("total_ms", &self.0.total_ms())?;
+        out.end()
     }
 }
 
@@ -172,5 +191,98 @@ impl BatchView {
             by_state: summary.by_state.iter().map(|(s, n)| (s.name().to_string(), *n)).collect(),
             finished: summary.by_state.iter().filter(|(s, _)| s.is_terminal()).map(|(_, n)| n).sum(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use mono2mesh_core::{Category, JobId, JobState, Stage};
+    use mono2mesh_infra::blob::keys;
+    use mono2mesh_infra::jobs::CategorySource;
+    use serde_json::json;
+
+    /// The documented shape of a job, field for field (what the view showed before it
+    /// was built on the stored job).
+    #[test]
+    fn a_job_is_shown_in_the_documented_shape() {
+        let id: JobId = "0190c3a4-5b6c-7d8e-9f00-112233445566".parse().unwrap();
+        let at = |secs: i64| Some(Utc.timestamp_opt(1_764_583_200 + secs, 0).unwrap());
+        let mesh = keys::stage_artifact(id, Stage::Refine, "mesh.obj").unwrap();
+        let input = keys::input(id, "photo.png").unwrap();
+        let job = Job {
+            id,
+            batch: "spring".into(),
+            input_key: input.clone(),
+            content_hash: "abc".into(),
+            external_id: Some("SKU-1".into()),
+            category: Some(Category::Chair),
+            category_source: Some(CategorySource::Classifier),
+            model: Some("chair-v2".into()),
+            outputs: json!({ "mesh_obj": mesh.as_str(), "note": 5, "bad": "../x" }),
+            gate_scores: Some(json!({ "blur_variance": 412.5 })),
+            state: JobState::Done,
+            attempts: 1,
+            last_error: None,
+            created_at: at(0).unwrap(),
+            gated_at: at(1),
+            classified_at: None,
+            reconstructed_at: at(3),
+            done_at: at(4),
+            rejected_at: None,
+            failed_at: None,
+            updated_at: at(4).unwrap(),
+        };
+        let path = format!("/v1/jobs/{id}");
+        let mut view = JobView::of(&job);
+        let expected = json!({
+            "id": id.to_string(),
+            "batch": "spring",
+            "state": "done",
+            "external_id": "SKU-1",
+            "category": "chair",
+            "category_source": "classifier",
+            "model": "chair-v2",
+            "gate_scores": { "blur_variance": 412.5 },
+            "attempts": 1,
+            "last_error": null,
+            "input_key": input.as_str(),
+            "content_hash": "abc",
+            "outputs": { "mesh_obj": mesh.as_str() },
+            "timings": {
+                "created_at": "2025-12-01T10:00:00Z",
+                "gated_at": "2025-12-01T10:00:01Z",
+                "classified_at": null,
+                "reconstructed_at": "2025-12-01T10:00:03Z",
+                "done_at": "2025-12-01T10:00:04Z",
+                "rejected_at": null,
+                "failed_at": null,
+                "updated_at": "2025-12-01T10:00:04Z",
+                "stage_ms": { "gate": 1000, "reconstruct": 2000, "refine": 1000 },
+                "total_ms": 4000,
+            },
+            "links": {
+                "self": path,
+                "input": format!("{path}/input"),
+                "events": format!("{path}/events"),
+                "outputs": format!("{path}/outputs"),
+                "downloads": { "mesh_obj": format!("{path}/outputs/mesh_obj") },
+            },
+        });
+        assert_eq!(serde_json::to_value(&view).unwrap(), expected);
+
+        view.webhook = Some(DeliveryState {
+            url: "https://shop.example/hook".into(),
+            state: "pending".into(),
+            attempts: 0,
+            last_status: None,
+            last_error: None,
+        });
+        let shown = serde_json::to_value(&view).unwrap();
+        assert_eq!(
+            shown["webhook"],
+            json!({ "url": "https://shop.example/hook", "state": "pending", "attempts": 0, "last_status": null, "last_error": null })
+        );
     }
 }

@@ -93,11 +93,11 @@ async fn stats_report_queue_depths_consumers_throughput_and_reject_reasons() {
     jobs.record_failure(ids[0], Stage::Classify, &StageError::retryable("database restarting")).await.unwrap();
 
     let stats = job_stats(&jobs, Duration::from_secs(3600)).await.unwrap();
-    let gate = stats.stages.iter().find(|s| s.stage == Stage::Gate).unwrap();
+    let gate = stats.report.stages.iter().find(|s| s.stage == Stage::Gate).unwrap();
     assert_eq!(gate.completed, 2);
     assert!(gate.latency_p50_ms.is_some() && gate.latency_p95_ms >= gate.latency_p50_ms);
-    assert_eq!(stats.stages.iter().find(|s| s.stage == Stage::Refine).unwrap().completed, 0);
-    assert_eq!((stats.rejected, stats.failed), (3, 0));
+    assert_eq!(stats.report.stages.iter().find(|s| s.stage == Stage::Refine).unwrap().completed, 0);
+    assert_eq!((stats.report.rejected, stats.report.failed), (3, 0));
     let kinds: Vec<(&str, i64, &str)> =
         stats.reject_reasons.iter().map(|r| (r.reason.as_str(), r.jobs, r.example.as_str())).collect();
     assert_eq!(

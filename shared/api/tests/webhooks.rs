@@ -170,13 +170,13 @@ async fn finished_jobs_call_their_webhook_signed_and_failing_receivers_are_retri
     let down = receiver.wait_for("down", 3, Duration::from_secs(10)).await;
     assert_eq!(verified(&down[0])["state"], "failed");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while webhook::delivery_state(h.jobs(), failed).await.unwrap().unwrap().state != "failed" {
+    while h.jobs().webhooks().state(failed).await.unwrap().unwrap().state != "failed" {
         assert!(Instant::now() < deadline, "the down receiver's notification never gave up");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The flaky one is recorded as delivered once its third call has been answered.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while webhook::delivery_state(h.jobs(), rejected).await.unwrap().unwrap().state != "delivered" {
+    while h.jobs().webhooks().state(rejected).await.unwrap().unwrap().state != "delivered" {
         assert!(Instant::now() < deadline, "the flaky receiver's notification never settled");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -194,17 +194,17 @@ async fn finished_jobs_call_their_webhook_signed_and_failing_receivers_are_retri
     assert_eq!(receiver.calls("ok").len(), 2);
     assert_eq!(receiver.calls("flaky").len(), 3);
     assert_eq!(receiver.calls("down").len(), 3, "max_attempts = 3");
-    assert!(webhook::delivery_state(h.jobs(), silent).await.unwrap().is_none());
+    assert!(h.jobs().webhooks().state(silent).await.unwrap().is_none());
 
     // Every call is in the job's history (and so in GET /v1/jobs/{id}/events).
-    let state = webhook::delivery_state(h.jobs(), rejected).await.unwrap().unwrap();
+    let state = h.jobs().webhooks().state(rejected).await.unwrap().unwrap();
     assert_eq!((state.attempts, state.last_status, state.last_error), (3, Some(200), None));
     let outcomes: Vec<(Value, Value)> =
         webhook_events(&h, rejected).await.iter().map(|d| (d["outcome"].clone(), d["status"].clone())).collect();
     let expected: Vec<(Value, Value)> =
         [("pending", 500), ("pending", 500), ("delivered", 200)].iter().map(|(o, s)| ((*o).into(), (*s).into())).collect();
     assert_eq!(outcomes, expected);
-    let down_state = webhook::delivery_state(h.jobs(), failed).await.unwrap().unwrap();
+    let down_state = h.jobs().webhooks().state(failed).await.unwrap().unwrap();
     assert_eq!((down_state.state.as_str(), down_state.attempts, down_state.last_status), ("failed", 3, Some(503)));
     let down_events = webhook_events(&h, failed).await;
     assert_eq!(down_events.iter().map(|d| d["outcome"].as_str().unwrap()).collect::<Vec<_>>(), ["pending", "pending", "failed"]);
@@ -231,8 +231,8 @@ async fn the_configured_default_applies_and_bad_urls_are_refused() {
     let by_default = ingest.submit_photo(png(9, 32).into(), &meta).await.unwrap().job.id;
     let own = PhotoMeta { webhook_url: Some(format!("{base}/hook/flaky")), ..meta.clone() };
     let with_own = ingest.submit_photo(png(10, 32).into(), &own).await.unwrap().job.id;
-    assert_eq!(webhook::delivery_state(h.jobs(), by_default).await.unwrap().unwrap().url, format!("{base}/hook/ok"));
-    assert_eq!(webhook::delivery_state(h.jobs(), with_own).await.unwrap().unwrap().url, format!("{base}/hook/flaky"));
+    assert_eq!(h.jobs().webhooks().state(by_default).await.unwrap().unwrap().url, format!("{base}/hook/ok"));
+    assert_eq!(h.jobs().webhooks().state(with_own).await.unwrap().unwrap().url, format!("{base}/hook/flaky"));
 
     // Resubmitting a finished photo with a webhook notifies at once.
     complete_job(h.jobs(), h.blobs.as_ref(), by_default, &[]).await;
@@ -295,7 +295,7 @@ async fn private_network_targets_are_refused_unless_allowed() {
             }
             other => panic!("{id}: expected a refusal, got {other:?}"),
         }
-        let state = webhook::delivery_state(h.jobs(), *id).await.unwrap().unwrap();
+        let state = h.jobs().webhooks().state(*id).await.unwrap().unwrap();
         assert_eq!((state.state.as_str(), state.attempts), ("failed", 1), "refused once, not retried");
     }
     assert!(receiver.calls("ok").is_empty(), "nothing reached the private receiver");

@@ -27,6 +27,10 @@ pub enum JobStoreError {
     /// shutting down: the same call may succeed later.
     #[error("database unavailable during {context}: {message}")]
     Unavailable { context: &'static str, message: String },
+    /// A constraint refused the write (unique, foreign key, check): the caller asked
+    /// for something the stored data does not allow; repeating it cannot help.
+    #[error("refused by the database during {context}: {message}")]
+    Constraint { context: &'static str, message: String },
     #[error("database error during {context}: {message}")]
     Query { context: &'static str, message: String },
     #[error("stored job is unreadable: {0}")]
@@ -43,8 +47,16 @@ impl JobStoreError {
         }
     }
 
-    fn from_sqlx(context: &'static str, err: sqlx::Error) -> Self {
+    /// The one mapping of database errors for every query of the service: connection
+    /// loss, pool time-outs and server-side transients are `Unavailable`, constraint
+    /// violations (SQLSTATE class 23) `Constraint`, the rest `Query`.
+    pub(crate) fn from_sqlx(context: &'static str, err: sqlx::Error) -> Self {
         let message = err.to_string();
+        if let sqlx::Error::Database(db) = &err {
+            if db.code().is_some_and(|c| c.starts_with("23")) {
+                return JobStoreError::Constraint { context, message };
+            }
+        }
         let retryable = match &err {
             // SQLSTATE classes: 08 connection, 40 transaction rollback (serialization,
             // deadlock), 53 insufficient resources, 57 operator intervention (shutdown);
@@ -225,13 +237,13 @@ pub struct StatsReport {
 /// The states a job may be in for a move to `to` to be legal.
 /// Times one job-store call into `mono2mesh_db_query_seconds{op}` when dropped, so
 /// early returns and errors are timed too.
-struct QueryTimer {
+pub(crate) struct QueryTimer {
     op: &'static str,
     started: std::time::Instant,
 }
 
 impl QueryTimer {
-    fn start(op: &'static str) -> QueryTimer {
+    pub(crate) fn start(op: &'static str) -> QueryTimer {
         QueryTimer { op, started: std::time::Instant::now() }
     }
 }
@@ -342,7 +354,7 @@ impl JobStore {
         JobStore { pool }
     }
 
-    pub fn pool(&self) -> &PgPool {
+    pub(crate) fn pool(&self) -> &PgPool {
         &self.pool
     }
 
@@ -703,6 +715,20 @@ impl JobStore {
             rejected: row.try_get("rejected").map_err(corrupt)?,
             failed: row.try_get("failed").map_err(corrupt)?,
         })
+    }
+}
+
+impl JobStore {
+    /// The batch's job for this content (a photo's SHA-256), if any.
+    pub async fn find_by_content(&self, batch: &str, content_hash: &str) -> Result<Option<Job>> {
+        let _timer = QueryTimer::start("find_by_content");
+        let row = sqlx::query(concat!(job_select!(), " WHERE b.name = $1 AND j.content_hash = $2"))
+            .bind(batch)
+            .bind(content_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| JobStoreError::from_sqlx("find job by content", e))?;
+        row.as_ref().map(job_from_row).transpose()
     }
 }
 

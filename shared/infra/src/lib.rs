@@ -14,4 +14,5 @@ pub mod repository;
 pub mod runtime;
 pub mod secret;
 pub mod service;
+pub mod store;
 pub mod telemetry;

@@ -154,7 +154,7 @@ impl TestDatabase {
 
     /// Closes the pool and drops the database.
     pub async fn drop_database(self) {
-        self.store.pool().close().await;
+        self.store.close().await;
         if let Ok(mut conn) = self.admin.connect().await {
             let _ = conn
                 .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)))

@@ -63,17 +63,12 @@ impl From<JobStoreError> for ApiError {
     fn from(e: JobStoreError) -> Self {
         match e {
             JobStoreError::NotFound(id) => ApiError::not_found("job_not_found", format!("no job {id}")),
+            // The request asked for something the stored data does not allow.
+            JobStoreError::Constraint { context, .. } => {
+                tracing::info!(detail = %e, "a request conflicted with stored data");
+                ApiError::new(StatusCode::CONFLICT, "conflict", format!("the request conflicts with stored data ({context})"))
+            }
             other => ApiError::service(other.class(), "the job store", &other),
-        }
-    }
-}
-
-impl From<crate::webhook::WebhookError> for ApiError {
-    fn from(e: crate::webhook::WebhookError) -> Self {
-        match e {
-            crate::webhook::WebhookError::Jobs(e) => e.into(),
-            crate::webhook::WebhookError::InvalidUrl(_) => ApiError::bad_request("invalid_webhook_url", e.to_string()),
-            other => ApiError::service(ErrorClass::Permanent, "the webhook store", &other),
         }
     }
 }

@@ -10,12 +10,13 @@ use axum::Json;
 use mono2mesh_core::{Category, JobId};
 use mono2mesh_infra::blob::{content_type_for, BlobKey};
 use mono2mesh_infra::jobs::{Job, Page};
+use mono2mesh_infra::store::KeyLookup;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, AppState, QueueProbe, WriteAccess, OPENAPI_YAML};
-use crate::idempotency::{self, Lookup};
+use crate::idempotency;
 use crate::ingest::{content_hash, PhotoMeta, Submitted};
 use crate::stats::{job_stats, parse_window, queue_depths, OpsStats};
 use crate::views::{job_path, outputs_of, output_keys, BatchView, JobView};
@@ -204,10 +205,10 @@ pub async fn create_job(State(state): State<AppState>, _access: WriteAccess, req
     let new = read_new_photo(request, &state).await?;
     let fingerprint = new.fingerprint();
     if let Some(key) = &idempotency_key {
-        match idempotency::lookup(&state.ingest.jobs, key, &fingerprint).await? {
-            Lookup::Replay(id) => return Ok(created_response(&state.ingest.jobs.get_job(id).await?, false, true)),
-            Lookup::Conflict => return Err(key_reused()),
-            Lookup::New => {}
+        match state.ingest.jobs.idempotency_keys().lookup(key, &fingerprint).await? {
+            KeyLookup::Replay(id) => return Ok(created_response(&state.ingest.jobs.get_job(id).await?, false, true)),
+            KeyLookup::Conflict => return Err(key_reused()),
+            KeyLookup::New => {}
         }
     }
     let Submitted { job, created, .. } = match &new {
@@ -215,7 +216,7 @@ pub async fn create_job(State(state): State<AppState>, _access: WriteAccess, req
         NewPhoto::Object { key, meta } => state.ingest.submit_object(key, meta).await?,
     };
     if let Some(key) = &idempotency_key {
-        if idempotency::remember(&state.ingest.jobs, key, &fingerprint, job.id).await? == Lookup::Conflict {
+        if state.ingest.jobs.idempotency_keys().remember(key, &fingerprint, job.id).await? == KeyLookup::Conflict {
             return Err(key_reused());
         }
     }
@@ -303,7 +304,7 @@ pub async fn create_batch(State(state): State<AppState>, _access: WriteAccess, r
 pub async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
     let job = state.ingest.jobs.get_job(parse_job_id(&id)?).await?;
     let mut view = JobView::of(&job);
-    view.webhook = crate::webhook::delivery_state(&state.ingest.jobs, job.id).await?;
+    view.webhook = state.ingest.jobs.webhooks().state(job.id).await?;
     Ok(Json(view))
 }
 

@@ -69,7 +69,7 @@ pub fn render(stats: &OpsStats, jobs: &[Job]) -> String {
          <th>p50 ms</th><th>p95 ms</th></tr>"
     );
     let fmt_ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
-    for s in &stats.stages {
+    for s in &stats.report.stages {
         let _ = write!(
             html,
             "<tr><td class=l>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td></tr>",
@@ -80,7 +80,7 @@ pub fn render(stats: &OpsStats, jobs: &[Job]) -> String {
             fmt_ms(s.latency_p95_ms)
         );
     }
-    let _ = write!(html, "</table><p>rejected {} · failed {}</p><h2>Queues</h2>", stats.rejected, stats.failed);
+    let _ = write!(html, "</table><p>rejected {} · failed {}</p><h2>Queues</h2>", stats.report.rejected, stats.report.failed);
     if stats.queues.is_empty() {
         let note = stats.queues_note.as_deref().unwrap_or("no broker asked");
         let _ = write!(html, "<p id=\"queues\">{}</p>", escape(note));

@@ -9,7 +9,9 @@ use mono2mesh_core::{JobId, JobState, Stage, StageMessage};
 use mono2mesh_infra::blob::{keys, BlobKey, BlobStore, LocalBlobStore};
 use mono2mesh_infra::jobs::{CategorySource, JobStore, JobUpdate};
 use mono2mesh_infra::queue::{Lane, MemoryQueue, MessageQueue, Topology};
-use mono2mesh_infra::secret::SecretString;
+use mono2mesh_infra::config::DatabaseSettings;
+use mono2mesh_infra::secret::{SecretString, SecretUrl};
+use mono2mesh_testkit::proxy::{url_socket_addr, TcpProxy};
 use mono2mesh_testkit::services::{TestDatabase, TestS3};
 use std::io::Cursor;
 use std::sync::Arc;
@@ -60,8 +62,27 @@ impl Harness {
 
     pub async fn start(store: Store, blobs: Arc<dyn BlobStore>, probe: QueueProbe) -> Harness {
         let db = TestDatabase::create().await;
+        let jobs = db.store.clone();
+        Self::start_with(db, jobs, store, blobs, probe).await
+    }
+
+    /// Server over a local directory whose job store reaches Postgres through a
+    /// [`TcpProxy`] the test can cut (a database outage); `jobs()` stays direct.
+    pub async fn local_behind_proxy() -> (Harness, TcpProxy) {
+        let db = TestDatabase::create().await;
+        let url = db.settings.url.expose().to_string();
+        let proxy = TcpProxy::start(url_socket_addr(&url, 5432)).await;
+        // Short acquire time-out: a request during the outage fails fast.
+        let settings = DatabaseSettings { url: SecretUrl::new(proxy.rewrite_url(&url)), max_connections: 4, acquire_timeout_secs: 1 };
+        let jobs = JobStore::connect(&settings).await.unwrap_or_else(|e| panic!("job store through the proxy: {e}"));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(dir.path()));
+        (Self::start_with(db, jobs, Store::Local(dir), blobs, QueueProbe::None).await, proxy)
+    }
+
+    async fn start_with(db: TestDatabase, jobs: JobStore, store: Store, blobs: Arc<dyn BlobStore>, probe: QueueProbe) -> Harness {
         let queue = memory_queue();
-        let ingest = Ingest { jobs: db.store.clone(), blobs: blobs.clone(), queue: queue.clone(), max_photo_bytes: MAX_PHOTO, default_webhook: None, allow_private_webhooks: true };
+        let ingest = Ingest { jobs, blobs: blobs.clone(), queue: queue.clone(), max_photo_bytes: MAX_PHOTO, default_webhook: None, allow_private_webhooks: true };
         let config = ApiConfig { tokens: vec![SecretString::new(TOKEN)], max_body_bytes: MAX_BODY, ..ApiConfig::default() };
         let state = AppState { ingest: ingest.clone(), config: Arc::new(config), probe: Arc::new(probe) };
         let addr = "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("addr: {e}"));
