@@ -13,7 +13,6 @@ use clap::Args;
 use mono2mesh_gate::{assess, encode_png, AspectPolicy, GateReport, GateSettings};
 use serde_json::json;
 
-use super::run::Aspect;
 
 #[derive(Debug, Args)]
 pub struct GateArgs {
@@ -24,8 +23,8 @@ pub struct GateArgs {
     #[arg(long)]
     json: bool,
     /// How to make the photo square: stretch as the paper, or pad (letterbox).
-    #[arg(long, value_enum, default_value_t = Aspect::Stretch)]
-    aspect: Aspect,
+    #[arg(long, value_enum, default_value_t = AspectPolicy::Stretch)]
+    aspect: AspectPolicy,
     /// Side of the standardised square image.
     #[arg(long, default_value_t = GateSettings::default().size)]
     size: u32,
@@ -46,10 +45,7 @@ pub struct GateArgs {
 pub fn run(args: GateArgs) -> anyhow::Result<()> {
     let settings = GateSettings {
         size: args.size,
-        aspect: match args.aspect {
-            Aspect::Stretch => AspectPolicy::Stretch,
-            Aspect::Pad => AspectPolicy::Pad,
-        },
+        aspect: args.aspect,
         min_blur_variance: args.min_blur,
         min_mean_intensity: args.min_light,
         max_mean_intensity: args.max_light,

@@ -13,14 +13,6 @@ use super::mesh::SmoothMethod;
 use super::services::SettingsArgs;
 use crate::embedded::{run_pipeline, PhotoReport, PhotoStatus, RunOptions, StageSettings};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Aspect {
-    /// Resize each axis to 600 (the paper).
-    Stretch,
-    /// Keep the aspect ratio and letterbox.
-    Pad,
-}
-
 /// Every stage setting comes from the one layered config the workers read (compiled
 /// defaults, `--config FILE`, `MONO2MESH__*` environment, `--set`); the flags below are
 /// shorthands that win over all of those.
@@ -51,7 +43,7 @@ pub struct RunArgs {
     device: Option<String>,
     /// Gate: how to make the photo square (stretch as the paper, or pad) [config: gate.aspect].
     #[arg(long, value_enum)]
-    aspect: Option<Aspect>,
+    aspect: Option<AspectPolicy>,
     /// Category confidence below which a photo is rejected as unknown [config: classify.min_confidence].
     #[arg(long)]
     min_confidence: Option<f32>,
@@ -88,10 +80,7 @@ impl RunArgs {
         }
         let mut stages = StageSettings::from_config(&settings)?;
         if let Some(aspect) = self.aspect {
-            stages.gate.aspect = match aspect {
-                Aspect::Stretch => AspectPolicy::Stretch,
-                Aspect::Pad => AspectPolicy::Pad,
-            };
+            stages.gate.aspect = aspect;
         }
         if let Some(path) = &self.classifier {
             stages.classify.model = Some(path.clone());

@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 /// Side of the square image the paper standardises every photo to.
 pub const PAPER_SIZE: u32 = 600;
 
-/// How a photo that is not square becomes a `size` x `size` image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How a photo that is not square becomes a `size` x `size` image. The one definition:
+/// config files, environment and the CLI's `--aspect` all name these values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum AspectPolicy {
     /// Resize each axis independently to `size`, as the paper does (PIL `resize((600, 600))`);
