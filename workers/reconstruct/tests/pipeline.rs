@@ -145,9 +145,22 @@ async fn jobs_go_through_all_four_workers() {
         }
     }
     assert!(!by_category.is_empty(), "no photo was classified; nothing would reach reconstruct");
-    for category in Category::ALL {
-        let waiting = rig.queue.ready_count(Lane::Reconstruct(category)).await.unwrap();
-        assert_eq!(waiting, by_category.get(&category).copied().unwrap_or(0), "messages on reconstruct.{category}");
+    // A job is recorded classified before its hand-over is published (the publish comes
+    // after the handler returns), so wait for the lanes to catch up, on the condition.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut waiting = BTreeMap::new();
+        for category in Category::ALL {
+            waiting.insert(category, rig.queue.ready_count(Lane::Reconstruct(category)).await.unwrap());
+        }
+        let matches = Category::ALL.iter().all(|c| waiting[c] == by_category.get(c).copied().unwrap_or(0));
+        if matches || std::time::Instant::now() > deadline {
+            for category in Category::ALL {
+                assert_eq!(waiting[&category], by_category.get(&category).copied().unwrap_or(0), "messages on reconstruct.{category}");
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!("classified into {} lanes: {by_category:?}", by_category.len());
 
