@@ -79,6 +79,15 @@ impl StageSettings {
             refine: RefineSettings::from_config(settings)?,
         })
     }
+
+    /// The stages' own checks, for settings changed after loading (`run`'s flags).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.gate.validate().context("gate settings")?;
+        self.classify.validate().map_err(anyhow::Error::msg).context("classify settings")?;
+        self.reconstruct.validate().map_err(anyhow::Error::msg).context("reconstruct settings")?;
+        self.refine.validate().map_err(anyhow::Error::msg).context("refine settings")?;
+        Ok(())
+    }
 }
 
 /// How a photo's trip ended.

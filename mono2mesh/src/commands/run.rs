@@ -90,20 +90,16 @@ impl RunArgs {
             stages.reconstruct.device = device.clone();
         }
         if let Some(min_confidence) = self.min_confidence {
-            anyhow::ensure!((0.0..=1.0).contains(&min_confidence), "--min-confidence must lie in [0, 1]");
             stages.classify.min_confidence = min_confidence;
         }
         if let Some(batch) = self.batch {
-            anyhow::ensure!(batch >= 1, "--batch must be at least 1");
             stages.classify.batch_size = batch;
             stages.reconstruct.batch_size = batch;
         }
         if let Some(threshold) = self.threshold {
             stages.reconstruct.threshold = threshold;
-            stages.reconstruct.validate().map_err(anyhow::Error::msg)?;
         }
         if let Some(iso) = self.iso {
-            anyhow::ensure!(iso > 0.0 && iso < 1.0, "--iso must lie strictly between 0 and 1");
             stages.refine.iso = iso;
         }
         if let Some(smooth) = self.smooth {
@@ -113,6 +109,8 @@ impl RunArgs {
             stages.refine.formats =
                 self.formats.iter().map(|f| MeshFormat::from_extension(f)).collect::<Result<Vec<_>, _>>()?;
         }
+        // The flags went past the stages' checks at load time: the same checks again.
+        stages.validate()?;
         Ok(RunOptions { out_dir: self.out.clone(), settings, stages, category: self.category, preview: !self.no_preview })
     }
 }

@@ -57,21 +57,24 @@ impl ClassifyStageSettings {
     /// The `[classify]` section of the layered settings, checked.
     pub fn from_config(settings: &Settings) -> Result<Self, ConfigError> {
         let stage: ClassifyStageSettings = settings.classify.parse("classify")?;
-        let invalid = |message: String| ConfigError::Section { section: "classify", message };
-        if !(0.0..=1.0).contains(&stage.min_confidence) {
-            return Err(invalid(format!("min_confidence must lie in [0, 1], got {}", stage.min_confidence)));
-        }
-        if stage.top_k == 0 || stage.batch_size == 0 {
-            return Err(invalid("top_k and batch_size must be at least 1".into()));
-        }
-        if stage.unknown_category == UnknownCategoryPolicy::General {
-            return Err(invalid(
-                "unknown_category = \"general\" needs a general reconstruction lane, which the pipeline does not \
-                 have yet; use \"reject\""
-                    .into(),
-            ));
-        }
+        stage.validate().map_err(|message| ConfigError::Section { section: "classify", message })?;
         Ok(stage)
+    }
+
+    /// Settings that cannot describe a working classify stage, and why.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.min_confidence) {
+            return Err(format!("min_confidence must lie in [0, 1], got {}", self.min_confidence));
+        }
+        if self.top_k == 0 || self.batch_size == 0 {
+            return Err("top_k and batch_size must be at least 1".into());
+        }
+        if self.unknown_category == UnknownCategoryPolicy::General {
+            return Err("unknown_category = \"general\" needs a general reconstruction lane, which the pipeline does \
+                 not have yet; use \"reject\""
+                .into());
+        }
+        Ok(())
     }
 
     /// The classify function's own settings.

@@ -47,14 +47,21 @@ impl RefineSettings {
         settings: &mono2mesh_infra::config::Settings,
     ) -> Result<Self, mono2mesh_infra::config::ConfigError> {
         let refine: RefineSettings = settings.refine.parse("refine")?;
-        let invalid = |message: String| mono2mesh_infra::config::ConfigError::Section { section: "refine", message };
-        if !(refine.iso > 0.0 && refine.iso < 1.0) {
-            return Err(invalid(RefineError::BadIso(refine.iso).to_string()));
-        }
-        if refine.formats.is_empty() {
-            return Err(invalid("formats must name at least one mesh format".into()));
-        }
+        refine
+            .validate()
+            .map_err(|message| mono2mesh_infra::config::ConfigError::Section { section: "refine", message })?;
         Ok(refine)
+    }
+
+    /// Settings that cannot describe a working refine stage, and why.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.iso > 0.0 && self.iso < 1.0) {
+            return Err(RefineError::BadIso(self.iso).to_string());
+        }
+        if self.formats.is_empty() {
+            return Err("formats must name at least one mesh format".into());
+        }
+        Ok(())
     }
 }
 
