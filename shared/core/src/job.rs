@@ -71,6 +71,17 @@ impl Stage {
         }
     }
 
+    /// The state a job is in while it waits for this stage (its message is queued or
+    /// being handled): what the recovery sweeper looks for.
+    pub fn waiting_state(self) -> JobState {
+        match self {
+            Stage::Gate => JobState::Submitted,
+            Stage::Classify => JobState::Gated,
+            Stage::Reconstruct => JobState::Classified,
+            Stage::Refine => JobState::Reconstructed,
+        }
+    }
+
     pub fn next(self) -> Option<Stage> {
         match self {
             Stage::Gate => Some(Stage::Classify),

@@ -57,6 +57,7 @@ pub struct Settings {
     #[serde(default)]
     pub refine: StageSection,
     pub telemetry: TelemetrySettings,
+    pub recovery: RecoverySettings,
     pub webhook: WebhookSettings,
     pub api: ApiSettings,
 }
@@ -143,13 +144,83 @@ pub struct QueueSettings {
     pub exchange_prefix: String,
     /// Deliveries of one message before it is dead-lettered.
     pub delivery_limit: u32,
+    /// Deaths of a worker while handling one job's stage (abort, kill, out of memory)
+    /// before the job is failed instead of run again; see `runtime`.
+    pub max_crashes: u32,
     /// Back-off before the n-th retry of a retryable failure; the last entry repeats.
     pub retry_delays_ms: Vec<u64>,
+    /// Unused queues expire after this long (RabbitMQ `x-expires`): for tests and
+    /// throw-away deployments only. Unset: queues live until deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
 }
 
 impl QueueSettings {
     pub fn retry_delays(&self) -> Vec<Duration> {
         self.retry_delays_ms.iter().map(|ms| Duration::from_millis(*ms)).collect()
+    }
+}
+
+/// `[recovery]`: how often the janitor looks, and when a job counts as stuck.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverySettings {
+    /// Pause between two looks at the dead-letter queue.
+    pub dead_letter_poll_ms: u64,
+    /// Pause between two sweeps for stuck jobs.
+    pub sweep_interval_secs: u64,
+    /// Sweeps of one job in one state before it is failed as stuck.
+    pub max_republish: u32,
+    /// Most jobs one sweep claims per lane.
+    pub sweep_batch: u32,
+    /// How long a job may wait for each stage, without moving, before it is swept.
+    pub stuck_after_secs: StageDeadlines,
+}
+
+/// Seconds per stage. Each must exceed the longest time a job can wait for the stage
+/// without its row changing while its message is out of the queue: the handler time-out
+/// (600 s by default) plus the longest back-off (60 s); a failed attempt updates the row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageDeadlines {
+    pub gate: u64,
+    pub classify: u64,
+    pub reconstruct: u64,
+    pub refine: u64,
+}
+
+impl StageDeadlines {
+    pub fn of(&self, stage: mono2mesh_core::Stage) -> Duration {
+        Duration::from_secs(match stage {
+            mono2mesh_core::Stage::Gate => self.gate,
+            mono2mesh_core::Stage::Classify => self.classify,
+            mono2mesh_core::Stage::Reconstruct => self.reconstruct,
+            mono2mesh_core::Stage::Refine => self.refine,
+        })
+    }
+}
+
+impl Default for RecoverySettings {
+    fn default() -> Self {
+        RecoverySettings {
+            dead_letter_poll_ms: 5000,
+            sweep_interval_secs: 60,
+            max_republish: 3,
+            sweep_batch: 100,
+            stuck_after_secs: StageDeadlines { gate: 900, classify: 900, reconstruct: 900, refine: 900 },
+        }
+    }
+}
+
+impl RecoverySettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.dead_letter_poll_ms == 0 || self.sweep_interval_secs == 0 || self.sweep_batch == 0 {
+            return Err("dead_letter_poll_ms, sweep_interval_secs and sweep_batch must be at least 1".into());
+        }
+        if mono2mesh_core::Stage::ALL.into_iter().any(|s| self.stuck_after_secs.of(s).is_zero()) {
+            return Err("stuck_after_secs: every stage needs a deadline of at least 1 s".into());
+        }
+        Ok(())
     }
 }
 
@@ -376,7 +447,9 @@ impl SettingsLoader {
                 OverrideValue::List(items) => builder.set_override(key, items)?,
             };
         }
-        Ok(builder.build()?.try_deserialize::<Settings>()?)
+        let settings = builder.build()?.try_deserialize::<Settings>()?;
+        settings.recovery.validate().map_err(|message| ConfigError::Section { section: "recovery", message })?;
+        Ok(settings)
     }
 }
 

@@ -490,6 +490,7 @@ impl JobStore {
                  done_at = CASE WHEN $2 = 'done' THEN now() ELSE done_at END, \
                  rejected_at = CASE WHEN $2 = 'rejected' THEN now() ELSE rejected_at END, \
                  failed_at = CASE WHEN $2 = 'failed' THEN now() ELSE failed_at END, \
+                 sweeps = 0, swept_at = NULL, \
                  updated_at = now() \
                FROM old \
                WHERE j.id = old.id AND j.state = ANY($3) \

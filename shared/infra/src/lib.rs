@@ -3,6 +3,7 @@
 pub mod batcher;
 pub mod blob;
 pub mod config;
+pub mod fault;
 pub mod jobs;
 pub mod metrics_spec;
 pub mod otel;
@@ -10,6 +11,7 @@ pub mod otel_metrics;
 pub mod otlp;
 pub mod pipeline;
 pub mod queue;
+pub mod recovery;
 pub mod repository;
 pub mod runtime;
 pub mod secret;

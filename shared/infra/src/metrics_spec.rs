@@ -31,6 +31,9 @@ pub mod names {
     pub const BLOB_REQUEST: &str = "mono2mesh_blob_request_seconds";
     /// Histogram {op}: job store query time.
     pub const DB_QUERY: &str = "mono2mesh_db_query_seconds";
+    /// Counter {stage, action}: what recovery did to jobs nothing else would finish
+    /// (`failed_dead_letter`, `republished`, `failed_stuck`, `undecodable`).
+    pub const RECOVERY_ACTIONS: &str = "mono2mesh_recovery_actions_total";
 }
 
 /// Histogram buckets (seconds) spanning a cached blob read to a CPU reconstruction.

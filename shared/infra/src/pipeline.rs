@@ -41,6 +41,7 @@ pub enum Begin {
 /// An unknown job is a permanent error (the message refers to nothing).
 pub async fn begin(jobs: &dyn JobRepository, message: &StageMessage) -> Result<Begin, StageError> {
     let job = jobs.get_job(message.job_id).await?;
+    crate::fault::inject(message.stage, &job.content_hash);
     let done_state = message.stage.success_state();
     Ok(if job.state == done_state {
         Begin::AlreadyDone(job)
@@ -121,6 +122,16 @@ impl JobOutcomes for StoreOutcomes {
     async fn attempt_failed(&self, message: &StageMessage, error: &StageError) {
         if let Err(e) = self.0.record_failure(message.job_id, message.stage, error).await {
             warn!(job = %message.job_id, %e, "could not record the failed attempt");
+        }
+    }
+
+    async fn start(&self, message: &StageMessage) -> Result<u32, StageError> {
+        Ok(self.0.start_run(message.job_id, message.stage).await?)
+    }
+
+    async fn settle(&self, message: &StageMessage) {
+        if let Err(e) = self.0.settle_run(message.job_id, message.stage).await {
+            warn!(job = %message.job_id, %e, "could not record the end of the stage's run");
         }
     }
 }

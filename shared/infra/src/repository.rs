@@ -8,12 +8,15 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
-use mono2mesh_core::{JobId, JobState, Stage, StageError};
+use chrono::DateTime;
+use mono2mesh_core::{Category, JobId, JobState, Stage, StageError};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::jobs::{CategorySource, Job, JobEvent, JobStore, JobStoreError, JobUpdate, NewJob, Submission, Transition};
+use crate::store::StuckJob;
 
 type Result<T, E = JobStoreError> = std::result::Result<T, E>;
 
@@ -38,6 +41,20 @@ pub trait JobRepository: Send + Sync + 'static {
     async fn append_event(&self, id: JobId, stage: Option<Stage>, event: &str, detail: Value) -> Result<()>;
     /// A job's history, oldest first.
     async fn events(&self, id: JobId) -> Result<Vec<JobEvent>>;
+    /// Records that `stage` starts on `id`; returns how many earlier starts of it were
+    /// never settled (the worker died while handling the job).
+    async fn start_run(&self, id: JobId, stage: Stage) -> Result<u32>;
+    /// Records that a start of `stage` on `id` ended, whatever the outcome.
+    async fn settle_run(&self, id: JobId, stage: Stage) -> Result<()>;
+    /// Claims up to `limit` jobs waiting for `stage` (of `categories`, when given) that
+    /// neither moved nor were swept for `older_than`; each claim counts as a sweep.
+    async fn claim_stuck(
+        &self,
+        stage: Stage,
+        categories: Option<&[Category]>,
+        older_than: Duration,
+        limit: u32,
+    ) -> Result<Vec<StuckJob>>;
 
     /// The job, or `NotFound` (permanent: a message for an unknown job).
     async fn get_job(&self, id: JobId) -> Result<Job> {
@@ -77,6 +94,21 @@ impl JobRepository for JobStore {
     async fn events(&self, id: JobId) -> Result<Vec<JobEvent>> {
         JobStore::events(self, id).await
     }
+    async fn start_run(&self, id: JobId, stage: Stage) -> Result<u32> {
+        self.recovery().start_run(id, stage).await
+    }
+    async fn settle_run(&self, id: JobId, stage: Stage) -> Result<()> {
+        self.recovery().settle_run(id, stage).await
+    }
+    async fn claim_stuck(
+        &self,
+        stage: Stage,
+        categories: Option<&[Category]>,
+        older_than: Duration,
+        limit: u32,
+    ) -> Result<Vec<StuckJob>> {
+        self.recovery().claim_stuck(stage, categories, older_than, limit).await
+    }
 }
 
 /// Jobs in this process's memory, for the embedded pipeline and tests. Lost on exit.
@@ -91,6 +123,10 @@ struct Memory {
     /// (batch, content hash) -> job, the Postgres store's unique key.
     by_content: HashMap<(String, String), JobId>,
     events: Vec<JobEvent>,
+    /// (job, stage) -> (started, settled), as the `stage_runs` table.
+    runs: HashMap<(JobId, Stage), (u32, u32)>,
+    /// job -> (sweeps in its current state, last sweep), as `jobs.sweeps`/`swept_at`.
+    sweeps: HashMap<JobId, (u32, DateTime<Utc>)>,
 }
 
 impl Memory {
@@ -210,6 +246,7 @@ impl JobRepository for MemoryJobStore {
             *stamp = Some(now);
         }
         job.updated_at = now;
+        memory.sweeps.remove(&id);
         // The same event detail the Postgres store writes.
         let mut detail = update.detail.unwrap_or_else(|| serde_json::json!({}));
         if let (Some(error), Value::Object(map)) = (&update.error, &mut detail) {
@@ -241,6 +278,56 @@ impl JobRepository for MemoryJobStore {
 
     async fn events(&self, id: JobId) -> Result<Vec<JobEvent>> {
         Ok(self.lock().events.iter().filter(|e| e.job_id == id).cloned().collect())
+    }
+
+    async fn start_run(&self, id: JobId, stage: Stage) -> Result<u32> {
+        let mut memory = self.lock();
+        if !memory.jobs.contains_key(&id) {
+            return Err(JobStoreError::NotFound(id));
+        }
+        let (started, settled) = memory.runs.entry((id, stage)).or_insert((0, 0));
+        *started += 1;
+        Ok(*started - *settled - 1)
+    }
+
+    async fn settle_run(&self, id: JobId, stage: Stage) -> Result<()> {
+        if let Some((started, settled)) = self.lock().runs.get_mut(&(id, stage)) {
+            *settled = (*settled + 1).min(*started);
+        }
+        Ok(())
+    }
+
+    async fn claim_stuck(
+        &self,
+        stage: Stage,
+        categories: Option<&[Category]>,
+        older_than: Duration,
+        limit: u32,
+    ) -> Result<Vec<StuckJob>> {
+        let mut memory = self.lock();
+        let now = Utc::now();
+        let deadline = now - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+        let mut waiting: Vec<&Job> = memory
+            .jobs
+            .values()
+            .filter(|job| job.state == stage.waiting_state())
+            .filter(|job| categories.is_none_or(|cs| job.category.is_some_and(|c| cs.contains(&c))))
+            .filter(|job| {
+                let swept = memory.sweeps.get(&job.id).map(|(_, at)| *at).unwrap_or(job.updated_at);
+                job.updated_at.max(swept) < deadline
+            })
+            .collect();
+        waiting.sort_by_key(|job| job.updated_at);
+        let claimed: Vec<(JobId, Option<Category>)> =
+            waiting.into_iter().take(limit as usize).map(|job| (job.id, job.category)).collect();
+        Ok(claimed
+            .into_iter()
+            .map(|(id, category)| {
+                let entry = memory.sweeps.entry(id).or_insert((0, now));
+                *entry = (entry.0 + 1, now);
+                StuckJob { id, category, sweeps: entry.0 }
+            })
+            .collect())
     }
 }
 

@@ -10,6 +10,17 @@
 //! | `Err(Rejection)`             | job marked rejected with reason, then ack                  |
 //! | undecodable message          | dead-lettered with reason (no job to mark)                 |
 //!
+//! **Worker deaths.** Before the handler runs, the runtime records the start of the
+//! stage on the job, and after it returns (panics and time-outs included) the end. A
+//! redelivered message whose job has starts that never ended killed its worker (abort,
+//! `kill -9`, out of memory), or was in flight beside the message that did: it is a
+//! suspect and runs alone, with no other delivery of this worker beside it, so an
+//! innocent one completes and a poison one can only kill itself. After `max_crashes`
+//! such deaths, or on the last delivery the broker allows, the job is failed with
+//! that reason instead of being run again. What still slips through (the record
+//! itself lost) reaches the dead-letter queue, whose consumer fails the job
+//! (`crate::recovery`).
+//!
 //! The ack always comes last, after the handler's writes and the next stage's publish
 //! are durable, so a crash anywhere before it means redelivery, never loss. Handlers
 //! must therefore be idempotent: a redelivered message redoes the stage, overwriting
@@ -72,6 +83,13 @@ pub trait JobOutcomes: Send + Sync + 'static {
     /// A retryable attempt failed and will be retried; for the job's history only, so
     /// failing to record it changes nothing.
     async fn attempt_failed(&self, _message: &StageMessage, _error: &StageError) {}
+    /// The stage starts on the message's job; returns how many earlier starts never
+    /// ended (the worker died handling them).
+    async fn start(&self, _message: &StageMessage) -> Result<u32, StageError> {
+        Ok(0)
+    }
+    /// A start recorded by [`Self::start`] ended, whatever the outcome.
+    async fn settle(&self, _message: &StageMessage) {}
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +104,12 @@ pub struct RuntimeSettings {
     pub handler_timeout: Duration,
     /// On shutdown, how long in-flight deliveries may take to finish.
     pub shutdown_grace: Duration,
+    /// Deaths of the worker while handling one job's stage before that job is failed
+    /// instead of run again (`queue.max_crashes`).
+    pub max_crashes: u32,
+    /// The broker's delivery limit (`queue.delivery_limit`): a message delivered this
+    /// often already is on its last delivery.
+    pub delivery_limit: u32,
 }
 
 impl Default for RuntimeSettings {
@@ -96,6 +120,8 @@ impl Default for RuntimeSettings {
             max_attempts: 5,
             handler_timeout: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(30),
+            max_crashes: 2,
+            delivery_limit: 5,
         }
     }
 }
@@ -123,6 +149,10 @@ pub struct RunReport {
     pub dead_lettered: u64,
     /// Handlers that panicked (also counted in `dead_lettered`).
     pub panicked: u64,
+    /// Redelivered suspects of a worker death that were run alone.
+    pub isolated: u64,
+    /// Jobs failed because their worker died on them `max_crashes` times.
+    pub crash_failed: u64,
     /// Settling failed (connection lost); the broker will redeliver those.
     pub settle_errors: u64,
 }
@@ -134,6 +164,8 @@ struct Counters {
     retried: AtomicU64,
     dead_lettered: AtomicU64,
     panicked: AtomicU64,
+    isolated: AtomicU64,
+    crash_failed: AtomicU64,
     settle_errors: AtomicU64,
 }
 
@@ -145,6 +177,8 @@ impl Counters {
             retried: self.retried.load(Ordering::SeqCst),
             dead_lettered: self.dead_lettered.load(Ordering::SeqCst),
             panicked: self.panicked.load(Ordering::SeqCst),
+            isolated: self.isolated.load(Ordering::SeqCst),
+            crash_failed: self.crash_failed.load(Ordering::SeqCst),
             settle_errors: self.settle_errors.load(Ordering::SeqCst),
         }
     }
@@ -164,7 +198,31 @@ struct Context {
     outcomes: Arc<dyn JobOutcomes>,
     max_attempts: u32,
     handler_timeout: Duration,
+    max_crashes: u32,
+    delivery_limit: u32,
+    /// Every handler runs under the read side; a suspect of a worker death takes the
+    /// write side, so it runs with nothing beside it. (A lock rather than taking every
+    /// concurrency slot: two suspects each holding one slot and waiting for the rest
+    /// would deadlock.)
+    isolation: tokio::sync::RwLock<()>,
+    /// Deliveries whose start is recorded and not yet settled, so a shutdown that cuts
+    /// them off can settle them: being stopped is not dying on a job.
+    in_flight: std::sync::Mutex<std::collections::HashMap<u64, StageMessage>>,
+    next_ticket: AtomicU64,
     counters: Counters,
+}
+
+impl Context {
+    fn track(&self, message: &StageMessage) -> u64 {
+        let ticket = self.next_ticket.fetch_add(1, Ordering::SeqCst);
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(ticket, message.clone());
+        ticket
+    }
+
+    async fn settle(&self, ticket: u64, message: &StageMessage) {
+        self.outcomes.settle(message).await;
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&ticket);
+    }
 }
 
 impl Worker {
@@ -182,8 +240,8 @@ impl Worker {
         if lanes.iter().any(|l| l.stage() != first.stage()) {
             return Err(RuntimeError::Settings("all lanes of a worker must belong to one stage".into()));
         }
-        if settings.concurrency == 0 || settings.max_attempts == 0 {
-            return Err(RuntimeError::Settings("concurrency and max_attempts must be at least 1".into()));
+        if settings.concurrency == 0 || settings.max_attempts == 0 || settings.max_crashes == 0 {
+            return Err(RuntimeError::Settings("concurrency, max_attempts and max_crashes must be at least 1".into()));
         }
         let context = Arc::new(Context {
             queue: queue.clone(),
@@ -191,6 +249,11 @@ impl Worker {
             outcomes,
             max_attempts: settings.max_attempts,
             handler_timeout: settings.handler_timeout,
+            max_crashes: settings.max_crashes,
+            delivery_limit: settings.delivery_limit,
+            isolation: tokio::sync::RwLock::new(()),
+            in_flight: std::sync::Mutex::new(std::collections::HashMap::new()),
+            next_ticket: AtomicU64::new(0),
             counters: Counters::default(),
         });
         Ok(Worker { queue, lanes, settings, context })
@@ -264,6 +327,13 @@ impl Worker {
             warn!(%stage, left = tasks.len(), "grace period over; unfinished deliveries go back to the queue");
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
+            // Their messages go back to the queue; their starts are settled so the
+            // next worker does not take them for jobs that killed this one.
+            let cut_off: Vec<StageMessage> =
+                self.context.in_flight.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, m)| m).collect();
+            for message in &cut_off {
+                self.context.outcomes.settle(message).await;
+            }
         }
         if let Err(e) = stream.close().await {
             warn!(%e, "closing the consumer failed; closing the connection will end it");
@@ -377,7 +447,56 @@ async fn process(delivery: Delivery, context: &Context) {
 
 async fn handle(delivery: Delivery, message: StageMessage, context: &Context) -> StageOutcome {
     debug!(job = %message.job_id, attempt = message.attempt, redelivered = delivery.redelivered(), "processing");
-    match run_handler(&message, context).await {
+    // A redelivery may follow a worker death, so it waits until it can run alone
+    // *before* recording its start: a suspect that only queued behind a poison message
+    // when the worker died again must not be counted as having been there.
+    let redelivered = delivery.redelivered();
+    let mut exclusive = None;
+    let mut shared = None;
+    if redelivered {
+        exclusive = Some(context.isolation.write().await);
+    } else {
+        shared = Some(context.isolation.read().await);
+    }
+    let started = context.outcomes.start(&message).await;
+    let ticket = context.track(&message);
+    let unsettled = match started {
+        Ok(n) => n,
+        Err(e) => {
+            // Without the record the job is treated as a first start; the handler
+            // meets the same store and fails retryably if it is down.
+            warn!(job = %message.job_id, reason = %e.reason, "could not record the stage's start");
+            0
+        }
+    };
+    // Only a redelivery can follow a death: a retry is a fresh message, and a start
+    // left unsettled by a store outage must not count against it.
+    let deaths = if redelivered { unsettled } else { 0 };
+    let last_delivery = delivery.delivery_count() >= context.delivery_limit;
+    if deaths >= context.max_crashes || (deaths > 0 && last_delivery) {
+        context.settle(ticket, &message).await;
+        drop((exclusive, shared));
+        context.counters.crash_failed.fetch_add(1, Ordering::SeqCst);
+        let reason = format!(
+            "the {} worker died {deaths} time(s) while handling this job (abort, kill or out of memory; \
+             delivered {} times), so it is not run again",
+            message.stage,
+            delivery.delivery_count() + 1
+        );
+        error!(job = %message.job_id, %reason, "failing a job that kills its worker");
+        return give_up(delivery, &message, &reason, context).await;
+    }
+    if deaths > 0 {
+        warn!(job = %message.job_id, deaths, "redelivered after a worker death: running it alone");
+        context.counters.isolated.fetch_add(1, Ordering::SeqCst);
+    } else if let Some(alone) = exclusive.take() {
+        // Redelivered, but never started before (it was only fetched): share again.
+        shared = Some(alone.downgrade());
+    }
+    let outcome = run_handler(&message, context).await;
+    context.settle(ticket, &message).await;
+    drop((exclusive, shared));
+    match outcome {
         Ok(Next::Forward(next)) => match context.queue.publish(&next).await {
             Ok(()) => ack(delivery, StageOutcome::Ok, context).await,
             Err(e) => {

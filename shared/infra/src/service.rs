@@ -12,6 +12,8 @@ use crate::blob::{open_blob_store, BlobError, BlobStore};
 use crate::config::{ConfigError, QueueBackend, Settings, SettingsLoader};
 use crate::jobs::{JobStore, JobStoreError};
 use crate::pipeline::{StageContext, StoreOutcomes};
+use crate::recovery::Janitor;
+use crate::repository::JobRepository;
 use crate::queue::{self, Lane, MessageQueue, QueueError};
 use crate::runtime::{shutdown_signal, RunReport, RuntimeError, RuntimeSettings, StageHandler, Worker};
 
@@ -72,6 +74,8 @@ impl WorkerArgs {
             max_attempts: self.max_attempts,
             handler_timeout: Duration::from_secs(self.handler_timeout_secs),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            max_crashes: settings.queue.max_crashes,
+            delivery_limit: settings.queue.delivery_limit,
         }
     }
 }
@@ -114,9 +118,22 @@ pub async fn serve(
     handler: Arc<dyn StageHandler>,
     runtime: RuntimeSettings,
 ) -> Result<RunReport, ServiceError> {
-    let outcomes = Arc::new(StoreOutcomes(Arc::new(services.jobs.clone())));
+    let jobs: Arc<dyn JobRepository> = Arc::new(services.jobs.clone());
+    let outcomes = Arc::new(StoreOutcomes(jobs.clone()));
+    let janitor = Janitor::new(services.queue.clone(), jobs, lanes.clone(), services.settings.recovery.clone())
+        .map_err(|message| ConfigError::Section { section: "recovery", message })?;
     let worker = Worker::new(services.queue.clone(), lanes, handler, outcomes, runtime)?;
-    let result = worker.run(shutdown_signal()).await;
+    // One signal stops both: the consumer drains, the janitor stops between passes.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let janitor_task = tokio::spawn(janitor.run(stopped(stop_rx.clone())));
+    let result = worker
+        .run(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        })
+        .await;
+    janitor_task.abort();
+    let _ = janitor_task.await;
     // Closing returns whatever is still unsettled to the broker.
     let closed = services.queue.close().await;
     // Send the last spans before the process exits (off the async threads: it blocks).
@@ -124,4 +141,9 @@ pub async fn serve(
     let report = result?;
     closed?;
     Ok(report)
+}
+
+/// Completes once `flag` turns true (or its sender is gone).
+async fn stopped(mut flag: tokio::sync::watch::Receiver<bool>) {
+    let _ = flag.wait_for(|stop| *stop).await;
 }

@@ -19,6 +19,9 @@ pub const DEFAULT_TEST_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// number by the config layer, not as a list.
 pub const RIG_RETRY_DELAYS_MS: [u64; 2] = [300, 300];
 pub const RIG_DELIVERY_LIMIT: u32 = 3;
+/// The rig's queues expire after this long unused, so a test that panics before
+/// `finish` leaves nothing in the broker for long (workers declare the same expiry).
+pub const RIG_QUEUE_EXPIRY_MS: u64 = 600_000;
 
 /// `MONO2MESH_TEST_AMQP_URL`, else the local broker with the default account.
 pub fn test_amqp_url() -> String {
@@ -38,7 +41,8 @@ impl PipelineRig {
         let prefix = format!("test-{test}-{}", uuid::Uuid::new_v4().simple());
         let retry = RIG_RETRY_DELAYS_MS.iter().map(|ms| Duration::from_millis(*ms)).collect();
         let topology = Topology::new(prefix.clone(), Lane::all(), retry, RIG_DELIVERY_LIMIT)
-            .unwrap_or_else(|e| panic!("test topology: {e}"));
+            .unwrap_or_else(|e| panic!("test topology: {e}"))
+            .with_expiry(Duration::from_millis(RIG_QUEUE_EXPIRY_MS));
         let queue = RabbitQueue::connect(&SecretUrl::new(url.clone()), topology).await.unwrap_or_else(|e| {
             panic!("RabbitMQ is required for this test but did not answer ({e}); start it with `bash scripts/services.sh`")
         });
@@ -62,6 +66,7 @@ impl PipelineRig {
             ("MONO2MESH__QUEUE__EXCHANGE_PREFIX", self.prefix.clone()),
             ("MONO2MESH__QUEUE__RETRY_DELAYS_MS", RIG_RETRY_DELAYS_MS.map(|ms| ms.to_string()).join(",")),
             ("MONO2MESH__QUEUE__DELIVERY_LIMIT", RIG_DELIVERY_LIMIT.to_string()),
+            ("MONO2MESH__QUEUE__EXPIRES_MS", RIG_QUEUE_EXPIRY_MS.to_string()),
             ("MONO2MESH__QUEUE__PREFETCH", "4".into()),
             ("MONO2MESH_WORKER_CONCURRENCY", "4".into()),
             ("MONO2MESH_WORKER_SHUTDOWN_GRACE_SECS", "20".into()),

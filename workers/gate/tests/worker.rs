@@ -178,3 +178,98 @@ async fn the_gate_worker_continues_the_jobs_trace_and_hands_it_on() {
     consumer.cancel().await.unwrap();
     rig.finish().await;
 }
+
+/// Runs the gate binary with the test fault switch armed, restarting it whenever it
+/// dies (as an orchestrator would), until every job in `jobs` is in `states`.
+/// Returns how often the worker died.
+async fn supervise_until(rig: &PipelineRig, fault: &str, jobs: &[JobId], states: &[JobState]) -> u32 {
+    let env = [("MONO2MESH_TEST_FAULT", fault), ("MONO2MESH__RECOVERY__DEAD_LETTER_POLL_MS", "200")];
+    let mut worker = rig.spawn_worker_with_env(GATE, &[], &env);
+    let mut deaths = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = worker.try_wait().unwrap() {
+            assert!(!status.success(), "the worker only stops by dying here: {status}");
+            deaths += 1;
+            assert!(deaths <= 5, "the worker keeps dying: the poison photo is not contained");
+            worker = rig.spawn_worker_with_env(GATE, &[], &env);
+        }
+        let mut done = true;
+        for id in jobs {
+            if !states.contains(&rig.jobs().get_job(*id).await.unwrap().state) {
+                done = false;
+            }
+        }
+        if done {
+            break;
+        }
+        assert!(Instant::now() < deadline, "jobs did not finish within two minutes ({deaths} deaths)");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The dead letter of the poison job is cleared by the worker's janitor.
+    let queue = &rig.queue;
+    let cleared = Instant::now() + Duration::from_secs(20);
+    loop {
+        let lease = queue.lease_dead_letters(Stage::Gate, 10).await.unwrap();
+        let empty = lease.letters.is_empty();
+        lease.release().await.unwrap();
+        if empty {
+            break;
+        }
+        assert!(Instant::now() < cleared, "the janitor did not clear the gate's dead letters");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stop_gracefully(worker).success());
+    deaths
+}
+
+/// A photo that aborts the whole process (as a decoder segfault or an OOM kill would),
+/// among 20: the worker dies on it, is restarted, runs it alone, dies again, and the
+/// next worker fails the job with the reason instead of running it a third time. The
+/// other 19 are gated exactly once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_that_kills_the_worker_fails_alone_and_the_rest_finish() {
+    let rig = PipelineRig::start("gate-poison").await;
+    let mut jobs = Vec::new();
+    for i in 0..20u8 {
+        jobs.push(submit(&rig, "batch-poison", sharp_photo(i)).await);
+    }
+    let poison = jobs[2];
+    let hash = rig.jobs().get_job(poison).await.unwrap().content_hash;
+    let deaths = supervise_until(&rig, &format!("abort@gate:{hash}"), &jobs, &[JobState::Gated, JobState::Failed]).await;
+
+    assert_eq!(deaths, 2, "the poison photo killed the worker twice, then was failed without running");
+    let failed = rig.jobs().get_job(poison).await.unwrap();
+    assert_eq!(failed.state, JobState::Failed);
+    let reason = failed.last_error.unwrap_or_default();
+    assert!(reason.contains("gate worker died 2 time(s)"), "{reason}");
+    for id in jobs.iter().filter(|id| **id != poison) {
+        let events: Vec<String> = rig.jobs().events(*id).await.unwrap().into_iter().map(|e| e.event).collect();
+        assert_eq!(events, vec!["submitted", "gated"], "job {id} gated exactly once");
+    }
+    let handed_over: HashSet<JobId> = rig.drain_lane(Lane::Classify).await.keys().copied().collect();
+    assert_eq!(handed_over, jobs.iter().copied().filter(|id| *id != poison).collect::<HashSet<_>>());
+    rig.finish().await;
+}
+
+/// A forced panic fails its job with the reason; the worker stays up and the 20 jobs
+/// after it all pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_fails_one_job_and_the_worker_goes_on() {
+    let rig = PipelineRig::start("gate-panic").await;
+    let bomb = submit(&rig, "batch-panic", sharp_photo(200)).await;
+    let hash = rig.jobs().get_job(bomb).await.unwrap().content_hash;
+    let mut jobs = vec![bomb];
+    for i in 0..20u8 {
+        jobs.push(submit(&rig, "batch-panic", sharp_photo(i)).await);
+    }
+    let deaths = supervise_until(&rig, &format!("panic@gate:{hash}"), &jobs, &[JobState::Gated, JobState::Failed]).await;
+    assert_eq!(deaths, 0, "a panic does not take the worker down");
+    let failed = rig.jobs().get_job(bomb).await.unwrap();
+    assert_eq!(failed.state, JobState::Failed);
+    assert!(failed.last_error.unwrap_or_default().contains("forced panic in gate"));
+    for id in &jobs[1..] {
+        assert_eq!(rig.jobs().get_job(*id).await.unwrap().state, JobState::Gated);
+    }
+    rig.finish().await;
+}

@@ -14,7 +14,8 @@ use tokio::sync::Notify;
 use crate::otel::TraceHeaders;
 
 use super::{
-    encode, unix_millis, DeadLetter, Delivery, DeliveryStream, Lane, MessageQueue, QueueError, Settle, Topology,
+    encode, unix_millis, DeadLetter, DeadLetterLease, Delivery, DeliveryStream, Lane, MessageQueue, QueueError, Settle,
+    SettleLease, Topology,
 };
 
 /// Reason the memory backend gives a message dead-lettered past the delivery limit,
@@ -106,6 +107,37 @@ impl MemoryQueue {
     }
 }
 
+/// Leased dead letters are out of the queue meanwhile; released ones go back to its head.
+struct MemoryLease {
+    shared: Arc<Shared>,
+    stage: Stage,
+    letters: Vec<DeadLetter>,
+}
+
+impl MemoryLease {
+    fn give_back(self) {
+        let mut state = self.shared.lock();
+        let dead = state.dead.entry(self.stage).or_default();
+        for letter in self.letters.into_iter().rev() {
+            dead.push_front(letter);
+        }
+    }
+}
+
+#[async_trait]
+impl SettleLease for MemoryLease {
+    async fn ack(self: Box<Self>) -> Result<(), QueueError> {
+        Ok(())
+    }
+    async fn release(self: Box<Self>) -> Result<(), QueueError> {
+        self.give_back();
+        Ok(())
+    }
+    fn release_on_drop(self: Box<Self>) {
+        self.give_back();
+    }
+}
+
 #[async_trait]
 impl MessageQueue for MemoryQueue {
     async fn publish(&self, message: &StageMessage) -> Result<(), QueueError> {
@@ -142,11 +174,19 @@ impl MessageQueue for MemoryQueue {
         }))
     }
 
-    async fn take_dead_letters(&self, stage: Stage, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
-        let mut state = self.shared.lock();
-        let Some(dead) = state.dead.get_mut(&stage) else { return Ok(Vec::new()) };
-        let n = max.min(dead.len());
-        Ok(dead.drain(..n).collect())
+    async fn lease_dead_letters(&self, stage: Stage, max: usize) -> Result<DeadLetterLease, QueueError> {
+        let letters: Vec<DeadLetter> = {
+            let mut state = self.shared.lock();
+            match state.dead.get_mut(&stage) {
+                Some(dead) => {
+                    let n = max.min(dead.len());
+                    dead.drain(..n).collect()
+                }
+                None => Vec::new(),
+            }
+        };
+        let settle = MemoryLease { shared: self.shared.clone(), stage, letters: letters.clone() };
+        Ok(DeadLetterLease::new(letters, Box::new(settle)))
     }
 
     async fn ready_count(&self, lane: Lane) -> Result<u32, QueueError> {

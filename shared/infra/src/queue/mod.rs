@@ -72,6 +72,54 @@ pub struct DeadLetter {
     pub reason: String,
 }
 
+/// Dead letters taken from a stage's dead-letter queue but not yet removed from it:
+/// [`DeadLetterLease::ack`] removes them once they are dealt with; `release` (or
+/// dropping the lease, or the process dying) leaves them in the queue, so a consumer
+/// that crashes half-way loses none.
+pub struct DeadLetterLease {
+    pub letters: Vec<DeadLetter>,
+    settle: Option<Box<dyn SettleLease>>,
+}
+
+impl DeadLetterLease {
+    pub(crate) fn new(letters: Vec<DeadLetter>, settle: Box<dyn SettleLease>) -> Self {
+        DeadLetterLease { letters, settle: Some(settle) }
+    }
+
+    /// Removes the letters from the queue for good.
+    pub async fn ack(mut self) -> Result<(), QueueError> {
+        match self.settle.take() {
+            Some(settle) => settle.ack().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Puts the letters back, to be taken again later.
+    pub async fn release(mut self) -> Result<(), QueueError> {
+        match self.settle.take() {
+            Some(settle) => settle.release().await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for DeadLetterLease {
+    fn drop(&mut self) {
+        if let Some(settle) = self.settle.take() {
+            settle.release_on_drop();
+        }
+    }
+}
+
+/// How a lease of dead letters is settled; one implementation per backend.
+#[async_trait]
+pub(crate) trait SettleLease: Send {
+    async fn ack(self: Box<Self>) -> Result<(), QueueError>;
+    async fn release(self: Box<Self>) -> Result<(), QueueError>;
+    /// A lease dropped unsettled: give the letters back without waiting.
+    fn release_on_drop(self: Box<Self>);
+}
+
 /// How a delivery is settled; one implementation per backend.
 #[async_trait]
 pub(crate) trait Settle: Send {
@@ -226,8 +274,16 @@ pub trait MessageQueue: Send + Sync {
     async fn publish_raw(&self, lane: Lane, body: &[u8]) -> Result<(), QueueError>;
     /// Starts consuming `lanes`, with at most `prefetch` unsettled deliveries per lane.
     async fn consume(&self, lanes: &[Lane], prefetch: u16) -> Result<Box<dyn DeliveryStream>, QueueError>;
+    /// Takes up to `max` dead letters of `stage`, leaving them in the queue until the
+    /// lease is acknowledged.
+    async fn lease_dead_letters(&self, stage: Stage, max: usize) -> Result<DeadLetterLease, QueueError>;
     /// Removes and returns up to `max` dead letters of `stage`.
-    async fn take_dead_letters(&self, stage: Stage, max: usize) -> Result<Vec<DeadLetter>, QueueError>;
+    async fn take_dead_letters(&self, stage: Stage, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        let mut lease = self.lease_dead_letters(stage, max).await?;
+        let letters = std::mem::take(&mut lease.letters);
+        lease.ack().await?;
+        Ok(letters)
+    }
     /// Messages ready for delivery on `lane` (not counting unsettled ones).
     async fn ready_count(&self, lane: Lane) -> Result<u32, QueueError>;
     /// Closes the connection; unsettled deliveries return to their lanes.
@@ -236,7 +292,12 @@ pub trait MessageQueue: Send + Sync {
 
 /// The topology `settings` describe, over `lanes`.
 pub fn topology(settings: &QueueSettings, lanes: Vec<Lane>) -> Result<Topology, QueueError> {
-    Topology::new(settings.exchange_prefix.clone(), lanes, settings.retry_delays(), settings.delivery_limit)
+    let topology =
+        Topology::new(settings.exchange_prefix.clone(), lanes, settings.retry_delays(), settings.delivery_limit)?;
+    Ok(match settings.expires_ms {
+        Some(ms) => topology.with_expiry(Duration::from_millis(ms)),
+        None => topology,
+    })
 }
 
 /// Opens the configured backend over every lane of the pipeline. The RabbitMQ backend

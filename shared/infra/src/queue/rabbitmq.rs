@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::{
-    encode, headers, unix_millis, DeadLetter, Delivery, DeliveryStream, Lane, MessageQueue, QueueError, Settle,
-    Topology,
+    encode, headers, unix_millis, DeadLetter, DeadLetterLease, Delivery, DeliveryStream, Lane, MessageQueue,
+    QueueError, Settle, SettleLease, Topology,
 };
 use crate::otel::TraceHeaders;
 use crate::secret::SecretUrl;
@@ -292,20 +292,22 @@ impl MessageQueue for RabbitQueue {
         Ok(Box::new(RabbitStream { shared: self.shared.clone(), lanes: lanes.to_vec(), prefetch, subscription }))
     }
 
-    async fn take_dead_letters(&self, stage: Stage, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+    async fn lease_dead_letters(&self, stage: Stage, max: usize) -> Result<DeadLetterLease, QueueError> {
+        // The letters stay unacknowledged on their own channel until the lease is
+        // settled; if this process dies first, the broker puts them back.
         let channel = self.shared.channel().await?;
         let queue = self.shared.topology.dead_letter_queue(stage);
         let mut letters = Vec::new();
+        let mut ackers = Vec::new();
         while letters.len() < max {
             let Some(message) = channel.basic_get(queue.clone().into(), BasicGetOptions::default()).await? else {
                 break;
             };
             let delivery = message.delivery;
             letters.push(dead_letter_from(&delivery.properties, delivery.data.clone()));
-            delivery.acker.ack(BasicAckOptions::default()).await?;
+            ackers.push(delivery.acker);
         }
-        channel.close(200, "dead letters taken".into()).await?;
-        Ok(letters)
+        Ok(DeadLetterLease::new(letters, Box::new(RabbitLease { channel, ackers })))
     }
 
     async fn ready_count(&self, lane: Lane) -> Result<u32, QueueError> {
@@ -352,6 +354,38 @@ fn dead_letter_from(properties: &BasicProperties, body: Vec<u8>) -> DeadLetter {
         .unwrap_or_else(|| "unknown".to_string());
     let lane = text(headers::LANE).and_then(|l| Lane::from_str(&l).ok());
     DeadLetter { lane, body, reason }
+}
+
+/// Leased dead letters: unacknowledged deliveries on a channel of their own.
+struct RabbitLease {
+    channel: Channel,
+    ackers: Vec<Acker>,
+}
+
+#[async_trait]
+impl SettleLease for RabbitLease {
+    async fn ack(self: Box<Self>) -> Result<(), QueueError> {
+        for acker in &self.ackers {
+            acker.ack(BasicAckOptions::default()).await?;
+        }
+        self.channel.close(200, "dead letters handled".into()).await?;
+        Ok(())
+    }
+
+    async fn release(self: Box<Self>) -> Result<(), QueueError> {
+        // Closing the channel returns its unacknowledged deliveries to the queue.
+        self.channel.close(200, "dead letters released".into()).await?;
+        Ok(())
+    }
+
+    fn release_on_drop(self: Box<Self>) {
+        let channel = self.channel;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = channel.close(200, "dead letter lease dropped".into()).await;
+            });
+        }
+    }
 }
 
 /// Quorum queues count earlier returns of a message in `x-delivery-count`.

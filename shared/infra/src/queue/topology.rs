@@ -14,7 +14,8 @@
 //!                               expired messages dead-letter into <p>.work keeping their
 //!                               original routing key, i.e. back onto the lane they left
 //! exchange <p>.dead             direct, durable: dead letters, routing key = stage name
-//! queue    <p>.<stage>.dlq      quorum, one per stage; nothing consumes it automatically
+//! queue    <p>.<stage>.dlq      quorum, one per stage; each worker's janitor fails the jobs
+//!                               of its stage's dead letters, then removes them (recovery.rs)
 //! ```
 //!
 //! Why this shape (see ../shared/notes/ecosystem-survey.md §3):
@@ -129,6 +130,9 @@ pub struct Topology {
     lanes: Vec<Lane>,
     retry_delays: Vec<Duration>,
     delivery_limit: u32,
+    /// `x-expires` of every queue, and auto-deleted exchanges: a topology that cleans
+    /// itself up once unused (tests, ephemeral deployments). `None` in production.
+    expires: Option<Duration>,
 }
 
 impl Topology {
@@ -156,7 +160,20 @@ impl Topology {
         let mut lanes = lanes;
         lanes.sort();
         lanes.dedup();
-        Ok(Topology { prefix, lanes, retry_delays, delivery_limit })
+        Ok(Topology { prefix, lanes, retry_delays, delivery_limit, expires: None })
+    }
+
+    /// Queues that the broker deletes after `after` without consumers or use, and
+    /// exchanges that go with their last binding, so a test that dies before its
+    /// clean-up leaves nothing behind for long. Every process sharing the topology must
+    /// declare it the same way (`queue.expires_ms`), or RabbitMQ refuses the mismatch.
+    pub fn with_expiry(mut self, after: Duration) -> Self {
+        self.expires = Some(after);
+        self
+    }
+
+    pub fn expires(&self) -> Option<Duration> {
+        self.expires
     }
 
     pub fn prefix(&self) -> &str {
@@ -207,6 +224,10 @@ impl Topology {
     fn quorum_arguments(&self) -> FieldTable {
         let mut args = FieldTable::default();
         args.insert("x-queue-type".into(), long_string("quorum"));
+        if let Some(after) = self.expires {
+            let ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX).max(1);
+            args.insert("x-expires".into(), AMQPValue::LongLongInt(ms));
+        }
         args
     }
 
@@ -234,7 +255,7 @@ impl Topology {
     /// Declares everything (idempotent: redeclaring with the same arguments is a no-op;
     /// different arguments fail with PRECONDITION_FAILED, which is what we want to see).
     pub async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
-        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        let durable = ExchangeDeclareOptions { durable: true, auto_delete: self.expires.is_some(), ..Default::default() };
         channel
             .exchange_declare(
                 self.work_exchange().into(),

@@ -13,6 +13,7 @@
 
 pub mod idempotency;
 pub mod ops;
+pub mod recovery;
 pub mod webhooks;
 
 use crate::jobs::{JobStore, JobStoreError};
@@ -21,6 +22,7 @@ use sqlx::Row;
 
 pub use idempotency::{IdempotencyKeys, KeyLookup};
 pub use ops::{OpsQueries, RejectReason, StageFailures};
+pub use recovery::{RecoveryQueries, StuckJob};
 pub use webhooks::{ClaimedDelivery, DeliveryOutcome, DeliveryState, WebhookDeliveries};
 
 /// One column of a row, or `Corrupt` naming it: the one row-mapping step every query
@@ -46,6 +48,11 @@ impl JobStore {
     /// Read-only operations queries (reject reasons, failed attempts).
     pub fn ops(&self) -> OpsQueries<'_> {
         OpsQueries { pool: self.pool() }
+    }
+
+    /// Stage runs and the sweeper's claims (see `crate::recovery`).
+    pub fn recovery(&self) -> RecoveryQueries<'_> {
+        RecoveryQueries { pool: self.pool() }
     }
 
     /// Closes the pool: in-flight queries finish, new ones fail (`Unavailable`).

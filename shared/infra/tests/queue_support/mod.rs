@@ -16,6 +16,8 @@ pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// Short back-off tiers keep retry tests quick.
 pub const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(300), Duration::from_millis(600)];
 pub const DELIVERY_LIMIT: u32 = 2;
+/// Queues of a test that died before its clean-up vanish from the broker after this.
+pub const TEST_QUEUE_EXPIRY: Duration = Duration::from_secs(600);
 
 pub fn amqp_url() -> String {
     std::env::var("MONO2MESH_TEST_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.to_string())
@@ -60,7 +62,9 @@ impl Fixture {
 
     pub async fn rabbit(test: &str, lanes: Vec<Lane>) -> Fixture {
         let url = SecretUrl::new(require_rabbitmq().await);
-        let topology = Topology::new(unique_prefix(test), lanes, RETRY_DELAYS.to_vec(), DELIVERY_LIMIT).unwrap();
+        let topology = Topology::new(unique_prefix(test), lanes, RETRY_DELAYS.to_vec(), DELIVERY_LIMIT)
+            .unwrap()
+            .with_expiry(TEST_QUEUE_EXPIRY);
         Fixture::Rabbit { url, topology, opened: Mutex::new(Vec::new()) }
     }
 
@@ -104,6 +108,7 @@ impl Fixture {
 }
 
 /// Records what the runtime asked the job store to do.
+#[allow(dead_code)] // used by queue.rs, not by recovery.rs
 #[derive(Default)]
 pub struct RecordedOutcomes {
     pub rejected: Mutex<Vec<(JobId, String)>>,
@@ -152,6 +157,14 @@ impl RunningWorker {
         RunningWorker { stop: Some(stop), task }
     }
 
+    /// The process dies: the run is cut off where it stands, nothing settles, no
+    /// shutdown code runs (the caller then drops the connection, as the broker sees it).
+    #[allow(dead_code)] // used by recovery.rs, not by queue.rs
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
     pub async fn stop(mut self) -> RunReport {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -167,6 +180,7 @@ pub fn quick_settings() -> RuntimeSettings {
         max_attempts: 3,
         handler_timeout: Duration::from_secs(20),
         shutdown_grace: Duration::from_secs(10),
+        ..RuntimeSettings::default()
     }
 }
 
