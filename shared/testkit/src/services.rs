@@ -13,8 +13,8 @@ use std::str::FromStr;
 /// Server used when `DATABASE_URL` is not set: CI's local Postgres with trust auth.
 pub const DEFAULT_ADMIN_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
-const TEST_ACCESS_KEY: &str = "mono2mesh-test";
-const TEST_SECRET_KEY: &str = "mono2mesh-test-secret";
+pub const TEST_ACCESS_KEY: &str = "mono2mesh-test";
+pub const TEST_SECRET_KEY: &str = "mono2mesh-test-secret";
 
 /// An S3 server (s3s-fs over a temporary directory) running inside the test
 /// process, with SigV4 authentication on. Two ways to reach it:
@@ -58,6 +58,24 @@ fn test_s3_settings(endpoint: String, bucket: &str, secret: &str) -> S3Settings 
     }
 }
 
+/// Serves s3s-fs over `root` on `listener` with the test credentials, until dropped:
+/// the test S3 of [`TestS3::on_port`], and of `scripts/chaos.sh` through the
+/// `s3_server` example.
+pub async fn serve_s3_dir(listener: tokio::net::TcpListener, root: &std::path::Path) {
+    serve_s3(listener, s3_service(root)).await
+}
+
+async fn serve_s3(listener: tokio::net::TcpListener, service: s3s::service::S3Service) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    while let Ok((socket, _)) = listener.accept().await {
+        let conn = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+}
+
 impl TestS3 {
     /// A fresh in-process server with `bucket` created through the S3 API.
     pub async fn in_process(bucket: &str) -> TestS3 {
@@ -83,22 +101,13 @@ impl TestS3 {
     /// A fresh server on a real local port; the store is opened with
     /// `S3BlobStore::connect`, which creates the bucket.
     pub async fn on_port(bucket: &str) -> TestS3 {
-        use hyper_util::rt::{TokioExecutor, TokioIo};
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("test S3: cannot create temp dir: {e}"));
         let service = s3_service(dir.path());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("test S3: cannot bind a local port: {e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("test S3: local address: {e}"));
-        let server = tokio::spawn(async move {
-            let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            while let Ok((socket, _)) = listener.accept().await {
-                let conn = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-            }
-        });
+        let server = tokio::spawn(serve_s3(listener, service));
         let settings = test_s3_settings(format!("http://{addr}"), bucket, TEST_SECRET_KEY);
         let store = S3BlobStore::connect(&settings)
             .await
