@@ -20,8 +20,15 @@ pub enum ModelFileError {
     Dtype { path: PathBuf, name: String, dtype: String },
     #[error("weights do not fit the network: {0}")]
     Mismatch(String),
+    /// First line of libtorch's message (see [`crate::torch_pickle::torch_reason`]).
     #[error("libtorch error: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(String),
+}
+
+impl From<tch::TchError> for ModelFileError {
+    fn from(e: tch::TchError) -> Self {
+        ModelFileError::Torch(crate::torch_pickle::torch_reason(&e))
+    }
 }
 
 /// Named tensors plus the header metadata of one model file.
@@ -182,9 +189,10 @@ pub fn load_exact(
                 misshaped.push(format!("{name} (file {:?}, network {:?})", tensor.size(), variable.size()));
                 continue;
             }
-            variable
-                .shallow_clone()
-                .f_copy_(&tensor.to_device(variable.device()).to_kind(variable.kind()))?;
+            // fallible forms throughout: a libtorch failure on imported data must come back
+            // as an error, not a panic carrying a C++ backtrace
+            let converted = tensor.f_to_device(variable.device())?.f_to_kind(variable.kind())?;
+            variable.shallow_clone().f_copy_(&converted)?;
         }
         Ok(())
     })?;

@@ -3,6 +3,8 @@
 
 use crate::report::{Reason, ReasonCode, SourceInfo};
 use crate::settings::DecodeLimits;
+use mono2mesh_core::{BudgetPermit, ByteBudget};
+use std::sync::Arc;
 use image::metadata::Orientation;
 use image::{ColorType, DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, RgbImage};
 use std::io::Cursor;
@@ -12,6 +14,9 @@ use std::io::Cursor;
 pub struct DecodedPhoto {
     pub rgb: RgbImage,
     pub source: SourceInfo,
+    /// This photo's share of the process-wide decode budget, given back when the last
+    /// clone is dropped (the pixels are alive until then).
+    _budget: Arc<BudgetPermit<'static>>,
 }
 
 /// Decodes `bytes` within `limits`, applies the EXIF orientation and flattens any colour
@@ -79,12 +84,33 @@ pub fn decode_photo(bytes: &[u8], limits: &DecodeLimits, background: [u8; 3]) ->
     // A broken EXIF block should not cost a usable photo: treat it as "no rotation".
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
 
+    // Several photos decoding at once share one process-wide budget. Counted: the decoded
+    // buffer, a rotated copy (quarter turns make one) and the RGB8 copy of anything that is
+    // not already RGB8; all can be alive together. Held as long as the decoded photo.
+    let pixels = u64::from(width) * u64::from(height);
+    let rotated_copy = match orientation {
+        Orientation::Rotate90 | Orientation::Rotate270 | Orientation::Rotate90FlipH | Orientation::Rotate270FlipH => needed,
+        _ => 0,
+    };
+    let rgb_copy = if decoder.color_type() == ColorType::Rgb8 { 0 } else { pixels * 3 };
+    let budget_bytes = needed.saturating_add(rotated_copy).saturating_add(rgb_copy);
+    let permit = ByteBudget::decoding().acquire(budget_bytes, limits.decode_budget_bytes).map_err(|e| {
+        Reason::new(
+            ReasonCode::DimensionsTooLarge,
+            format!(
+                "decoding {width}x{height} needs {} bytes, more than the whole decode budget of {} bytes",
+                e.requested, e.capacity
+            ),
+        )
+    })?;
+
     let mut image = DynamicImage::from_decoder(decoder).map_err(|e| reason_from_image_error(&e, format_name))?;
     image.apply_orientation(orientation);
     let (oriented_width, oriented_height) = (image.width(), image.height());
     let rgb = flatten_to_rgb(image, background);
 
     Ok(DecodedPhoto {
+        _budget: Arc::new(permit),
         rgb,
         source: SourceInfo {
             format: format_name.to_string(),

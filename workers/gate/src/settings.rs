@@ -55,6 +55,10 @@ pub struct DecodeLimits {
     /// Cap on the decoder's own allocations (image's `Limits::max_alloc`) and on the
     /// decoded buffer.
     pub max_alloc_bytes: u64,
+    /// Cap on the decoded bytes of all photos this process decodes at once (header sizes,
+    /// taken before decoding, given back after). A photo waits until its bytes fit; one
+    /// larger than the whole budget is rejected.
+    pub decode_budget_bytes: u64,
 }
 
 impl Default for DecodeLimits {
@@ -67,6 +71,10 @@ impl Default for DecodeLimits {
             max_pixels: 50_000_000,
             // 50 MP at 8-bit RGBA is 200 MB; 16-bit RGB would be 300 MB.
             max_alloc_bytes: 512 * 1024 * 1024,
+            // Four worst-case photos (50 MP RGBA plus its RGB copy, ~350 MB each) at once:
+            // every photo max_alloc_bytes admits still fits alone, and a busy worker stays
+            // under ~2 GB of pixels however many decodes the runtime starts.
+            decode_budget_bytes: 2 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -160,7 +168,8 @@ impl GateSettings {
             return Err(InvalidSettings::BlurThreshold(self.min_blur_variance));
         }
         let l = &self.limits;
-        if l.max_input_bytes == 0 || l.max_side == 0 || l.max_pixels == 0 || l.max_alloc_bytes == 0 {
+        if l.max_input_bytes == 0 || l.max_side == 0 || l.max_pixels == 0 || l.max_alloc_bytes == 0 || l.decode_budget_bytes == 0
+        {
             return Err(InvalidSettings::Limits);
         }
         Ok(())
