@@ -235,12 +235,31 @@ fn otlp_traces_reach_jaeger_and_otlp_metrics_reach_prometheus() {
     assert!(targets.contains(&format!("otel-collector:{}", port(exposed))), "{targets:?}");
 }
 
+/// compose ships no token or webhook secret of its own (a placeholder would end up in
+/// production): both come from the operator's environment, and compose refuses to
+/// start without them (`${VAR:?message}`).
+#[test]
+fn the_api_token_and_webhook_secret_must_come_from_the_operator() {
+    let compose = compose();
+    let api = services(&compose).into_iter().find(|(name, _)| name == "api").unwrap().1;
+    for key in ["MONO2MESH__API__TOKENS", "MONO2MESH__WEBHOOK__SECRET"] {
+        let value = api["environment"][key].as_str().unwrap_or_else(|| panic!("api sets no {key}"));
+        assert!(value.starts_with("${") && value.contains(":?") && value.ends_with('}'), "{key}: {value}");
+        assert!(value.contains("openssl rand -hex 32"), "{key}: the message says how to make one: {value}");
+    }
+    let text = std::fs::read_to_string(repo().join("compose.yaml")).unwrap();
+    assert!(!text.contains("change-me"), "no placeholder secrets in compose.yaml");
+}
+
+/// A token `serve` accepts (at least 24 random characters).
+const STRONG_TOKEN: &str = "7d3f9b1e5a2c8f4e0b6d1a9c3e7f5b2d";
+
 /// compose gives the API a webhook secret; without one `serve` refuses to start (its
 /// calls could be forged) unless told to send them unsigned.
 #[test]
 fn the_api_will_not_send_unsigned_webhooks_unless_told() {
     let output = Command::new(env!("CARGO_BIN_EXE_mono2mesh"))
-        .args(["serve", "--token", "t", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--token", STRONG_TOKEN, "--listen", "127.0.0.1:0"])
         .env_remove("MONO2MESH__WEBHOOK__SECRET")
         .env("MONO2MESH__DATABASE__URL", "postgres://nobody@127.0.0.1:1/none")
         .output()
@@ -251,7 +270,7 @@ fn the_api_will_not_send_unsigned_webhooks_unless_told() {
 
     // Told so, it gets past that check (and stops at the unreachable database instead).
     let output = Command::new(env!("CARGO_BIN_EXE_mono2mesh"))
-        .args(["serve", "--token", "t", "--listen", "127.0.0.1:0", "--unsigned-webhooks"])
+        .args(["serve", "--token", STRONG_TOKEN, "--listen", "127.0.0.1:0", "--unsigned-webhooks"])
         .env_remove("MONO2MESH__WEBHOOK__SECRET")
         .env("MONO2MESH__DATABASE__URL", "postgres://nobody@127.0.0.1:1/none")
         .env("MONO2MESH__DATABASE__ACQUIRE_TIMEOUT_SECS", "2")

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context};
 use clap::Args;
-use mono2mesh_api::server::{self, ApiConfig, AppState, QueueProbe};
+use mono2mesh_api::server::{self, check_token_strength, AmqpProbe, ApiConfig, AppState, QueueProbe, MAKE_A_TOKEN};
 use mono2mesh_api::webhook::Dispatcher;
 use mono2mesh_infra::config::QueueBackend;
 use mono2mesh_infra::queue::{topology, Lane};
@@ -25,11 +25,15 @@ pub struct ServeArgs {
     /// Address to listen on [default: api.listen, 127.0.0.1:8080]
     #[arg(long)]
     pub listen: Option<SocketAddr>,
-    /// Bearer token accepted on write endpoints (repeatable; comma-separated in the env)
-    /// [default: api.tokens]
+    /// Bearer token with write scope: every route (repeatable; comma-separated in the
+    /// env). At least 24 random characters: `openssl rand -hex 32` [default: api.tokens]
     #[arg(long = "token", env = "MONO2MESH_API_TOKENS", value_delimiter = ',', hide_env_values = true)]
     pub tokens: Vec<String>,
-    /// Accept writes without a token (local experiments only).
+    /// Bearer token with read scope: every GET, no POST; for dashboards (repeatable;
+    /// comma-separated in the env) [default: api.read_tokens]
+    #[arg(long = "read-token", env = "MONO2MESH_API_READ_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    pub read_tokens: Vec<String>,
+    /// Serve every route without a token (local experiments only).
     #[arg(long)]
     pub no_auth: bool,
     /// Send webhook calls without a signature when webhook.secret is empty (implied by
@@ -52,9 +56,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if tokens.is_empty() {
         tokens = usable(settings.api.tokens.iter().map(SecretString::expose).collect());
     }
+    let mut read_tokens = usable(args.read_tokens.iter().map(String::as_str).collect());
+    if read_tokens.is_empty() {
+        read_tokens = usable(settings.api.read_tokens.iter().map(SecretString::expose).collect());
+    }
     let listen = args.listen.unwrap_or(settings.api.listen);
     if tokens.is_empty() && !args.no_auth {
-        bail!("no API token: pass --token (or MONO2MESH_API_TOKENS, or set api.tokens), or --no-auth to accept anonymous writes");
+        bail!(
+            "no API token: pass --token (or MONO2MESH_API_TOKENS, or set api.tokens; {MAKE_A_TOKEN}), \
+             or --no-auth to serve every route without one"
+        );
+    }
+    // A guessable token opens job data, photos, outputs and webhook URLs to anyone.
+    for (kind, flag, list) in [("write", "--token", &tokens), ("read", "--read-token", &read_tokens)] {
+        for (i, token) in list.iter().enumerate() {
+            if let Err(weakness) = check_token_strength(token.expose()) {
+                bail!("refusing to start: {kind} token #{} ({flag}) is too weak: {weakness}; {MAKE_A_TOKEN}", i + 1);
+            }
+        }
     }
     // Receivers act on these calls (publish a product's 3D asset); unsigned, anyone who
     // learns the URL could forge one.
@@ -67,10 +86,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     block_on(async move {
         let _metrics = telemetry::init(&settings.telemetry).context("starting telemetry")?;
         let probe = match settings.queue.backend {
-            QueueBackend::Amqp => QueueProbe::Amqp {
-                url: settings.queue.url.clone(),
-                topology: topology(&settings.queue, Lane::all())?,
-            },
+            QueueBackend::Amqp => QueueProbe::Amqp(Arc::new(AmqpProbe::new(
+                settings.queue.url.clone(),
+                topology(&settings.queue, Lane::all())?,
+                AmqpProbe::DEFAULT_TTL,
+            ))),
             QueueBackend::Memory => QueueProbe::None,
         };
         let max_body = max_photo_bytes(&settings)?.saturating_add(MULTIPART_OVERHEAD);
@@ -84,14 +104,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }));
         let config = ApiConfig {
             tokens,
+            read_tokens,
             max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
+            request_timeout: Duration::from_secs(api.request_timeout_secs.max(1)),
+            max_in_flight: api.max_in_flight.max(1),
             presign_expiry: Duration::from_secs(args.presign_expiry_secs.unwrap_or(api.presign_expiry_secs)),
             max_batch_items: api.max_batch_items.max(1),
             default_batch: api.default_batch,
         };
         let state = AppState { ingest: ingest(&services)?, config: Arc::new(config), probe: Arc::new(probe) };
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
-        tracing::info!(listen = %listener.local_addr()?, "mono2mesh API serving");
+        let bound = listener.local_addr()?;
+        tracing::info!(listen = %bound, "mono2mesh API serving");
+        // On stdout, for whoever started us with port 0 (the tests) to learn the port.
+        println!("listening on http://{bound}");
         let served = server::serve(listener, state, shutdown_signal()).await.context("serving HTTP");
         // A call in flight finishes (bounded by webhook.timeout_ms); the rest stays owed
         // in the outbox for the next start.

@@ -11,7 +11,8 @@ use mono2mesh_infra::queue::{Lane, QueueError, Topology};
 use mono2mesh_infra::secret::SecretUrl;
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 pub use mono2mesh_infra::store::{RejectReason, StageFailures};
 
@@ -88,11 +89,23 @@ pub async fn job_stats(jobs: &JobStore, window: Duration) -> Result<OpsStats, St
 }
 
 /// Message and consumer counts of every work and dead-letter queue of `topology`, by
-/// passive declares (which never create anything). A missing queue is reported as such.
+/// passive declares (which never create anything), on a connection of its own. A
+/// missing queue is reported as such. For the one-shot `mono2mesh stats`; the server
+/// uses [`AmqpProbe`].
 pub async fn queue_depths(url: &SecretUrl, topology: &Topology) -> Result<Vec<QueueDepth>, QueueError> {
-    let connection = Connection::connect(url.expose(), ConnectionProperties::default())
+    let connection = connect(url).await?;
+    let depths = depths_on(&connection, topology).await;
+    let _ = connection.close(200, "stats read".into()).await;
+    depths
+}
+
+async fn connect(url: &SecretUrl) -> Result<Connection, QueueError> {
+    Connection::connect(url.expose(), ConnectionProperties::default())
         .await
-        .map_err(|source| QueueError::Connect { url: url.redacted(), source })?;
+        .map_err(|source| QueueError::Connect { url: url.redacted(), source })
+}
+
+async fn depths_on(connection: &Connection, topology: &Topology) -> Result<Vec<QueueDepth>, QueueError> {
     let mut targets: Vec<(String, Stage, Option<String>)> = topology
         .lanes()
         .iter()
@@ -115,8 +128,113 @@ pub async fn queue_depths(url: &SecretUrl, topology: &Topology) -> Result<Vec<Qu
         };
         depths.push(QueueDepth { queue, stage, dead_letter: lane.is_none(), lane, messages, consumers });
     }
-    let _ = connection.close(200, "stats read".into()).await;
+    let _ = channel.close(200, "stats read".into()).await;
     Ok(depths)
+}
+
+/// Longest wait for the broker when (re)connecting: an unreachable one must not hold
+/// up `/v1/stats` for a TCP time-out.
+const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why the probe has no depths to give (the broker's error, as text so that it can be
+/// cached and handed to every caller in the window).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProbeError(pub String);
+
+/// Queue depths for the server's `/v1/stats` and status page: one AMQP connection kept
+/// open across requests (replaced when it fails), and the answer, depths or error,
+/// reused for `ttl` so that a busy dashboard asks the broker at most once per window.
+pub struct AmqpProbe {
+    url: SecretUrl,
+    topology: Topology,
+    ttl: Duration,
+    state: tokio::sync::Mutex<ProbeState>,
+    connections_opened: AtomicU64,
+    broker_reads: AtomicU64,
+}
+
+#[derive(Default)]
+struct ProbeState {
+    connection: Option<Connection>,
+    cached: Option<(Instant, Result<Vec<QueueDepth>, ProbeError>)>,
+}
+
+impl std::fmt::Debug for AmqpProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpProbe").field("url", &self.url.redacted()).field("ttl", &self.ttl).finish_non_exhaustive()
+    }
+}
+
+impl AmqpProbe {
+    /// Depths are cached this long by default.
+    pub const DEFAULT_TTL: Duration = Duration::from_secs(5);
+
+    /// Connects lazily, on the first request.
+    pub fn new(url: SecretUrl, topology: Topology, ttl: Duration) -> AmqpProbe {
+        AmqpProbe {
+            url,
+            topology,
+            ttl,
+            state: tokio::sync::Mutex::new(ProbeState::default()),
+            connections_opened: AtomicU64::new(0),
+            broker_reads: AtomicU64::new(0),
+        }
+    }
+
+    /// AMQP connections opened so far (one, while the broker stays up).
+    pub fn connections_opened(&self) -> u64 {
+        self.connections_opened.load(Ordering::Relaxed)
+    }
+
+    /// Times the broker was asked (at most once per `ttl`).
+    pub fn broker_reads(&self) -> u64 {
+        self.broker_reads.load(Ordering::Relaxed)
+    }
+
+    /// The depths, from the cache while it is fresh. Callers arriving during a refresh
+    /// wait for it and share its answer.
+    pub async fn depths(&self) -> Result<Vec<QueueDepth>, ProbeError> {
+        let mut state = self.state.lock().await;
+        if let Some((at, answer)) = &state.cached {
+            if at.elapsed() < self.ttl {
+                return answer.clone();
+            }
+        }
+        self.broker_reads.fetch_add(1, Ordering::Relaxed);
+        let had_connection = state.connection.as_ref().is_some_and(|c| c.status().connected());
+        let mut answer = self.read(&mut state).await;
+        if answer.is_err() && had_connection {
+            // A kept connection can go stale (a broker restart): one try on a fresh one.
+            answer = self.read(&mut state).await;
+        }
+        state.cached = Some((Instant::now(), answer.clone()));
+        answer
+    }
+
+    /// One read on the kept connection, opening it first if needed. A failed read
+    /// drops the connection, so the next read starts on a new one.
+    async fn read(&self, state: &mut ProbeState) -> Result<Vec<QueueDepth>, ProbeError> {
+        if !state.connection.as_ref().is_some_and(|c| c.status().connected()) {
+            state.connection = None;
+            self.connections_opened.fetch_add(1, Ordering::Relaxed);
+            let connected = tokio::time::timeout(PROBE_CONNECT_TIMEOUT, connect(&self.url))
+                .await
+                .map_err(|_| ProbeError(format!("no answer from {} within {PROBE_CONNECT_TIMEOUT:?}", self.url.redacted())))?
+                .map_err(|e| ProbeError(e.to_string()))?;
+            state.connection = Some(connected);
+        }
+        let Some(connection) = state.connection.as_ref() else { return Err(ProbeError("no connection".into())) };
+        match depths_on(connection, &self.topology).await {
+            Ok(depths) => Ok(depths),
+            Err(e) => {
+                if let Some(connection) = state.connection.take() {
+                    let _ = tokio::time::timeout(PROBE_CONNECT_TIMEOUT, connection.close(200, "stats probe failed".into())).await;
+                }
+                Err(ProbeError(e.to_string()))
+            }
+        }
+    }
 }
 
 fn ms(value: Option<f64>) -> String {

@@ -15,6 +15,30 @@ pub fn job_path(id: impl std::fmt::Display) -> String {
     format!("/v1/jobs/{id}")
 }
 
+/// A URL as shown in responses: scheme, host and port, then `…` for whatever followed
+/// (path, query, user info), which for a webhook often carries a secret. Something that
+/// does not parse as a URL is shown as `…` alone.
+pub fn mask_url(url: &str) -> String {
+    let Ok(parsed) = reqwest::Url::parse(url) else { return "…".to_string() };
+    let Some(host) = parsed.host_str() else { return "…".to_string() };
+    let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
+    let rest = !parsed.username().is_empty() || parsed.password().is_some() || parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some();
+    format!("{}://{host}{port}{}", parsed.scheme(), if rest { "/…" } else { "" })
+}
+
+/// `text` with `url` masked wherever it appears, as given or as a URL parser writes
+/// it back (`https://h` becomes `https://h/` in reqwest's errors).
+pub fn mask_url_in(text: &str, url: &str) -> String {
+    let masked = mask_url(url);
+    let mut out = text.replace(url, &masked);
+    if let Ok(normalized) = reqwest::Url::parse(url) {
+        if normalized.as_str() != url {
+            out = out.replace(normalized.as_str(), &masked);
+        }
+    }
+    out
+}
+
 /// A job as shown (docs/openapi.yaml's `Job`): the stored [`Job`] itself, not a copy
 /// of its fields, plus what follows from it (outputs by name, stage timings, links)
 /// and, in the single-job view, the finish notification's state. The JSON shape is
@@ -123,7 +147,14 @@ impl Serialize for JobView {
         out.serialize_field("timings", &Timings(self))?;
         out.serialize_field("links", &self.links())?;
         match &self.webhook {
-            Some(webhook) => out.serialize_field("webhook", webhook)?,
+            Some(webhook) => {
+                let shown = DeliveryState {
+                    url: mask_url(&webhook.url),
+                    last_error: webhook.last_error.as_deref().map(|e| mask_url_in(e, &webhook.url)),
+                    ..webhook.clone()
+                };
+                out.serialize_field("webhook", &shown)?
+            }
             None => out.skip_field("webhook")?,
         }
         out.end()
@@ -272,17 +303,35 @@ mod tests {
         });
         assert_eq!(serde_json::to_value(&view).unwrap(), expected);
 
+        // The webhook URL (its path holds the receiver's secret) is shown masked, also
+        // where a transport error quotes it.
         view.webhook = Some(DeliveryState {
-            url: "https://shop.example/hook".into(),
+            url: "https://shop.example/hook/s3cr3t?sig=abc".into(),
             state: "pending".into(),
-            attempts: 0,
+            attempts: 1,
             last_status: None,
-            last_error: None,
+            last_error: Some("error sending request for url (https://shop.example/hook/s3cr3t?sig=abc): timed out".into()),
         });
         let shown = serde_json::to_value(&view).unwrap();
         assert_eq!(
             shown["webhook"],
-            json!({ "url": "https://shop.example/hook", "state": "pending", "attempts": 0, "last_status": null, "last_error": null })
+            json!({
+                "url": "https://shop.example/…",
+                "state": "pending",
+                "attempts": 1,
+                "last_status": null,
+                "last_error": "error sending request for url (https://shop.example/…): timed out",
+            })
         );
+    }
+
+    #[test]
+    fn urls_are_masked_to_scheme_and_host() {
+        assert_eq!(mask_url("https://hooks.example.com/T000/B000/XXXX"), "https://hooks.example.com/…");
+        assert_eq!(mask_url("http://user:pw@10.0.0.5:8081/"), "http://10.0.0.5:8081/…");
+        assert_eq!(mask_url("https://hooks.example.com"), "https://hooks.example.com");
+        assert_eq!(mask_url("https://h.example/?token=abc"), "https://h.example/…");
+        assert_eq!(mask_url("not a url with a secret"), "…");
+        assert_eq!(mask_url_in("call to https://h.example/ failed", "https://h.example"), "call to https://h.example failed");
     }
 }

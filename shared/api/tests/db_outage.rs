@@ -45,7 +45,7 @@ async fn a_database_outage_is_a_503_with_retry_after_and_heals() {
         "/v1/batches/outage".to_string(),
         "/v1/batches/outage/jobs".to_string(),
         "/v1/stats".to_string(),
-        "/".to_string(),
+        "/v1/status".to_string(),
     ] {
         expect_unavailable(h.http.get(h.url(&path)).send().await.unwrap(), &path).await;
     }

@@ -2,13 +2,13 @@
 
 mod support;
 
-use mono2mesh_api::server::Op;
+use mono2mesh_api::server::{Access, Op};
 use mono2mesh_core::{Category, JobId, Stage};
 use mono2mesh_infra::blob::BlobKey;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use support::{complete_job, expect_error, png, Harness, MAX_BODY, MAX_PHOTO, OCTAHEDRON_OBJ, TOKEN};
+use support::{complete_job, expect_error, png, Harness, MAX_BODY, MAX_PHOTO, OCTAHEDRON_OBJ, READ_TOKEN, TOKEN};
 
 async fn json_of(response: reqwest::Response) -> Value {
     response.json().await.unwrap_or_else(|e| panic!("response is not JSON: {e}"))
@@ -65,27 +65,98 @@ async fn uploads_are_stored_recorded_published_and_deduplicated() {
     h.finish().await;
 }
 
+/// A request to `op` that succeeds given the right token: path parameters name a real
+/// job, output and batch; POSTs carry a valid body.
+fn request_for(h: &Harness, client: &reqwest::Client, op: Op, job: JobId, batch: &str, n: usize) -> reqwest::RequestBuilder {
+    let path = op.path().replace("{id}", &job.to_string()).replace("{name}", if op == Op::GetOutput { "mesh_obj" } else { batch });
+    let request = client.request(op.method(), h.url(&path));
+    match op {
+        Op::CreateJob => request.multipart(
+            reqwest::multipart::Form::new()
+                .part("photo", reqwest::multipart::Part::bytes(png(100 + n as u8, 16)).file_name("p.png")),
+        ),
+        Op::CreateBatch => request.json(&json!({ "name": format!("auth-{n}"), "items": [{ "key": "uploads/none.png" }] })),
+        _ => request,
+    }
+}
+
 #[tokio::test]
-async fn write_endpoints_need_a_valid_bearer_token() {
+async fn every_v1_route_needs_a_token_and_only_write_tokens_post() {
     let h = Harness::s3().await;
-    let writes: Vec<Op> = Op::ALL.into_iter().filter(|op| op.needs_token()).collect();
-    assert_eq!(writes, [Op::CreateJob, Op::CreateBatch]);
-    for op in writes {
-        for token in [None, Some("wrong-token"), Some("")] {
-            let mut request = h.http.request(op.method(), h.url(op.path())).json(&json!({}));
+    let created = h.post_photo(png(1, 16), &[("batch", "auth")], Some(TOKEN)).await;
+    assert_eq!(created.status(), 201);
+    let job: JobId = json_of(created).await["id"].as_str().unwrap().parse().unwrap();
+    complete_job(h.jobs(), h.blobs.as_ref(), job, &[("mesh_obj", "mesh.obj", OCTAHEDRON_OBJ.as_bytes())]).await;
+    let mut n = 0;
+    for op in Op::ALL {
+        n += 1;
+        let open = op.access() == Access::Open;
+        assert_eq!(open, !op.path().starts_with("/v1/"), "{op:?}: only the probes, the spec and the page shell are open");
+        // No token, a wrong one, and a prefix of the right one.
+        for token in [None, Some("x8Kp2vQx7RmZ4tLc9NbY3hJd"), Some(&TOKEN[..20])] {
+            let mut request = request_for(&h, &h.anon, op, job, "auth", n);
             if let Some(token) = token {
                 request = request.bearer_auth(token);
             }
             let response = request.send().await.unwrap();
-            assert_eq!(response.headers().get("www-authenticate").map(|v| v.to_str().unwrap()), Some("Bearer"));
-            expect_error(response, 401, "unauthorized").await;
+            if open {
+                assert_eq!(response.status(), 200, "{op:?} is open");
+            } else {
+                assert_eq!(response.headers().get("www-authenticate").map(|v| v.to_str().unwrap()), Some("Bearer"), "{op:?}");
+                expect_error(response, 401, "unauthorized").await;
+            }
+        }
+        let as_reader = request_for(&h, &h.anon, op, job, "auth", n).bearer_auth(READ_TOKEN).send().await.unwrap();
+        let as_writer = request_for(&h, &h.http, op, job, "auth", n).send().await.unwrap();
+        match op.access() {
+            Access::Write => {
+                expect_error(as_reader, 403, "forbidden").await;
+                assert!(as_writer.status().is_success(), "{op:?} with the write token: {}", as_writer.status());
+            }
+            _ => {
+                let (r, w) = (as_reader.status(), as_writer.status());
+                assert!(r.is_success() || r.is_redirection(), "{op:?} with the read token: {r}");
+                assert_eq!(r, w, "{op:?}: a write token reads as a read token does");
+            }
         }
     }
-    let response = h.post_photo(png(1, 16), &[], Some("test-token-")).await;
-    expect_error(response, 401, "unauthorized").await;
-    assert!(h.jobs().batches().await.unwrap().is_empty(), "nothing was submitted without a token");
-    // Reads are open.
-    assert_eq!(h.http.get(h.url("/healthz")).send().await.unwrap().status(), 200);
+    // Only the write token's posts created anything: the job above, one by CreateJob,
+    // and CreateBatch's batch (its item refused: no such object).
+    let batches: BTreeSet<String> = h.jobs().batches().await.unwrap().into_iter().map(|b| b.name).collect();
+    assert_eq!(batches, BTreeSet::from(["api".to_string(), "auth".to_string()]));
+    // A presigned link is handed out to token holders only.
+    let redirect = h.anon.get(h.url(&format!("/v1/jobs/{job}/outputs/mesh_obj"))).send().await.unwrap();
+    assert!(redirect.headers().get("location").is_none());
+    expect_error(redirect, 401, "unauthorized").await;
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn webhook_urls_are_never_shown_in_full() {
+    let h = Harness::local().await;
+    let hook = "https://hooks.example.com/services/T0/B0/s3cr3t-path?sig=abc";
+    let response = h.post_photo(png(2, 16), &[("webhook_url", hook)], Some(TOKEN)).await;
+    assert_eq!(response.status(), 201);
+    let created = response.text().await.unwrap();
+    assert!(!created.contains("s3cr3t"), "{created}");
+    let id = serde_json::from_str::<Value>(&created).unwrap()["id"].as_str().unwrap().to_string();
+    let job = json_of(h.http.get(h.url(&format!("/v1/jobs/{id}"))).send().await.unwrap()).await;
+    assert_eq!(job["webhook"]["url"], "https://hooks.example.com/…", "{job}");
+    assert_eq!(job["webhook"]["state"], "pending");
+    // A call recorded with the full URL in its detail and its error text (as the
+    // dispatcher stores it) is shown masked in the history.
+    let job_id: JobId = id.parse().unwrap();
+    let detail = json!({ "url": hook, "attempt": 1, "error": format!("error sending request for url ({hook}): timed out") });
+    h.jobs().append_event(job_id, None, "webhook", detail).await.unwrap();
+    let events = h.http.get(h.url(&format!("/v1/jobs/{id}/events"))).send().await.unwrap().text().await.unwrap();
+    assert!(!events.contains("s3cr3t") && !events.contains("sig=abc"), "{events}");
+    assert!(events.contains("https://hooks.example.com/…"), "{events}");
+    let listed = h.http.get(h.url("/v1/batches/api/jobs")).send().await.unwrap().text().await.unwrap();
+    assert!(!listed.contains("s3cr3t"), "{listed}");
+    // A refused URL is not echoed whole either.
+    let refused = h.post_photo(png(3, 16), &[("webhook_url", "ftp://files.example.com/drop/s3cr3t")], Some(TOKEN)).await;
+    let message = expect_error(refused, 400, "invalid_webhook_url").await;
+    assert!(!message.contains("s3cr3t"), "{message}");
     h.finish().await;
 }
 
@@ -119,7 +190,12 @@ async fn bad_input_gets_clear_json_errors() {
     expect_error(bad_key.send().await.unwrap(), 400, "invalid_idempotency_key").await;
 
     let get = |path: &str| h.http.get(h.url(path)).send();
-    expect_error(get("/v1/jobs/not-a-uuid").await.unwrap(), 400, "invalid_job_id").await;
+    // A malformed job id is 400 invalid_job_id on every job route (as documented), a
+    // well-formed unknown one 404.
+    for suffix in ["", "/events", "/input", "/outputs", "/outputs/mesh_obj"] {
+        expect_error(get(&format!("/v1/jobs/not-a-uuid{suffix}")).await.unwrap(), 400, "invalid_job_id").await;
+        expect_error(get(&format!("/v1/jobs/{}{suffix}", JobId::new())).await.unwrap(), 404, "job_not_found").await;
+    }
     expect_error(get(&format!("/v1/jobs/{}", JobId::new())).await.unwrap(), 404, "job_not_found").await;
     expect_error(get(&format!("/v1/jobs/{}/outputs", JobId::new())).await.unwrap(), 404, "job_not_found").await;
     expect_error(get("/v1/batches/none").await.unwrap(), 404, "batch_not_found").await;
@@ -316,23 +392,48 @@ async fn outputs_stream_from_a_local_store_that_cannot_presign() {
 }
 
 /// The OpenAPI document describes exactly the routes the router serves (the router is
-/// built from `Op::ALL`), with the same operation ids and the same security.
+/// built from `Op::ALL`), with the same operation ids, the same security and scope
+/// (`x-scope`), and lists the statuses each route can answer.
 #[tokio::test]
 async fn openapi_document_lists_exactly_the_served_routes() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.yaml")).unwrap();
     let spec: Value = serde_norway::from_str(&text).unwrap_or_else(|e| panic!("docs/openapi.yaml is not YAML: {e}"));
     assert!(spec["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
     let mut documented = BTreeSet::new();
+    // Security is declared once at the top and turned off (`security: []`) per open route.
+    let default_secured = spec["security"].as_array().is_some_and(|a| !a.is_empty());
     for (path, item) in spec["paths"].as_object().expect("paths") {
         for (method, operation) in item.as_object().expect("path item") {
-            let secured = operation.get("security").is_some_and(|s| s.as_array().is_some_and(|a| !a.is_empty()));
+            let secured = operation.get("security").map_or(default_secured, |s| s.as_array().is_some_and(|a| !a.is_empty()));
+            let scope = secured.then(|| operation["x-scope"].as_str().unwrap_or("(no x-scope)").to_string());
             let id = operation["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId"));
-            documented.insert((method.to_uppercase(), path.clone(), id.to_string(), secured));
+            documented.insert((method.to_uppercase(), path.clone(), id.to_string(), scope));
+            // Every status the server can answer on this route is listed.
+            let statuses = operation["responses"].as_object().unwrap_or_else(|| panic!("{method} {path}: no responses"));
+            let mut needed = vec![];
+            if secured {
+                needed.push("401");
+            }
+            if method == "post" {
+                needed.extend(["403", "400", "413", "415"]);
+            }
+            if path.contains("{id}") {
+                needed.extend(["400", "404"]);
+            }
+            if path.starts_with("/v1/") || path == "/" {
+                needed.push("503");
+            }
+            for status in needed {
+                assert!(statuses.contains_key(status), "{method} {path} does not document {status}");
+            }
         }
     }
     let served: BTreeSet<_> = Op::ALL
         .into_iter()
-        .map(|op| (op.method().to_string(), op.path().to_string(), op.operation_id().to_string(), op.needs_token()))
+        .map(|op| {
+            let scope = op.access().scope().map(str::to_string);
+            (op.method().to_string(), op.path().to_string(), op.operation_id().to_string(), scope)
+        })
         .collect();
     let missing: Vec<_> = served.difference(&documented).collect();
     let stale: Vec<_> = documented.difference(&served).collect();

@@ -3,7 +3,7 @@
 
 mod support;
 
-use mono2mesh_api::server::QueueProbe;
+use mono2mesh_api::server::{AmqpProbe, QueueProbe};
 use mono2mesh_api::stats::{job_stats, queue_depths, render_table};
 use mono2mesh_core::{Category, JobId, JobState, Stage, StageError, StageMessage};
 use mono2mesh_infra::blob::{keys, BlobStore, LocalBlobStore};
@@ -70,10 +70,11 @@ async fn stats_report_queue_depths_consumers_throughput_and_reject_reasons() {
     assert!(queue_depths(&secret_url, &absent).await.unwrap().iter().all(|d| d.messages.is_none()), "still not created");
 
     // Job store side: 3 jobs, 2 gated, 1 rejected with a reason, 1 failed classify attempt.
+    let probe = Arc::new(AmqpProbe::new(secret_url.clone(), topology.clone(), Duration::from_secs(60)));
     let h = {
         let dir = tempfile::tempdir().unwrap();
         let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(dir.path()));
-        Harness::start(Store::Local(dir), blobs, QueueProbe::Amqp { url: secret_url.clone(), topology: topology.clone() }).await
+        Harness::start(Store::Local(dir), blobs, QueueProbe::Amqp(probe.clone())).await
     };
     let jobs = h.jobs().clone();
     let ids = [submit(&jobs, "ops", 1).await, submit(&jobs, "ops", 2).await, submit(&jobs, "ops", 3).await];
@@ -122,11 +123,69 @@ async fn stats_report_queue_depths_consumers_throughput_and_reject_reasons() {
     assert_eq!(body["reject_reasons"][0]["reason"], "blur variance N below N");
     let gate_queue = body["queues"].as_array().unwrap().iter().find(|q| q["queue"] == format!("{prefix}.gate")).cloned();
     assert_eq!(gate_queue.map(|q| (q["messages"].clone(), q["consumers"].clone())), Some((3.into(), 0.into())));
-    let page = h.http.get(h.url("/")).send().await.unwrap().text().await.unwrap();
+    let page = h.http.get(h.url("/v1/status")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains(&format!("<td class=l>{prefix}.gate</td><td>3</td><td>0</td>")), "queue row on the status page");
 
     refine_consumer.cancel().await.unwrap();
     rabbit.delete_topology().await.unwrap();
     rabbit.close().await.unwrap();
     h.finish().await;
+}
+
+/// `/v1/stats` asks the broker over one kept connection, at most once per cache window,
+/// and an unreachable broker leaves the stats without depths (and a note), not a 5xx.
+#[tokio::test]
+async fn the_stats_probe_keeps_one_connection_and_caches_depths() {
+    let url = SecretUrl::new(require_rabbitmq().await);
+    let prefix = format!("test-api-probe-{}", uuid::Uuid::new_v4().simple());
+    let topology = Topology::new(prefix.clone(), vec![Lane::Gate], vec![Duration::from_secs(1)], 3).unwrap();
+    let rabbit = RabbitQueue::connect(&url, topology.clone()).await.unwrap();
+    rabbit.publish(&StageMessage::new(JobId::new(), Stage::Gate, None)).await.unwrap();
+    let gate_depth = |depths: &[mono2mesh_api::stats::QueueDepth]| {
+        depths.iter().find(|d| d.queue == format!("{prefix}.gate")).and_then(|d| d.messages)
+    };
+
+    // No caching: every call asks the broker, all on the one connection.
+    let uncached = AmqpProbe::new(url.clone(), topology.clone(), Duration::ZERO);
+    for _ in 0..3 {
+        assert_eq!(gate_depth(&uncached.depths().await.unwrap()), Some(1));
+    }
+    assert_eq!((uncached.broker_reads(), uncached.connections_opened()), (3, 1));
+
+    // Over HTTP with a cache window: two requests, one broker read, one connection.
+    let probe = Arc::new(AmqpProbe::new(url.clone(), topology.clone(), Duration::from_secs(60)));
+    let h = {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(dir.path()));
+        Harness::start(Store::Local(dir), blobs, QueueProbe::Amqp(probe.clone())).await
+    };
+    let gate_messages = |body: &serde_json::Value| {
+        body["queues"].as_array().unwrap().iter().find(|q| q["queue"] == format!("{prefix}.gate")).map(|q| q["messages"].clone())
+    };
+    let first: serde_json::Value = h.http.get(h.url("/v1/stats")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(gate_messages(&first), Some(1.into()), "{first}");
+    rabbit.publish(&StageMessage::new(JobId::new(), Stage::Gate, None)).await.unwrap();
+    let second: serde_json::Value = h.http.get(h.url("/v1/stats")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(gate_messages(&second), Some(1.into()), "the cached depth, within the window: {second}");
+    assert_eq!((probe.broker_reads(), probe.connections_opened()), (1, 1));
+    h.finish().await;
+
+    // No broker there: the stats still come, without depths and saying why.
+    let dead = SecretUrl::new("amqp://guest:guest@127.0.0.1:1/%2f");
+    let unreachable = Arc::new(AmqpProbe::new(dead, topology.clone(), Duration::ZERO));
+    let h = {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(dir.path()));
+        Harness::start(Store::Local(dir), blobs, QueueProbe::Amqp(unreachable.clone())).await
+    };
+    let response = h.http.get(h.url("/v1/stats")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["queues"], serde_json::json!([]), "{body}");
+    assert!(body["queues_note"].as_str().is_some_and(|n| n.starts_with("broker unreachable")), "{body}");
+    assert!(!body.to_string().contains("guest:guest"), "the broker's credentials stay out: {body}");
+    h.finish().await;
+
+    rabbit.delete_topology().await.unwrap();
+    rabbit.close().await.unwrap();
 }

@@ -1,6 +1,7 @@
-//! The status page in a real headless Chromium: the recent job shows its input photo,
-//! gate scores and category, and the WebGL viewer renders its mesh. The screenshot's
-//! path is printed (run with `--nocapture` to see it).
+//! The status page in a real headless Chromium: given a read token (in the address's
+//! fragment), the recent job shows its input photo, gate scores and category, and the
+//! WebGL viewer renders its mesh; without one the page asks for a token and shows no
+//! data. The screenshot's path is printed (run with `--nocapture` to see it).
 //!
 //! Needs Debian's `chromium` (or MONO2MESH_CHROMIUM pointing at a Chromium binary).
 
@@ -9,7 +10,7 @@ mod support;
 use mono2mesh_core::JobId;
 use std::path::PathBuf;
 use std::time::Duration;
-use support::{complete_job, png, Harness, OCTAHEDRON_OBJ, TOKEN};
+use support::{complete_job, expect_error, png, Harness, OCTAHEDRON_OBJ, READ_TOKEN, TOKEN};
 
 fn chromium() -> PathBuf {
     let candidate = std::env::var("MONO2MESH_CHROMIUM").unwrap_or_else(|_| "chromium".to_string());
@@ -74,25 +75,37 @@ async fn status_page_shows_recent_jobs_and_renders_the_mesh_in_headless_chromium
     let waiting = h.post_photo(png(22, 96), &[("batch", "page"), ("external_id", "SKU-<b>")], Some(TOKEN)).await;
     assert_eq!(waiting.status(), 201);
 
-    let html = h.http.get(h.url("/")).send().await.unwrap().text().await.unwrap();
+    // The page itself is open and holds no data; the data needs a token.
+    let shell = h.anon.get(h.url("/")).send().await.unwrap().text().await.unwrap();
+    assert!(shell.contains("id=\"login\"") && !shell.contains(&done_id.to_string()) && !shell.contains("SKU-"), "{shell}");
+    expect_error(h.anon.get(h.url("/v1/status")).send().await.unwrap(), 401, "unauthorized").await;
+    let html = h.anon.get(h.url("/v1/status")).bearer_auth(READ_TOKEN).send().await.unwrap().text().await.unwrap();
     assert!(html.contains(&format!("data-job=\"{done_id}\"")), "the finished job is listed");
-    assert!(html.contains(&format!("src=\"/v1/jobs/{done_id}/input\"")), "with its input photo");
+    assert!(html.contains(&format!("data-src=\"/v1/jobs/{done_id}/input?stream=true\"")), "with its input photo");
     assert!(html.contains("category: chair"));
     assert!(html.contains("blur_variance 412.5"), "with its gate scores");
     assert!(html.contains(&format!("data-mesh=\"/v1/jobs/{done_id}/outputs/mesh_obj?stream=true\"")));
     assert!(html.contains("SKU-&lt;b&gt;") && !html.contains("SKU-<b>"), "external ids are escaped");
     assert_eq!(html.matches("<canvas width=").count(), 1, "only the finished job has a mesh to show");
 
+    // Without a token the page asks for one and shows nothing.
     let dom = run_chromium(&h.url("/"), &["--dump-dom".to_string()]).await;
-    assert!(
-        dom.contains("data-status=\"rendered 8 triangles\""),
-        "the viewer rendered the octahedron in Chromium; canvas says: {:?}",
-        dom.split("data-status=").nth(1).map(|s| s.chars().take(80).collect::<String>())
-    );
+    assert!(dom.contains("data-status=\"needs token\""), "{dom}");
+    assert!(!dom.contains(&done_id.to_string()), "no job data without a token");
+
+    // With a read token in the fragment: the panel, the photo and the mesh load.
+    let with_token = h.url(&format!("/#token={READ_TOKEN}"));
+    let dom = run_chromium(&with_token, &["--dump-dom".to_string()]).await;
+    let statuses: Vec<String> =
+        dom.split("data-status=").skip(1).map(|s| s.chars().take(40).collect::<String>()).collect();
+    assert!(dom.contains("data-status=\"rendered 8 triangles\""), "the viewer rendered the octahedron in Chromium: {statuses:?}");
+    assert!(dom.contains("alt=\"input photo\" data-src="), "{statuses:?}");
+    assert_eq!(dom.matches("data-status=\"loaded\"").count(), 1 + 2, "the panel and both photos loaded: {statuses:?}");
+    assert!(!dom.contains(READ_TOKEN), "the token is not left in the page or its address");
 
     let screenshot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
     let _ = std::fs::remove_file(&screenshot);
-    run_chromium(&h.url("/"), &[format!("--screenshot={}", screenshot.display()), "--window-size=1280,900".to_string()]).await;
+    run_chromium(&with_token, &[format!("--screenshot={}", screenshot.display()), "--window-size=1280,900".to_string()]).await;
     let shot = image::open(&screenshot).unwrap_or_else(|e| panic!("screenshot {}: {e}", screenshot.display()));
     assert_eq!((shot.width(), shot.height()), (1280, 900));
     println!("SCREENSHOT: {}", screenshot.display());

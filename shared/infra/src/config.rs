@@ -19,8 +19,14 @@ pub const ENV_SEPARATOR: &str = "__";
 pub const CONFIG_FILE_ENV: &str = "MONO2MESH_CONFIG";
 
 /// Keys whose environment or flag value is a comma-separated list.
-pub const LIST_KEYS: [&str; 5] =
-    ["queue.retry_delays_ms", "reconstruct.categories", "refine.formats", "webhook.retry_delays_ms", "api.tokens"];
+pub const LIST_KEYS: [&str; 6] = [
+    "queue.retry_delays_ms",
+    "reconstruct.categories",
+    "refine.formats",
+    "webhook.retry_delays_ms",
+    "api.tokens",
+    "api.read_tokens",
+];
 
 /// The compiled defaults, as TOML so that the file format is documented by example.
 pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
@@ -68,8 +74,15 @@ pub struct Settings {
 pub struct ApiSettings {
     /// Address the HTTP API listens on.
     pub listen: SocketAddr,
-    /// Bearer tokens accepted on write endpoints; none means writes need `--no-auth`.
+    /// Bearer tokens with write scope (every route); with no token at all `serve`
+    /// needs `--no-auth`.
     pub tokens: Vec<SecretString>,
+    /// Bearer tokens with read scope only (every GET route, no POST): for dashboards.
+    pub read_tokens: Vec<SecretString>,
+    /// Longest a request may take, body upload included, before it is answered 503.
+    pub request_timeout_secs: u64,
+    /// Requests served at once; more are refused at once with 503 and `Retry-After`.
+    pub max_in_flight: usize,
     /// Lifetime of presigned download links.
     pub presign_expiry_secs: u64,
     /// Most items in one `POST /v1/batches`.
@@ -630,19 +643,21 @@ mod tests {
             ("MONO2MESH__DATABASE__URL", "postgres://app:db-pass@db:5432/m"),
             ("MONO2MESH__WEBHOOK__SECRET", "hook-secret"),
             ("MONO2MESH__API__TOKENS", "api-token-1,api-token-2"),
+            ("MONO2MESH__API__READ_TOKENS", "api-read-token-1"),
             ("MONO2MESH__API__LISTEN", "0.0.0.0:9000"),
         ]))
         .load()
         .unwrap();
         let tokens: Vec<&str> = s.api.tokens.iter().map(|t| t.expose()).collect();
         assert_eq!(tokens, ["api-token-1", "api-token-2"]);
+        assert_eq!(s.api.read_tokens.iter().map(|t| t.expose()).collect::<Vec<_>>(), ["api-read-token-1"]);
         assert_eq!(s.api.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(s.blob.s3.secret_key.expose(), "very-secret-key");
         assert_eq!(s.database.url.expose(), "postgres://app:db-pass@db:5432/m");
         let debug = format!("{s:?}");
         let dump = s.redacted_json().to_string();
         assert_eq!(s.webhook.secret.expose(), "hook-secret");
-        for leaked in ["very-secret-key", "amqp-pass", "db-pass", "hook-secret", "api-token-1"] {
+        for leaked in ["very-secret-key", "amqp-pass", "db-pass", "hook-secret", "api-token-1", "api-read-token-1"] {
             assert!(!debug.contains(leaked), "{leaked} in Debug output");
             assert!(!dump.contains(leaked), "{leaked} in dump");
         }

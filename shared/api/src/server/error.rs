@@ -9,6 +9,7 @@ use mono2mesh_infra::jobs::JobStoreError;
 
 use crate::ingest::IngestError;
 use crate::stats::StatsError;
+use crate::views::mask_url;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -89,9 +90,15 @@ impl From<IngestError> for ApiError {
         match e {
             IngestError::InvalidBatch(_) => ApiError::bad_request("invalid_batch", message),
             IngestError::InvalidExternalId(_) => ApiError::bad_request("invalid_external_id", message),
-            IngestError::InvalidWebhook(_) | IngestError::WebhookNotPublic { .. } => {
-                ApiError::bad_request("invalid_webhook_url", message)
-            }
+            // The caller's own URL, but still masked: error bodies end up in logs.
+            IngestError::InvalidWebhook(url) => ApiError::bad_request(
+                "invalid_webhook_url",
+                format!("invalid webhook_url ({}): an absolute http:// or https:// URL of at most 2000 characters", mask_url(&url)),
+            ),
+            IngestError::WebhookNotPublic { url, ip } => ApiError::bad_request(
+                "invalid_webhook_url",
+                format!("webhook_url ({}): {ip} is not a public address, and this deployment calls only public ones", mask_url(&url)),
+            ),
             IngestError::EmptyPhoto => ApiError::bad_request("empty_photo", message),
             IngestError::PhotoTooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "photo_too_large", message),
             IngestError::NotAnImage => ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_an_image", message),

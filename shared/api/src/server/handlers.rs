@@ -15,11 +15,11 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, AppState, QueueProbe, WriteAccess, OPENAPI_YAML};
+use super::{ApiError, AppState, QueueProbe, OPENAPI_YAML};
 use crate::idempotency;
 use crate::ingest::{content_hash, PhotoMeta, Submitted};
-use crate::stats::{job_stats, parse_window, queue_depths, OpsStats};
-use crate::views::{job_path, outputs_of, output_keys, BatchView, JobView};
+use crate::stats::{job_stats, parse_window, OpsStats};
+use crate::views::{job_path, mask_url, mask_url_in, outputs_of, output_keys, BatchView, JobView};
 
 /// Header a client sets to make job creation safe to retry.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -51,7 +51,7 @@ fn parse_category(raw: Option<&str>) -> Result<Option<Category>, ApiError> {
 async fn json_body<T: DeserializeOwned>(request: Request, state: &AppState) -> Result<T, ApiError> {
     let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large(state)
+            too_large(state.config.max_body_bytes)
         } else {
             ApiError::bad_request("unreadable_body", rejection.body_text())
         }
@@ -59,12 +59,8 @@ async fn json_body<T: DeserializeOwned>(request: Request, state: &AppState) -> R
     serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))
 }
 
-fn too_large(state: &AppState) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
-        format!("request body larger than {} bytes", state.config.max_body_bytes),
-    )
+pub(super) fn too_large(max_body_bytes: usize) -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body larger than {max_body_bytes} bytes"))
 }
 
 fn content_type(headers: &HeaderMap) -> String {
@@ -116,7 +112,7 @@ async fn read_multipart(request: Request, state: &AppState) -> Result<NewPhoto, 
         .map_err(|e| ApiError::bad_request("invalid_multipart", e.body_text()))?;
     let multipart_error = |e: axum::extract::multipart::MultipartError| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large(state)
+            too_large(state.config.max_body_bytes)
         } else {
             ApiError::bad_request("invalid_multipart", e.body_text())
         }
@@ -129,7 +125,10 @@ async fn read_multipart(request: Request, state: &AppState) -> Result<NewPhoto, 
         let name = field.name().unwrap_or("").to_string();
         if name == "photo" {
             meta.file_name = field.file_name().map(str::to_string);
-            photo = Some(field.bytes().await.map_err(multipart_error)?);
+            photo = Some(read_photo_field(field, state.ingest.max_photo_bytes).await.map_err(|e| match e {
+                FieldError::Multipart(e) => multipart_error(e),
+                FieldError::TooLarge(e) => e,
+            })?);
             continue;
         }
         let text = field.text().await.map_err(multipart_error)?;
@@ -153,6 +152,30 @@ async fn read_multipart(request: Request, state: &AppState) -> Result<NewPhoto, 
     meta.batch = batch.unwrap_or_else(|| state.config.default_batch.clone());
     meta.category = parse_category(category.as_deref())?;
     Ok(NewPhoto::Upload { photo, meta })
+}
+
+enum FieldError {
+    Multipart(axum::extract::multipart::MultipartError),
+    TooLarge(ApiError),
+}
+
+/// The photo field, read chunk by chunk as it arrives, refused (413) as soon as it
+/// passes `max_photo_bytes` rather than after the whole body is in. The blob store
+/// takes whole objects (`BlobStore::put` has no streaming form), so the photo ends in
+/// a buffer of at most `max_photo_bytes`; it is hashed and sniffed whole anyway.
+async fn read_photo_field(mut field: axum::extract::multipart::Field<'_>, max_photo_bytes: u64) -> Result<Bytes, FieldError> {
+    let mut photo = bytes::BytesMut::new();
+    while let Some(chunk) = field.chunk().await.map_err(FieldError::Multipart)? {
+        if (photo.len() + chunk.len()) as u64 > max_photo_bytes {
+            return Err(FieldError::TooLarge(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "photo_too_large",
+                format!("the photo is larger than the limit of {max_photo_bytes} bytes"),
+            )));
+        }
+        photo.extend_from_slice(&chunk);
+    }
+    Ok(photo.freeze())
 }
 
 async fn read_new_photo(request: Request, state: &AppState) -> Result<NewPhoto, ApiError> {
@@ -192,7 +215,7 @@ fn created_response(job: &Job, created: bool, replayed: bool) -> Response {
 }
 
 /// `POST /v1/jobs`: a photo (multipart) or an uploaded object (JSON).
-pub async fn create_job(State(state): State<AppState>, _access: WriteAccess, request: Request) -> Result<Response, ApiError> {
+pub async fn create_job(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let idempotency_key = match request.headers().get(IDEMPOTENCY_KEY) {
         None => None,
         Some(value) => {
@@ -251,7 +274,7 @@ struct BatchItem {
 
 /// `POST /v1/batches`: many uploaded objects at once. Items are independent: one bad
 /// item is reported in its slot and does not stop the others.
-pub async fn create_batch(State(state): State<AppState>, _access: WriteAccess, request: Request) -> Result<Response, ApiError> {
+pub async fn create_batch(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     if !content_type(request.headers()).starts_with("application/json") {
         return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_content_type", "send application/json"));
     }
@@ -308,11 +331,32 @@ pub async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> R
     Ok(Json(view))
 }
 
+/// The job's history. Webhook events carry the receiver's URL (and transport errors
+/// quote it); URLs often hold a secret, so every `url` field is masked and the job's
+/// webhook URL is masked wherever else it appears.
 pub async fn job_events(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_job_id(&id)?;
     state.ingest.jobs.get_job(id).await?;
     let events = state.ingest.jobs.events(id).await?;
+    let webhook = state.ingest.jobs.webhooks().state(id).await?.map(|w| w.url);
+    let mut events = serde_json::to_value(events).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    mask_urls(&mut events, None, webhook.as_deref());
     Ok(Json(json!({ "events": events })))
+}
+
+/// Masks `url` fields and occurrences of `webhook` in every string of `value`.
+fn mask_urls(value: &mut serde_json::Value, key: Option<&str>, webhook: Option<&str>) {
+    match value {
+        serde_json::Value::String(text) if matches!(key, Some("url" | "webhook_url")) => *text = mask_url(text),
+        serde_json::Value::String(text) => {
+            if let Some(webhook) = webhook {
+                *text = mask_url_in(text, webhook);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| mask_urls(v, key, webhook)),
+        serde_json::Value::Object(map) => map.iter_mut().for_each(|(k, v)| mask_urls(v, Some(k), webhook)),
+        _ => {}
+    }
 }
 
 /// A stored object: a redirect to a presigned URL where the store has them, else the
@@ -441,7 +485,7 @@ pub async fn stats(
 pub(super) async fn ops_stats(state: &AppState, window: std::time::Duration) -> Result<OpsStats, ApiError> {
     let mut stats = job_stats(&state.ingest.jobs, window).await?;
     match state.probe.as_ref() {
-        QueueProbe::Amqp { url, topology } => match queue_depths(url, topology).await {
+        QueueProbe::Amqp(probe) => match probe.depths().await {
             Ok(depths) => stats.queues = depths,
             // The page stays useful without the broker; say why the depths are missing.
             Err(e) => stats.queues_note = Some(format!("broker unreachable: {e}")),

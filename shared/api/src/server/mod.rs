@@ -1,27 +1,31 @@
 //! `mono2mesh serve`: the JSON API (documented in docs/openapi.yaml) and the status page.
 //!
 //! Every route is an [`Op`]; the router is built from `Op::ALL` and nothing else, so
-//! the OpenAPI test that compares `Op::ALL` with the spec covers every route served.
+//! the OpenAPI test that compares `Op::ALL` with the spec covers every route served,
+//! and each route gets its access check (`Op::access`) and limits from there.
 
+pub mod auth;
 mod error;
 mod handlers;
+mod limits;
 pub mod page;
 
+pub use auth::{check_token_strength, Access, WeakToken, MAKE_A_TOKEN, MIN_TOKEN_LEN};
 pub use error::ApiError;
 
-use axum::extract::{DefaultBodyLimit, FromRequestParts};
-use axum::http::request::Parts;
-use axum::http::{header, Method, StatusCode};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, StatusCode};
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
-use mono2mesh_infra::queue::Topology;
-use mono2mesh_infra::secret::{SecretString, SecretUrl};
+use mono2mesh_infra::secret::SecretString;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ingest::Ingest;
+pub use crate::stats::AmqpProbe;
 
 /// The OpenAPI document, served at `/openapi.yaml`.
 pub const OPENAPI_YAML: &str = include_str!("../../../../docs/openapi.yaml");
@@ -29,11 +33,17 @@ pub const OPENAPI_YAML: &str = include_str!("../../../../docs/openapi.yaml");
 /// Settings of the HTTP server.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    /// Bearer tokens accepted on write endpoints. Empty means writes are open, which
-    /// `mono2mesh serve` only allows with an explicit flag.
+    /// Bearer tokens with write scope (they read too). With no token at all, write or
+    /// read, every route is open, which `mono2mesh serve` only allows with `--no-auth`.
     pub tokens: Vec<SecretString>,
+    /// Bearer tokens with read scope: every GET, no POST.
+    pub read_tokens: Vec<SecretString>,
     /// Largest request body (a photo upload), in bytes.
     pub max_body_bytes: usize,
+    /// Longest a request may take, reading its body included.
+    pub request_timeout: Duration,
+    /// Requests served at once; more are shed with 503.
+    pub max_in_flight: usize,
     /// Lifetime of presigned output links.
     pub presign_expiry: Duration,
     /// Most items in one `POST /v1/batches`.
@@ -46,7 +56,10 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             tokens: Vec::new(),
+            read_tokens: Vec::new(),
             max_body_bytes: 50 * 1024 * 1024,
+            request_timeout: Duration::from_secs(60),
+            max_in_flight: 256,
             presign_expiry: Duration::from_secs(900),
             max_batch_items: 1000,
             default_batch: "api".to_string(),
@@ -57,7 +70,8 @@ impl Default for ApiConfig {
 /// Where queue depths for `/v1/stats` come from.
 #[derive(Debug, Clone)]
 pub enum QueueProbe {
-    Amqp { url: SecretUrl, topology: Topology },
+    /// One kept connection, depths cached for a few seconds (see [`AmqpProbe`]).
+    Amqp(Arc<AmqpProbe>),
     /// In-process queue (embedded mode, tests): no broker to ask.
     None,
 }
@@ -73,6 +87,7 @@ pub struct AppState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
     StatusPage,
+    StatusPanel,
     Health,
     OpenApi,
     CreateJob,
@@ -88,8 +103,9 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 13] = [
+    pub const ALL: [Op; 14] = [
         Op::StatusPage,
+        Op::StatusPanel,
         Op::Health,
         Op::OpenApi,
         Op::CreateJob,
@@ -108,6 +124,7 @@ impl Op {
     pub fn path(self) -> &'static str {
         match self {
             Op::StatusPage => "/",
+            Op::StatusPanel => "/v1/status",
             Op::Health => "/healthz",
             Op::OpenApi => "/openapi.yaml",
             Op::CreateJob => "/v1/jobs",
@@ -134,6 +151,7 @@ impl Op {
     pub fn operation_id(self) -> &'static str {
         match self {
             Op::StatusPage => "statusPage",
+            Op::StatusPanel => "statusPanel",
             Op::Health => "health",
             Op::OpenApi => "openApi",
             Op::CreateJob => "createJob",
@@ -149,14 +167,27 @@ impl Op {
         }
     }
 
-    /// Write endpoints need a bearer token.
-    pub fn needs_token(self) -> bool {
-        matches!(self, Op::CreateJob | Op::CreateBatch)
+    /// Who may call it: the probes and the page shell (no data in it) are open, every
+    /// GET of data needs read scope, every POST write scope.
+    pub fn access(self) -> Access {
+        match self {
+            Op::StatusPage | Op::Health | Op::OpenApi => Access::Open,
+            Op::CreateJob | Op::CreateBatch => Access::Write,
+            _ => Access::Read,
+        }
+    }
+
+    /// Whether the time-out and the in-flight limit apply. Not to the liveness probe
+    /// and the static documents: an overloaded server is still alive, and restarting
+    /// it for shedding load would make things worse.
+    fn limited(self) -> bool {
+        !matches!(self, Op::Health | Op::OpenApi)
     }
 
     fn handler(self) -> MethodRouter<AppState> {
         match self {
             Op::StatusPage => get(page::status_page),
+            Op::StatusPanel => get(page::status_panel),
             Op::Health => get(handlers::health),
             Op::OpenApi => get(handlers::openapi),
             Op::CreateJob => post(handlers::create_job),
@@ -173,46 +204,26 @@ impl Op {
     }
 }
 
-/// Proof that the request carried an accepted bearer token; write handlers take it.
-pub struct WriteAccess;
-
-/// Compares in time independent of where the strings differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-impl FromRequestParts<AppState> for WriteAccess {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        if state.config.tokens.is_empty() {
-            return Ok(WriteAccess);
-        }
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("this endpoint needs an `Authorization: Bearer <token>` header"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
-        let accepted = state.config.tokens.iter().any(|t| constant_time_eq(t.expose().as_bytes(), token.as_bytes()));
-        if accepted {
-            Ok(WriteAccess)
-        } else {
-            Err(ApiError::unauthorized("the bearer token is not accepted"))
-        }
-    }
-}
-
-/// The whole application: every `Op`, JSON 404/405 fallbacks and the body limit.
+/// The whole application: every `Op` behind its access check and limits, JSON
+/// 404/405 fallbacks and the body limit.
 pub fn router(state: AppState) -> Router {
-    let limit = state.config.max_body_bytes;
+    let config = state.config.clone();
+    let limit = config.max_body_bytes;
+    let max_in_flight = config.max_in_flight.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+    let limits = limits::Limits {
+        timeout: config.request_timeout,
+        in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
+        max_in_flight,
+    };
     let mut router = Router::new();
     for op in Op::ALL {
-        router = router.route(op.path(), op.handler());
+        let guard = auth::Guard { config: config.clone(), needed: op.access() };
+        // Layers wrap outwards: the limits run first, then the access check.
+        let mut handler = op.handler().route_layer(from_fn_with_state(guard, auth::guard));
+        if op.limited() {
+            handler = handler.route_layer(from_fn_with_state(limits.clone(), limits::limit));
+        }
+        router = router.route(op.path(), handler);
     }
     router
         .fallback(|| async { ApiError::not_found("no_route", "no such endpoint; see /openapi.yaml") })
@@ -280,13 +291,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ops_are_unique_and_tokens_compare_exactly() {
+    fn ops_are_unique_and_every_data_route_needs_a_token() {
         let mut seen = std::collections::HashSet::new();
         for op in Op::ALL {
             assert!(seen.insert((op.method(), op.path())), "{op:?} duplicates a route");
+            if op.path().starts_with("/v1/") {
+                let needed = if op.method() == Method::GET { Access::Read } else { Access::Write };
+                assert_eq!(op.access(), needed, "{op:?}");
+            }
         }
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
+        let open: Vec<Op> = Op::ALL.into_iter().filter(|op| op.access() == Access::Open).collect();
+        assert_eq!(open, [Op::StatusPage, Op::Health, Op::OpenApi]);
     }
 }

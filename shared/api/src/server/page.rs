@@ -1,7 +1,20 @@
-//! The status page at `/`: per-stage throughput and queue depths, and the most recent
-//! jobs with their input photo, gate scores, category and an interactive 3D view of the
-//! mesh. Rendered on the server from the same data as `/v1/stats`; the mesh viewer is a
-//! small WebGL script inlined in the page (no CDN, works offline).
+//! The status page: per-stage throughput and queue depths, and the most recent jobs with
+//! their input photo, gate scores, category and an interactive 3D view of the mesh.
+//!
+//! In two parts, so that the data is never served without a token:
+//! - `/` is a shell with no data in it, served to anyone: styles, a token form and the
+//!   scripts. Its script takes the token from the form or from the address's fragment
+//!   (`/#token=…`, which browsers never send to the server; removed from the address bar
+//!   at once), keeps it in `sessionStorage` (gone with the tab) and sends it as
+//!   `Authorization: Bearer` on every fetch.
+//! - `/v1/status` is the data, an HTML fragment rendered on the server from the same
+//!   data as `/v1/stats`, behind a read token like every `/v1` route. Photos and meshes
+//!   are fetched by the script with the token (an `<img src>` cannot send one).
+//!
+//! A header rather than a cookie: a cookie would be sent by the browser on any request
+//! to the API, including cross-site POSTs (CSRF), and the API would need a login route
+//! to set it. The mesh viewer is a small WebGL script inlined in the shell (no CDN,
+//! works offline).
 
 use axum::extract::State;
 use axum::response::Html;
@@ -55,18 +68,86 @@ fn scores_text(job: &Job) -> String {
         .join(", ")
 }
 
-pub fn render(stats: &OpsStats, jobs: &[Job]) -> String {
-    let mut html = String::new();
-    let _ = write!(
-        html,
+/// Loads the panel with the token and shows it; asks for a token when there is none or
+/// it is refused. Reports in `data-status` of `#status` (`loaded`, `needs token`,
+/// `error: …`), and each photo in its own `data-status`.
+const SHELL_JS: &str = r#"(function () {
+  "use strict";
+  var KEY = "mono2mesh-token";
+  var main = document.getElementById("status");
+  var form = document.getElementById("login");
+  var message = document.getElementById("login-message");
+  var fragment = /(?:^#|&)token=([^&]*)/.exec(location.hash);
+  if (fragment) {
+    sessionStorage.setItem(KEY, decodeURIComponent(fragment[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  function ask(text) {
+    form.hidden = false;
+    message.textContent = text;
+    main.textContent = "";
+    main.dataset.status = "needs token";
+  }
+  function load() {
+    var token = sessionStorage.getItem(KEY);
+    if (!token) { ask("Enter an API token (read scope is enough)."); return; }
+    var headers = { "Authorization": "Bearer " + token };
+    main.dataset.status = "loading";
+    fetch("/v1/status", { headers: headers, cache: "no-store" })
+      .then(function (r) {
+        if (r.status === 401 || r.status === 403) { sessionStorage.removeItem(KEY); ask("That token was not accepted."); return; }
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.text().then(function (html) {
+          form.hidden = true;
+          main.innerHTML = html;
+          Array.prototype.forEach.call(main.querySelectorAll("img[data-src]"), function (img) {
+            img.dataset.status = "loading";
+            fetch(img.dataset.src, { headers: headers })
+              .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.blob(); })
+              .then(function (blob) { img.src = URL.createObjectURL(blob); img.dataset.status = "loaded"; })
+              .catch(function (e) { img.dataset.status = "error: " + e.message; });
+          });
+          window.mono2meshShowMeshes(main, headers);
+          main.dataset.status = "loaded";
+        });
+      })
+      .catch(function (e) { main.dataset.status = "error: " + e.message; });
+  }
+  form.addEventListener("submit", function (e) {
+    e.preventDefault();
+    sessionStorage.setItem(KEY, form.elements.token.value.trim());
+    form.elements.token.value = "";
+    load();
+  });
+  document.getElementById("forget").addEventListener("click", function () { sessionStorage.removeItem(KEY); ask("Token forgotten."); });
+  load();
+})();"#;
+
+/// The page at `/`: no data, only what it takes to ask for a token and load the panel.
+pub fn shell() -> String {
+    format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>mono2mesh status</title>\
+         <meta name=\"referrer\" content=\"no-referrer\">\
          <style>body{{font:14px system-ui,sans-serif;margin:1.5em;color:#222}}table{{border-collapse:collapse;margin-bottom:1.5em}}\
          td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f3f3f3}}td.l,th.l{{text-align:left}}\
          .jobs{{display:flex;flex-wrap:wrap;gap:12px}}.job{{border:1px solid #ccc;padding:8px;width:300px}}\
          .job img{{width:140px;height:140px;object-fit:contain;background:#fafafa}}canvas{{width:140px;height:140px;background:#eef}}\
          .state-done{{color:#070}}.state-rejected,.state-failed{{color:#a00}}</style></head><body>\
-         <h1>mono2mesh</h1><h2>Stages, last hour</h2><table id=\"stages\"><tr><th class=l>stage</th><th>done</th><th>per min</th>\
-         <th>p50 ms</th><th>p95 ms</th></tr>"
+         <h1>mono2mesh</h1><form id=\"login\" hidden><p id=\"login-message\"></p>\
+         <input name=\"token\" type=\"password\" autocomplete=\"off\" placeholder=\"API token\" size=\"70\"> \
+         <button type=\"submit\">Show status</button></form><div id=\"status\"></div>\
+         <p><button id=\"forget\" type=\"button\">Forget token</button></p>\
+         <script>{VIEWER_JS}</script><script>{SHELL_JS}</script></body></html>"
+    )
+}
+
+/// The data part, shown inside the shell: stage table, queues, recent jobs. Links are
+/// in `data-src` / `data-mesh` for the shell's script to fetch with the token.
+pub fn render(stats: &OpsStats, jobs: &[Job]) -> String {
+    let mut html = String::new();
+    html.push_str(
+        "<h2>Stages, last hour</h2><table id=\"stages\"><tr><th class=l>stage</th><th>done</th><th>per min</th>\
+         <th>p50 ms</th><th>p95 ms</th></tr>",
     );
     let fmt_ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
     for s in &stats.report.stages {
@@ -106,7 +187,7 @@ pub fn render(stats: &OpsStats, jobs: &[Job]) -> String {
         let _ = write!(
             html,
             "<div class=\"job\" data-job=\"{id}\"><div><b>{label}</b> <span class=\"state-{state}\">{state}</span></div>\
-             <img alt=\"input photo\" src=\"{path}/input\">",
+             <img alt=\"input photo\" data-src=\"{path}/input?stream=true\">",
             id = job.id,
             label = escape(&label),
             state = job.state.name(),
@@ -132,11 +213,17 @@ pub fn render(stats: &OpsStats, jobs: &[Job]) -> String {
     if jobs.is_empty() {
         html.push_str("<p>No jobs yet.</p>");
     }
-    let _ = write!(html, "</div><script>{VIEWER_JS}</script></body></html>");
+    html.push_str("</div>");
     html
 }
 
-pub async fn status_page(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
+/// `GET /`: the shell, the same for everyone.
+pub async fn status_page() -> Html<String> {
+    Html(shell())
+}
+
+/// `GET /v1/status`: the panel's HTML.
+pub async fn status_panel(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
     let stats = super::handlers::ops_stats(&state, WINDOW).await?;
     let jobs = state.ingest.jobs.recent_jobs(RECENT_JOBS).await?;
     Ok(Html(render(&stats, &jobs)))

@@ -1,4 +1,5 @@
-// mono2mesh mesh viewer: every <canvas data-mesh=URL data-format=obj|glb> shows the mesh,
+// mono2mesh mesh viewer: mono2meshShowMeshes(root, headers) makes every
+// <canvas data-mesh=URL data-format=obj|glb> under root show its mesh,
 // flat-shaded, turning slowly; drag to rotate. Self-contained WebGL 1, no downloads.
 // Each canvas reports in data-status ("rendered N triangles" or "error: ...").
 (function () {
@@ -120,10 +121,13 @@
     setInterval(function () { if (!dragging) { yaw += 0.02; draw(); } }, 50);
   }
 
-  Array.prototype.forEach.call(document.querySelectorAll("canvas[data-mesh]"), function (canvas) {
+  // Called by the status page once its panel is in, with the Authorization header the
+  // mesh downloads need.
+  window.mono2meshShowMeshes = function (root, headers) {
+   Array.prototype.forEach.call(root.querySelectorAll("canvas[data-mesh]"), function (canvas) {
     var glb = canvas.dataset.format === "glb";
     canvas.dataset.status = "loading";
-    fetch(canvas.dataset.mesh)
+    fetch(canvas.dataset.mesh, { headers: headers })
       .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return glb ? r.arrayBuffer() : r.text(); })
       .then(function (body) {
         var mesh = glb ? parseGlb(body) : parseObj(body);
@@ -132,5 +136,6 @@
         canvas.dataset.status = "rendered " + mesh.indices.length / 3 + " triangles";
       })
       .catch(function (e) { canvas.dataset.status = "error: " + e.message; });
-  });
+   });
+  };
 })();

@@ -17,7 +17,10 @@ use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const TOKEN: &str = "test-token-1";
+/// Write scope; `Harness::http` sends it on every request.
+pub const TOKEN: &str = "w8Kp2vQx7RmZ4tLc9NbY3hJd";
+/// Read scope only.
+pub const READ_TOKEN: &str = "r5Hq1sWf6GkT0yVn8CpX2eMa";
 /// Uploads above this are refused by the ingest layer (413 photo_too_large).
 pub const MAX_PHOTO: u64 = 256 * 1024;
 /// Request bodies above this are refused by the HTTP layer (413 body_too_large).
@@ -41,7 +44,10 @@ pub struct Harness {
     pub queue: Arc<MemoryQueue>,
     pub ingest: Ingest,
     pub base: String,
+    /// Sends the write token on every request (a request's own `bearer_auth` wins).
     pub http: reqwest::Client,
+    /// Sends no token.
+    pub anon: reqwest::Client,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -83,15 +89,51 @@ impl Harness {
     async fn start_with(db: TestDatabase, jobs: JobStore, store: Store, blobs: Arc<dyn BlobStore>, probe: QueueProbe) -> Harness {
         let queue = memory_queue();
         let ingest = Ingest { jobs, blobs: blobs.clone(), queue: queue.clone(), max_photo_bytes: MAX_PHOTO, default_webhook: None, allow_private_webhooks: true };
-        let config = ApiConfig { tokens: vec![SecretString::new(TOKEN)], max_body_bytes: MAX_BODY, ..ApiConfig::default() };
+        let config = ApiConfig {
+            tokens: vec![SecretString::new(TOKEN)],
+            read_tokens: vec![SecretString::new(READ_TOKEN)],
+            max_body_bytes: MAX_BODY,
+            ..ApiConfig::default()
+        };
+        Self::serve(db, store, blobs, queue, ingest, config, probe).await
+    }
+
+    /// Server with `config` (its limits, its tokens) over a local directory.
+    pub async fn local_with(config: ApiConfig) -> Harness {
+        let db = TestDatabase::create().await;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(dir.path()));
+        let queue = memory_queue();
+        let ingest = Ingest { jobs: db.store.clone(), blobs: blobs.clone(), queue: queue.clone(), max_photo_bytes: MAX_PHOTO, default_webhook: None, allow_private_webhooks: true };
+        Self::serve(db, Store::Local(dir), blobs, queue, ingest, config, QueueProbe::None).await
+    }
+
+    async fn serve(
+        db: TestDatabase,
+        store: Store,
+        blobs: Arc<dyn BlobStore>,
+        queue: Arc<MemoryQueue>,
+        ingest: Ingest,
+        config: ApiConfig,
+        probe: QueueProbe,
+    ) -> Harness {
         let state = AppState { ingest: ingest.clone(), config: Arc::new(config), probe: Arc::new(probe) };
         let addr = "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("addr: {e}"));
         let (bound, server) = server::spawn(addr, state).await.unwrap_or_else(|e| panic!("cannot start the API server: {e}"));
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_else(|e| panic!("http client: {e}"));
-        Harness { db, store, blobs, queue, ingest, base: format!("http://{bound}"), http, server }
+        let client = |token: Option<&str>| {
+            let mut headers = reqwest::header::HeaderMap::new();
+            if let Some(token) = token {
+                let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                    .unwrap_or_else(|e| panic!("header: {e}"));
+                headers.insert(reqwest::header::AUTHORIZATION, value);
+            }
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .default_headers(headers)
+                .build()
+                .unwrap_or_else(|e| panic!("http client: {e}"))
+        };
+        Harness { db, store, blobs, queue, ingest, base: format!("http://{bound}"), http: client(Some(TOKEN)), anon: client(None), server }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -109,7 +151,7 @@ impl Harness {
         for (name, value) in fields {
             form = form.text(name.to_string(), value.to_string());
         }
-        let mut request = self.http.post(self.url("/v1/jobs")).multipart(form);
+        let mut request = self.anon.post(self.url("/v1/jobs")).multipart(form);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
