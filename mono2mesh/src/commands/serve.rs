@@ -1,11 +1,14 @@
 //! `mono2mesh serve [--listen ADDR]`: the HTTP API (docs/openapi.yaml) and status page,
-//! and the webhook dispatcher (`mono2mesh_api::webhook`) next to them.
+//! and next to them the webhook dispatcher (`mono2mesh_api::webhook`) and the outbox
+//! relay (`mono2mesh_infra::outbox`), which publishes gate messages the broker did not
+//! confirm at submission.
 
 use anyhow::{bail, Context};
 use clap::Args;
 use mono2mesh_api::server::{self, check_token_strength, AmqpProbe, ApiConfig, AppState, QueueProbe, MAKE_A_TOKEN};
 use mono2mesh_api::webhook::Dispatcher;
 use mono2mesh_infra::config::QueueBackend;
+use mono2mesh_infra::outbox;
 use mono2mesh_infra::queue::{topology, Lane};
 use mono2mesh_infra::runtime::shutdown_signal;
 use mono2mesh_infra::secret::SecretString;
@@ -102,6 +105,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let dispatching = tokio::spawn(dispatcher.run(async move {
             let _ = dispatcher_stopped.await;
         }));
+        let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
+        let relaying = tokio::spawn(outbox::run_outbox_relay(
+            services.jobs.clone(),
+            services.queue.clone(),
+            outbox::DEFAULT_INTERVAL,
+            async move {
+                let _ = relay_stopped.await;
+            },
+        ));
         let config = ApiConfig {
             tokens,
             read_tokens,
@@ -122,7 +134,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         // A call in flight finishes (bounded by webhook.timeout_ms); the rest stays owed
         // in the outbox for the next start.
         let _ = stop_dispatcher.send(());
+        // A publish in flight finishes (bounded by its confirm time-out); the rest stays
+        // in the outbox for the next relay.
+        let _ = stop_relay.send(());
         let _ = dispatching.await;
+        let _ = relaying.await;
         let _ = services.queue.close().await;
         let _ = tokio::task::spawn_blocking(mono2mesh_infra::telemetry::shutdown).await;
         served

@@ -1,9 +1,11 @@
-//! `mono2mesh submit DIR|MANIFEST.csv`: upload photos, record jobs, queue them.
+//! `mono2mesh submit DIR|MANIFEST.csv`: upload photos, record jobs, queue them (each
+//! job's gate message goes through the outbox: published at once, and what the broker
+//! did not confirm is relayed once more before the command exits).
 
 use anyhow::bail;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use mono2mesh_api::bulk::submit_all;
+use mono2mesh_api::bulk::{flush_outbox, submit_all};
 use mono2mesh_api::manifest::read_source;
 use std::path::PathBuf;
 
@@ -57,6 +59,9 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<()> {
         })
         .await?;
         bar.finish_and_clear();
+        // What the broker did not confirm during the run gets one more try; the rest
+        // stays in the outbox for `mono2mesh serve` or the gate worker.
+        let waiting = flush_outbox(&ingest, &batch).await?;
         let _ = services.queue.close().await;
         if traced {
             let _ = tokio::task::spawn_blocking(mono2mesh_infra::telemetry::shutdown).await;
@@ -68,6 +73,12 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<()> {
             report.resumed,
             report.failed.len()
         );
+        if waiting > 0 {
+            println!(
+                "{waiting} jobs are recorded but not yet queued (the broker did not confirm them): \
+                 `mono2mesh serve` or a gate worker publishes them"
+            );
+        }
         if !report.failed.is_empty() {
             bail!("{} photos could not be submitted (listed above); fix them and re-run: the rest are skipped", report.failed.len());
         }

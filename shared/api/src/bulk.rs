@@ -6,6 +6,7 @@ use futures::stream::{self, StreamExt};
 use mono2mesh_core::JobState;
 use mono2mesh_infra::blob::BlobStore;
 use mono2mesh_infra::jobs::{Job, JobStore, JobStoreError, Page};
+use mono2mesh_infra::outbox::{OutboxRelay, RelayError};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -25,20 +26,49 @@ pub struct SubmitReport {
     pub created: usize,
     /// Already in the batch (by content hash) from an earlier run.
     pub skipped: usize,
-    /// Already in the batch but never published (an earlier run was cut off): published now.
+    /// Already in the batch but never published (an earlier run was cut off): published
+    /// now, or queued in the outbox (then also counted in `pending`).
     pub resumed: usize,
+    /// Recorded, but their gate message still waits in the outbox (the broker did not
+    /// confirm it): a relay publishes it. Counted in `created` or `resumed` too.
+    pub pending: usize,
     pub failed: Vec<(PathBuf, String)>,
 }
 
 impl SubmitReport {
     fn add(&mut self, outcome: &ItemOutcome) {
+        if let Ok(s) = &outcome.result {
+            self.pending += usize::from(s.pending);
+        }
         match &outcome.result {
             Ok(s) if s.created => self.created += 1,
-            Ok(s) if s.published => self.resumed += 1,
+            Ok(s) if s.published || s.pending => self.resumed += 1,
             Ok(_) => self.skipped += 1,
             Err(e) => self.failed.push((outcome.path.clone(), e.to_string())),
         }
     }
+}
+
+/// Relays what a submission into `batch` left in the outbox (gate messages the broker
+/// did not confirm in time), pass after pass until none is due or the broker fails
+/// again. Returns how many of the batch's messages still wait: a relay (`mono2mesh
+/// serve`, the gate worker) publishes them later.
+pub async fn flush_outbox(ingest: &Ingest, batch: &str) -> Result<i64, IngestError> {
+    const PASS: usize = 256;
+    let relay = OutboxRelay::new(ingest.jobs.clone(), ingest.queue.clone());
+    loop {
+        match relay.relay_batch(batch, PASS).await {
+            Ok(n) if n == PASS => continue,
+            Ok(_) => break,
+            Err(RelayError::Jobs(e)) => return Err(e.into()),
+            // Left for the relays: the count below says how many.
+            Err(error) => {
+                tracing::warn!(%error, "outbox flush stopped");
+                break;
+            }
+        }
+    }
+    Ok(ingest.jobs.outbox().pending_count(Some(batch)).await?)
 }
 
 /// Submits every entry to `batch`, `concurrency` at a time, calling `progress` after

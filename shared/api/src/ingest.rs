@@ -1,34 +1,56 @@
-//! Turning photos into submitted jobs: store the photo, record the job, publish the
-//! gate message. Shared by `mono2mesh submit` and the HTTP API, so both dedupe and
-//! resume the same way.
+//! Turning photos into submitted jobs: store the photo, record the job together with
+//! its gate message, publish that message. Shared by `mono2mesh submit` and the HTTP
+//! API, so both dedupe and resume the same way.
 //!
-//! Order of writes, and why it makes a re-run safe:
+//! Order of writes, and why it makes a crash or a re-run safe:
 //! 1. look the content hash up in the batch: an existing job is returned as is;
 //! 2. put the photo under the new job's input key;
-//! 3. insert the job (unique on batch + content hash; a concurrent twin wins and our
-//!    orphaned upload is deleted);
-//! 4. publish the gate message, then append a `published` event.
+//! 3. in one transaction, insert the job (unique on batch + content hash; a concurrent
+//!    twin wins and our orphaned upload is deleted), its `submitted` event, its gate
+//!    message in the outbox and its webhook, if one was asked for (see
+//!    `crate::webhook`);
+//! 4. publish the gate message, then delete its outbox row and append a `published`
+//!    event (one statement).
 //!
-//! A webhook, when asked for, is registered between 3 and 4 (see `crate::webhook`).
+//! The outbox row is born held by this submission (a lease, [`HOLD`]), so it publishes
+//! at once and no relay races it. If the broker does not confirm within
+//! [`PUBLISH_WAIT`], the row is given back and the submission still succeeds, with
+//! `published: false, pending: true`: the job is recorded, and a relay
+//! (`mono2mesh_infra::outbox`, run by `mono2mesh serve`, the gate worker, and
+//! `mono2mesh submit` before it exits) publishes it. A crash between 3 and 4 leaves the
+//! row held until the lease ends; then a relay publishes it (or the next submission of
+//! the same photo, which claims it).
 //!
-//! A crash between 3 and 4 leaves a job with no `published` event; the next
-//! submission of the same photo publishes it. Jobs that were published are never
-//! published twice by a re-run, so resuming a 10,000-photo batch does not double
-//! the backlog.
+//! Jobs recorded before the outbox existed (no row, no `published` event, still
+//! `submitted`) are queued and published by the next submission of the same photo, as
+//! before. Jobs that were published are never published again by a re-run, so resuming
+//! a 10,000-photo batch does not double the backlog.
 
 use bytes::Bytes;
 use mono2mesh_core::{Category, JobId, JobState, Stage, StageMessage};
 use mono2mesh_infra::blob::{keys, BlobError, BlobKey, BlobStore};
 use mono2mesh_infra::jobs::{Job, JobStore, JobStoreError, NewJob};
+use mono2mesh_infra::outbox::{OutboxRelay, Via};
+use mono2mesh_infra::otel::TraceHeaders;
 use mono2mesh_infra::queue::{MessageQueue, QueueError};
+use mono2mesh_infra::store::{OutboxEntry, OutboxScope};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::Instrument;
 
 use crate::webhook;
 
 /// The history event written once a job's gate message is confirmed by the broker.
-pub const PUBLISHED_EVENT: &str = "published";
+pub use mono2mesh_infra::store::PUBLISHED_EVENT;
+
+/// How long a submission waits for the broker's confirm before leaving its gate
+/// message to the relays: a request must not hang through a broker outage.
+pub const PUBLISH_WAIT: Duration = Duration::from_secs(5);
+/// How long a submission holds its own outbox row from the insert: past
+/// [`PUBLISH_WAIT`] and the store's writes, so no relay publishes it meanwhile. After a
+/// crash the row waits this long for a relay.
+pub const HOLD: Duration = Duration::from_secs(30);
 
 /// Longest batch name accepted.
 pub const MAX_BATCH_NAME: usize = 200;
@@ -104,8 +126,12 @@ pub struct Submitted {
     pub job: Job,
     /// False when the batch already had this photo (by content hash).
     pub created: bool,
-    /// True when this call published the gate message.
+    /// True when this call published the gate message (the broker confirmed it).
     pub published: bool,
+    /// True when the job's gate message waits in the outbox after this call (the
+    /// broker did not confirm it in time, or another relay is publishing it): the job
+    /// is recorded and a relay publishes it. Never true together with `published`.
+    pub pending: bool,
 }
 
 /// Submits photos: blob store + job store + queue.
@@ -234,7 +260,21 @@ impl Ingest {
             external_id: meta.external_id.clone(),
             category: meta.category,
         };
-        let submission = self.jobs.submit(&new).await?;
+        let message = StageMessage::new(id, Stage::Gate, meta.category);
+        // The job's root span: the outbox row keeps its context, and the message carries
+        // it, so every stage's span is part of this one trace.
+        let span = submit_span(id, &meta.batch, meta.external_id.as_deref());
+        let recorded = async {
+            let queued = self.jobs.submit_with_message(&new, &message, HOLD, webhook).await?;
+            let published = match (&queued.held, queued.submission.created) {
+                (Some(entry), true) => Some(self.publish_held(entry).await),
+                _ => None,
+            };
+            Ok::<_, IngestError>((queued.submission, published))
+        }
+        .instrument(span)
+        .await?;
+        let (submission, published) = recorded;
         if !submission.created {
             // A concurrent submission of the same photo won; ours is an orphan.
             if uploaded && submission.job.input_key != input_key {
@@ -242,41 +282,60 @@ impl Ingest {
             }
             return self.resume(submission.job, webhook).await;
         }
-        // Before the publish, so even the fastest job finds its webhook registered.
-        self.register_webhook(submission.job.id, webhook).await?;
-        self.publish(&submission.job).await?;
-        Ok(Submitted { job: submission.job, created: true, published: true })
+        let published = published.unwrap_or(false);
+        Ok(Submitted { job: submission.job, created: true, published, pending: !published })
     }
 
     /// An existing job: publish it only if no earlier submission did. A webhook asked
     /// for now is added if the job has none (and fires at once if it has finished).
     async fn resume(&self, job: Job, webhook: Option<&str>) -> Result<Submitted, IngestError> {
         self.register_webhook(job.id, webhook).await?;
-        let needs_publish = job.state == JobState::Submitted && !self.was_published(job.id).await?;
-        if needs_publish {
-            self.publish(&job).await?;
+        if job.state != JobState::Submitted {
+            return Ok(Submitted { job, created: false, published: false, pending: false });
         }
-        Ok(Submitted { job, created: false, published: needs_publish })
-    }
-
-    /// Publishes the gate message inside the job's root span: the trace context the
-    /// message carries makes every stage's span part of this one trace.
-    async fn publish(&self, job: &Job) -> Result<(), IngestError> {
-        let span = tracing::info_span!(
-            "submit",
-            otel.name = "submit",
-            otel.kind = "producer",
-            job_id = %job.id,
-            batch = %job.batch,
-            external_id = job.external_id.as_deref(),
-        );
-        async {
-            self.queue.publish(&StageMessage::new(job.id, Stage::Gate, job.category)).await?;
-            self.jobs.append_event(job.id, None, PUBLISHED_EVENT, serde_json::json!({ "stage": Stage::Gate })).await?;
-            Ok(())
+        let span = submit_span(job.id, &job.batch, job.external_id.as_deref());
+        let outcome = async {
+            let outbox = self.jobs.outbox();
+            // The job's own row when an earlier submission left it and it is due (not
+            // leased by a relay, not backing off); else, for a job recorded before the
+            // outbox, a new row if it was never published.
+            let mut held = outbox.claim_due(OutboxScope::Job(job.id), 1, HOLD).await?.into_iter().next();
+            if held.is_none() {
+                let message = StageMessage::new(job.id, Stage::Gate, job.category);
+                held = outbox.adopt_unpublished(&message, &TraceHeaders::current(), HOLD).await?;
+            }
+            let outcome = match held {
+                Some(entry) => {
+                    let published = self.publish_held(&entry).await;
+                    (published, !published)
+                }
+                // Published before, or being published by a relay right now.
+                None => (false, !outbox.for_job(job.id).await?.is_empty()),
+            };
+            Ok::<_, IngestError>(outcome)
         }
         .instrument(span)
-        .await
+        .await;
+        let (published, pending) = outcome?;
+        Ok(Submitted { job, created: false, published, pending })
+    }
+
+    /// Publishes a row this submission holds (waiting at most [`PUBLISH_WAIT`]). False
+    /// when the broker did not confirm it: the row is given back to the relays, and the
+    /// submission still succeeds, since the job and its message are recorded.
+    async fn publish_held(&self, entry: &OutboxEntry) -> bool {
+        let relay = OutboxRelay::new(self.jobs.clone(), self.queue.clone()).with_publish_timeout(PUBLISH_WAIT);
+        match relay.publish(entry, Via::Submit).await {
+            Ok(()) => true,
+            Err(error) if error.published() => {
+                tracing::warn!(job = %entry.message.job_id, %error, "gate message published, but its outbox row stays until its lease ends");
+                true
+            }
+            Err(error) => {
+                tracing::warn!(job = %entry.message.job_id, %error, "gate message left in the outbox for the relay");
+                false
+            }
+        }
     }
 
     /// The job's webhook (its own, else the default), checked.
@@ -298,14 +357,22 @@ impl Ingest {
         Ok(self.jobs.webhooks().register(id, url).await?)
     }
 
-    async fn was_published(&self, id: JobId) -> Result<bool, IngestError> {
-        Ok(self.jobs.events(id).await?.iter().any(|e| e.event == PUBLISHED_EVENT))
-    }
-
     /// The batch's job for this content, if any.
     pub async fn find_by_content(&self, batch: &str, hash: &str) -> Result<Option<Job>, IngestError> {
         Ok(self.jobs.find_by_content(batch, hash).await?)
     }
+}
+
+/// The root span of a job's trace.
+fn submit_span(id: JobId, batch: &str, external_id: Option<&str>) -> tracing::Span {
+    tracing::info_span!(
+        "submit",
+        otel.name = "submit",
+        otel.kind = "producer",
+        job_id = %id,
+        batch = %batch,
+        external_id = external_id,
+    )
 }
 
 #[cfg(test)]

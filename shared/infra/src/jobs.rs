@@ -9,7 +9,8 @@
 use crate::blob::BlobKey;
 use crate::config::DatabaseSettings;
 use chrono::{DateTime, Utc};
-use mono2mesh_core::{Category, ErrorClass, JobId, JobState, Stage, StageError};
+use crate::store::OutboxEntry;
+use mono2mesh_core::{Category, ErrorClass, JobId, JobState, Stage, StageError, StageMessage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
@@ -153,6 +154,22 @@ pub struct Submission {
     pub job: Job,
     /// False when the batch already had a job for this content (resumed submission).
     pub created: bool,
+}
+
+/// What [`JobStore::submit_with_message`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedSubmission {
+    pub submission: Submission,
+    /// The new job's outbox row, held by the caller for its publish; `None` for an
+    /// existing job (nothing was queued) or a zero hold.
+    pub held: Option<OutboxEntry>,
+}
+
+/// The outgoing half of a submission.
+struct Outgoing<'a> {
+    message: &'a StageMessage,
+    hold: Duration,
+    webhook: Option<&'a str>,
 }
 
 /// Facts a stage records together with its state change. `None` fields keep their
@@ -364,7 +381,33 @@ impl JobStore {
     }
 
     /// Submits a job, or returns the batch's existing job for the same content.
+    /// Nothing is queued: see [`Self::submit_with_message`].
     pub async fn submit(&self, new: &NewJob) -> Result<Submission> {
+        Ok(self.submit_inner(new, None).await?.submission)
+    }
+
+    /// [`Self::submit`], and for a new job, in the same transaction: its first stage
+    /// `message` in the outbox (with the current span's trace context, as a publish
+    /// would carry it) and its webhook, if any. The row is held by the caller for
+    /// `hold` ([`QueuedSubmission::held`]) so it can publish it at once; a zero `hold`
+    /// leaves it to the relays. An existing job gets nothing written.
+    pub async fn submit_with_message(
+        &self,
+        new: &NewJob,
+        message: &StageMessage,
+        hold: Duration,
+        webhook: Option<&str>,
+    ) -> Result<QueuedSubmission> {
+        if message.job_id != new.id {
+            return Err(JobStoreError::Query {
+                context: "submit",
+                message: format!("message for job {} submitted with job {}", message.job_id, new.id),
+            });
+        }
+        self.submit_inner(new, Some(Outgoing { message, hold, webhook })).await
+    }
+
+    async fn submit_inner(&self, new: &NewJob, outgoing: Option<Outgoing<'_>>) -> Result<QueuedSubmission> {
         let _timer = QueryTimer::start("submit");
         let sql_err = |context| move |e| JobStoreError::from_sqlx(context, e);
         let mut tx = self.pool.begin().await.map_err(sql_err("submit"))?;
@@ -406,6 +449,14 @@ impl JobStore {
                 .await
                 .map_err(sql_err("submit: event"))?;
         }
+        let mut held = None;
+        if let (true, Some(out)) = (created, &outgoing) {
+            let trace = crate::otel::TraceHeaders::current();
+            held = Some(crate::store::outbox::insert(&mut *tx, out.message, &trace, out.hold).await?);
+            if let Some(url) = out.webhook {
+                crate::store::webhooks::register_in(&mut *tx, new.id, url).await?;
+            }
+        }
         tx.commit().await.map_err(sql_err("submit: commit"))?;
         let row = sqlx::query(concat!(job_select!(), " WHERE j.batch_id = $1 AND j.content_hash = $2"))
             .bind(batch_id)
@@ -413,7 +464,10 @@ impl JobStore {
             .fetch_one(&self.pool)
             .await
             .map_err(sql_err("submit: read back"))?;
-        Ok(Submission { job: job_from_row(&row)?, created })
+        let submission = Submission { job: job_from_row(&row)?, created };
+        // Nothing held for a zero hold: the row is the relays' from the start.
+        let held = held.filter(|_| outgoing.as_ref().is_some_and(|o| !o.hold.is_zero()));
+        Ok(QueuedSubmission { submission, held })
     }
 
     pub async fn find_job(&self, id: JobId) -> Result<Option<Job>> {

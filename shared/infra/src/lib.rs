@@ -9,6 +9,7 @@ pub mod metrics_spec;
 pub mod otel;
 pub mod otel_metrics;
 pub mod otlp;
+pub mod outbox;
 pub mod pipeline;
 pub mod queue;
 pub mod recovery;

@@ -34,6 +34,13 @@ pub mod names {
     /// Counter {stage, action}: what recovery did to jobs nothing else would finish
     /// (`failed_dead_letter`, `republished`, `failed_stuck`, `undecodable`).
     pub const RECOVERY_ACTIONS: &str = "mono2mesh_recovery_actions_total";
+    /// Counter {via}: outbox messages confirmed by the broker, by who published them
+    /// (`submit`: the submission itself; `relay`: a relay, later).
+    pub const OUTBOX_PUBLISHED: &str = "mono2mesh_outbox_published_total";
+    /// Counter {via}: outbox publishes that failed or timed out (the row stays queued).
+    pub const OUTBOX_PUBLISH_FAILURES: &str = "mono2mesh_outbox_publish_failures_total";
+    /// Gauge: messages waiting in the outbox, as the last relay pass counted them.
+    pub const OUTBOX_PENDING: &str = "mono2mesh_outbox_pending";
 }
 
 /// Histogram buckets (seconds) spanning a cached blob read to a CPU reconstruction.

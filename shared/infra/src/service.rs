@@ -118,6 +118,7 @@ pub async fn serve(
     handler: Arc<dyn StageHandler>,
     runtime: RuntimeSettings,
 ) -> Result<RunReport, ServiceError> {
+    let lanes_include_gate = lanes.contains(&Lane::Gate);
     let jobs: Arc<dyn JobRepository> = Arc::new(services.jobs.clone());
     let outcomes = Arc::new(StoreOutcomes(jobs.clone()));
     let janitor = Janitor::new(services.queue.clone(), jobs, lanes.clone(), services.settings.recovery.clone())
@@ -126,6 +127,16 @@ pub async fn serve(
     // One signal stops both: the consumer drains, the janitor stops between passes.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let janitor_task = tokio::spawn(janitor.run(stopped(stop_rx.clone())));
+    // The gate workers also relay the submission outbox, so jobs recorded by a
+    // submitter that died before publishing reach the gate without an API running.
+    let relay_task = lanes_include_gate.then(|| {
+        tokio::spawn(crate::outbox::run_outbox_relay(
+            services.jobs.clone(),
+            services.queue.clone(),
+            crate::outbox::DEFAULT_INTERVAL,
+            stopped(stop_rx.clone()),
+        ))
+    });
     let result = worker
         .run(async move {
             shutdown_signal().await;
@@ -134,6 +145,10 @@ pub async fn serve(
         .await;
     janitor_task.abort();
     let _ = janitor_task.await;
+    if let Some(relay) = relay_task {
+        // Stopped by the same signal; a pass in flight ends with its lease.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), relay).await;
+    }
     // Closing returns whatever is still unsettled to the broker.
     let closed = services.queue.close().await;
     // Send the last spans before the process exits (off the async threads: it blocks).

@@ -133,6 +133,10 @@ pub fn describe_metrics() {
     describe_histogram!(names::DEVICE_TIME, Unit::Seconds, "Network time per model batch on its device");
     describe_histogram!(names::BLOB_REQUEST, Unit::Seconds, "Blob store request time");
     describe_histogram!(names::DB_QUERY, Unit::Seconds, "Job store query time");
+    describe_counter!(names::OUTBOX_PUBLISHED, "Outbox messages confirmed by the broker, by publisher");
+    describe_counter!(names::OUTBOX_PUBLISH_FAILURES, "Outbox publishes that failed (the message stays queued)");
+    describe_gauge!(names::OUTBOX_PENDING, "Messages waiting in the outbox");
+    describe_counter!(names::RECOVERY_ACTIONS, "What recovery did to jobs nothing else would finish, by stage and action");
 }
 
 /// The exporter configuration shared by the listener and by tests.

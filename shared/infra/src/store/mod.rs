@@ -1,5 +1,5 @@
 //! The rest of the service's SQL, next to the job store: idempotency keys of the HTTP
-//! API, the webhook outbox, and the operations queries behind `mono2mesh stats`.
+//! API, the webhook outbox, the outbox of stage messages, and the operations queries behind `mono2mesh stats`.
 //!
 //! Every query of the service lives in this crate (`jobs` and this module), so there
 //! is one place that maps database errors ([`JobStoreError::from_sqlx`]): connection
@@ -8,12 +8,13 @@
 //! and the API crate does not depend on sqlx at all.
 //!
 //! Each concern is a small handle borrowed from the [`JobStore`]'s pool
-//! (`jobs.webhooks()`, `jobs.idempotency_keys()`, `jobs.ops()`), so the job store's
+//! (`jobs.webhooks()`, `jobs.idempotency_keys()`, `jobs.outbox()`, `jobs.ops()`), so the job store's
 //! own surface stays the jobs' life cycle.
 
 pub mod idempotency;
 pub mod ops;
 pub mod recovery;
+pub mod outbox;
 pub mod webhooks;
 
 use crate::jobs::{JobStore, JobStoreError};
@@ -23,6 +24,7 @@ use sqlx::Row;
 pub use idempotency::{IdempotencyKeys, KeyLookup};
 pub use ops::{OpsQueries, RejectReason, StageFailures};
 pub use recovery::{RecoveryQueries, StuckJob};
+pub use outbox::{Outbox, OutboxEntry, OutboxScope, PendingMessage, PUBLISHED_EVENT};
 pub use webhooks::{ClaimedDelivery, DeliveryOutcome, DeliveryState, WebhookDeliveries};
 
 /// One column of a row, or `Corrupt` naming it: the one row-mapping step every query
@@ -43,6 +45,11 @@ impl JobStore {
     /// The webhook outbox: one row per job that asked to be notified.
     pub fn webhooks(&self) -> WebhookDeliveries<'_> {
         WebhookDeliveries { pool: self.pool() }
+    }
+
+    /// The outbox of stage messages: published by relays (`crate::outbox`).
+    pub fn outbox(&self) -> Outbox<'_> {
+        Outbox { pool: self.pool() }
     }
 
     /// Read-only operations queries (reject reasons, failed attempts).

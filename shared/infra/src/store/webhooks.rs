@@ -57,18 +57,8 @@ impl WebhookDeliveries<'_> {
     /// a later registration keeps the first. An unknown job is `NotFound`.
     pub async fn register(&self, job: JobId, url: &str) -> Result<(), JobStoreError> {
         let _timer = QueryTimer::start("webhook_register");
-        let result =
-            sqlx::query("INSERT INTO webhook_deliveries (job_id, url) VALUES ($1, $2) ON CONFLICT (job_id) DO NOTHING")
-                .bind(job.0)
-                .bind(url)
-                .execute(self.pool)
-                .await;
-        match result {
-            Ok(_) => Ok(()),
-            // 23503: foreign key violation, i.e. no such job.
-            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("23503") => Err(JobStoreError::NotFound(job)),
-            Err(e) => Err(JobStoreError::from_sqlx("register webhook", e)),
-        }
+        let mut conn = self.pool.acquire().await.map_err(|e| JobStoreError::from_sqlx("register webhook", e))?;
+        register_in(&mut conn, job, url).await
     }
 
     /// The job's notification, if it asked for one.
@@ -144,5 +134,21 @@ impl WebhookDeliveries<'_> {
         .await
         .map_err(|e| JobStoreError::from_sqlx("record webhook call", e))?;
         Ok(())
+    }
+}
+
+/// [`WebhookDeliveries::register`] on the caller's connection (inside a submission's
+/// transaction).
+pub(crate) async fn register_in(conn: &mut sqlx::PgConnection, job: JobId, url: &str) -> Result<(), JobStoreError> {
+    let result = sqlx::query("INSERT INTO webhook_deliveries (job_id, url) VALUES ($1, $2) ON CONFLICT (job_id) DO NOTHING")
+        .bind(job.0)
+        .bind(url)
+        .execute(conn)
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        // 23503: foreign key violation, i.e. no such job.
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("23503") => Err(JobStoreError::NotFound(job)),
+        Err(e) => Err(JobStoreError::from_sqlx("register webhook", e)),
     }
 }
