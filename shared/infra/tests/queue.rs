@@ -3,6 +3,7 @@
 //! these tests fail when it is unreachable). Every RabbitMQ test declares its own
 //! topology under a random prefix and deletes it at the end.
 
+#[macro_use]
 mod queue_support;
 
 use mono2mesh_core::{Category, JobId, Stage, StageError, StageMessage};
@@ -14,30 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-macro_rules! on_both_backends {
-    ($($scenario:ident => [$($lane:expr),+ $(,)?];)+) => {
-        mod memory {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(Fixture::memory(vec![$($lane),+])).await;
-                }
-            )+
-        }
-        mod rabbitmq {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    let fixture = Fixture::rabbit(stringify!($scenario), vec![$($lane),+]).await;
-                    super::$scenario(fixture).await;
-                }
-            )+
-        }
-    };
-}
 
 on_both_backends! {
     publish_consume_ack => [Lane::Gate];

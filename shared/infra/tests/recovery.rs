@@ -3,6 +3,7 @@
 //! then failed. Each scenario runs on the in-memory queue with the in-memory job
 //! store, and on RabbitMQ with Postgres (both must be reachable; see queue_support).
 
+#[macro_use]
 mod queue_support;
 
 use mono2mesh_core::{Category, JobId, JobState, Stage, StageError, StageMessage};
@@ -53,30 +54,6 @@ async fn submit(store: &dyn JobRepository, n: usize, category: Option<Category>)
 
 async fn state_of(store: &dyn JobRepository, id: JobId) -> JobState {
     store.get_job(id).await.unwrap().state
-}
-
-macro_rules! on_both_backends {
-    ($($scenario:ident => [$($lane:expr),+ $(,)?];)+) => {
-        mod memory {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(Fixture::memory(vec![$($lane),+])).await;
-                }
-            )+
-        }
-        mod rabbitmq_postgres {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    let fixture = Fixture::rabbit(stringify!($scenario), vec![$($lane),+]).await;
-                    super::$scenario(fixture).await;
-                }
-            )+
-        }
-    };
 }
 
 on_both_backends! {

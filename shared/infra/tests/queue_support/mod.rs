@@ -2,6 +2,33 @@
 //! at 127.0.0.1:5672 (override with MONO2MESH_TEST_AMQP_URL) with a random name prefix
 //! per test, deleted afterwards.
 
+/// Generates one test per scenario and backend: `memory::<scenario>` on the in-memory
+/// queue, `rabbitmq::<scenario>` on the real broker, each calling `<scenario>(fixture)`.
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($scenario:ident => [$($lane:expr),+ $(,)?];)+) => {
+        mod memory {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(Fixture::memory(vec![$($lane),+])).await;
+                }
+            )+
+        }
+        mod rabbitmq {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let fixture = Fixture::rabbit(stringify!($scenario), vec![$($lane),+]).await;
+                    super::$scenario(fixture).await;
+                }
+            )+
+        }
+    };
+}
+
 use mono2mesh_infra::queue::{Lane, MemoryQueue, MessageQueue, RabbitQueue, Topology};
 use mono2mesh_infra::runtime::{JobOutcomes, RunReport, RuntimeSettings, StageHandler, Worker};
 use mono2mesh_infra::secret::SecretUrl;
