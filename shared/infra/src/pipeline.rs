@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use crate::blob::BlobStore;
-use crate::jobs::{Job, JobUpdate, Transition};
+use crate::jobs::{Job, JobStoreError, JobUpdate, Transition};
 use crate::repository::JobRepository;
 use crate::runtime::{JobOutcomes, Next};
 
@@ -88,12 +88,8 @@ async fn end_job(jobs: &dyn JobRepository, message: &StageMessage, to: JobState,
     let done = message.stage.success_state();
     let waiting: Vec<JobState> =
         JobState::ALL.into_iter().filter(|s| !s.is_terminal() && *s != done && s.can_move_to(done)).collect();
-    let update = JobUpdate {
-        error: Some(reason.to_string()),
-        detail: Some(serde_json::json!({ "reason": reason, "attempt": message.attempt })),
-        ..JobUpdate::default()
-    };
-    match jobs.advance_from(message.job_id, Some(message.stage), &waiting, to, update).await? {
+    let detail = serde_json::json!({ "reason": reason, "attempt": message.attempt });
+    match end_early(jobs, message.job_id, message.stage, &waiting, to, reason, detail).await? {
         Transition::Applied { .. } | Transition::Duplicate => Ok(()),
         Transition::Stale { current } if current.is_terminal() => {
             info!(job = %message.job_id, %current, wanted = %to, "job already ended; keeping its state");
@@ -104,6 +100,22 @@ async fn end_job(jobs: &dyn JobRepository, message: &StageMessage, to: JobState,
             message.stage
         ))),
     }
+}
+
+/// Ends a job before its last stage, as `rejected` or `failed` with the reason (and the
+/// detail for its event), moving it only from one of `from`: the one guarded write behind a
+/// stage's own rejection or failure, a dead letter and a sweep that gives up.
+pub async fn end_early(
+    jobs: &dyn JobRepository,
+    job_id: mono2mesh_core::JobId,
+    stage: Stage,
+    from: &[JobState],
+    to: JobState,
+    reason: &str,
+    detail: serde_json::Value,
+) -> Result<Transition, JobStoreError> {
+    let update = JobUpdate { error: Some(reason.to_string()), detail: Some(detail), ..JobUpdate::default() };
+    jobs.advance_from(job_id, Some(stage), from, to, update).await
 }
 
 /// The runtime's record of how jobs end, kept in a job store.

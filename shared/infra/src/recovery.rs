@@ -22,7 +22,8 @@ use std::time::Duration;
 use tracing::{debug, error, info, warn};
 
 use crate::config::RecoverySettings;
-use crate::jobs::{JobStoreError, JobUpdate, Transition};
+use crate::jobs::{JobStoreError, Transition};
+use crate::pipeline::end_early;
 use crate::queue::{Lane, MessageQueue, QueueError};
 use crate::repository::JobRepository;
 use crate::telemetry::names;
@@ -143,22 +144,25 @@ impl Janitor {
             return Ok(LetterAction::AlreadyFinal);
         }
         let reason = dead_letter_reason(message.stage, broker_reason);
-        let update = JobUpdate {
-            error: Some(reason.clone()),
-            detail: Some(serde_json::json!({ "reason": reason, "dead_letter": broker_reason, "attempt": message.attempt })),
-            ..JobUpdate::default()
-        };
-        match self
-            .jobs
-            .advance_from(job.id, Some(message.stage), &[message.stage.waiting_state()], JobState::Failed, update)
-            .await?
-        {
+        let detail = serde_json::json!({ "reason": reason, "dead_letter": broker_reason, "attempt": message.attempt });
+        match self.fail_waiting(job.id, message.stage, &reason, detail).await? {
             Transition::Applied { .. } => {
                 warn!(job = %job.id, %stage, %reason, "job failed from its dead letter");
                 Ok(LetterAction::Failed)
             }
             Transition::Duplicate | Transition::Stale { .. } => Ok(LetterAction::AlreadyFinal),
         }
+    }
+
+    /// Fails a job that still waits for `stage`; one that moved on or ended is left alone.
+    async fn fail_waiting(
+        &self,
+        job_id: mono2mesh_core::JobId,
+        stage: Stage,
+        reason: &str,
+        detail: serde_json::Value,
+    ) -> Result<Transition, JobStoreError> {
+        end_early(self.jobs.as_ref(), job_id, stage, &[stage.waiting_state()], JobState::Failed, reason, detail).await
     }
 
     /// Re-publishes (or, past `max_republish`, fails) jobs that waited for this stage
@@ -185,15 +189,8 @@ impl Janitor {
                         self.settings.max_republish,
                         deadline.as_secs()
                     );
-                    let update = JobUpdate {
-                        error: Some(reason.clone()),
-                        detail: Some(serde_json::json!({ "reason": reason, "sweeps": job.sweeps })),
-                        ..JobUpdate::default()
-                    };
-                    let moved = self
-                        .jobs
-                        .advance_from(job.id, Some(stage), &[stage.waiting_state()], JobState::Failed, update)
-                        .await?;
+                    let detail = serde_json::json!({ "reason": reason, "sweeps": job.sweeps });
+                    let moved = self.fail_waiting(job.id, stage, &reason, detail).await?;
                     if matches!(moved, Transition::Applied { .. }) {
                         warn!(job = %job.id, %stage, "stuck job failed");
                         report.failed += 1;

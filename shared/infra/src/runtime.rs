@@ -445,19 +445,39 @@ async fn process(delivery: Delivery, context: &Context) {
     timer.finish(outcome);
 }
 
+/// How a handler runs beside the others: a suspect redelivery alone (the write side), the
+/// rest together (the read side).
+enum Isolation<'a> {
+    Alone(tokio::sync::RwLockWriteGuard<'a, ()>),
+    // Held only for its drop, which lets a waiting suspect in.
+    Shared(#[allow(dead_code)] tokio::sync::RwLockReadGuard<'a, ()>),
+}
+
+impl<'a> Isolation<'a> {
+    async fn enter(lock: &'a tokio::sync::RwLock<()>, alone: bool) -> Self {
+        if alone {
+            Isolation::Alone(lock.write().await)
+        } else {
+            Isolation::Shared(lock.read().await)
+        }
+    }
+
+    /// Lets the others in again, without a gap another suspect could take.
+    fn share(self) -> Self {
+        match self {
+            Isolation::Alone(guard) => Isolation::Shared(guard.downgrade()),
+            shared => shared,
+        }
+    }
+}
+
 async fn handle(delivery: Delivery, message: StageMessage, context: &Context) -> StageOutcome {
     debug!(job = %message.job_id, attempt = message.attempt, redelivered = delivery.redelivered(), "processing");
     // A redelivery may follow a worker death, so it waits until it can run alone
     // *before* recording its start: a suspect that only queued behind a poison message
     // when the worker died again must not be counted as having been there.
     let redelivered = delivery.redelivered();
-    let mut exclusive = None;
-    let mut shared = None;
-    if redelivered {
-        exclusive = Some(context.isolation.write().await);
-    } else {
-        shared = Some(context.isolation.read().await);
-    }
+    let mut isolation = Isolation::enter(&context.isolation, redelivered).await;
     let started = context.outcomes.start(&message).await;
     let ticket = context.track(&message);
     let unsettled = match started {
@@ -475,7 +495,7 @@ async fn handle(delivery: Delivery, message: StageMessage, context: &Context) ->
     let last_delivery = delivery.delivery_count() >= context.delivery_limit;
     if deaths >= context.max_crashes || (deaths > 0 && last_delivery) {
         context.settle(ticket, &message).await;
-        drop((exclusive, shared));
+        drop(isolation);
         context.counters.crash_failed.fetch_add(1, Ordering::SeqCst);
         let reason = format!(
             "the {} worker died {deaths} time(s) while handling this job (abort, kill or out of memory; \
@@ -489,13 +509,13 @@ async fn handle(delivery: Delivery, message: StageMessage, context: &Context) ->
     if deaths > 0 {
         warn!(job = %message.job_id, deaths, "redelivered after a worker death: running it alone");
         context.counters.isolated.fetch_add(1, Ordering::SeqCst);
-    } else if let Some(alone) = exclusive.take() {
+    } else {
         // Redelivered, but never started before (it was only fetched): share again.
-        shared = Some(alone.downgrade());
+        isolation = isolation.share();
     }
     let outcome = run_handler(&message, context).await;
     context.settle(ticket, &message).await;
-    drop((exclusive, shared));
+    drop(isolation);
     match outcome {
         Ok(Next::Forward(next)) => match context.queue.publish(&next).await {
             Ok(()) => ack(delivery, StageOutcome::Ok, context).await,
