@@ -45,7 +45,11 @@ pub struct Reason {
 
 impl Reason {
     pub(crate) fn new(code: ReasonCode, message: impl Into<String>) -> Self {
-        Reason { code, message: message.into() }
+        // One line: decoder errors sometimes end in a line break, and reasons are shown
+        // in tables, logs and `stats` groups.
+        let message: String = message.into();
+        let message = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
+        Reason { code, message }
     }
 }
 
@@ -114,5 +118,18 @@ impl GateReport {
     /// All reasons in one line, for a job's `last_error` or a log line.
     pub fn reason_summary(&self) -> String {
         self.reasons.iter().map(|r| r.message.as_str()).collect::<Vec<_>>().join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_one_line() {
+        // As the JPEG decoder words a truncated stream: with a trailing line break.
+        let reason = Reason::new(ReasonCode::UnknownFormat, "I/O errors Not enough bytes, expected 1 but found 0\n");
+        assert_eq!(reason.message, "I/O errors Not enough bytes, expected 1 but found 0");
+        assert_eq!(Reason::new(ReasonCode::Empty, "first\n  second\n").message, "first second");
     }
 }
