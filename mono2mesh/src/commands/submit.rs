@@ -53,7 +53,8 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<()> {
         );
         let report = submit_all(&ingest, entries, &batch, args.concurrency, |outcome| {
             if let Err(e) = &outcome.result {
-                bar.println(format!("failed: {}: {e}", outcome.path.display()));
+                // Not `bar.println`: a hidden bar (output not a terminal) drops its lines.
+                bar.suspend(|| eprintln!("failed: {}: {e}", outcome.path.display()));
             }
             bar.inc(1);
         })

@@ -350,7 +350,8 @@ impl TrainObserver for BarObserver {
     }
 
     fn warning(&mut self, message: &str) {
-        self.bar.println(format!("warning: {message}"));
+        // `println` on a hidden bar (output not a terminal: nohup, CI) prints nothing.
+        self.bar.suspend(|| eprintln!("warning: {message}"));
     }
 
     fn validating(&mut self, samples: usize) {
@@ -358,7 +359,7 @@ impl TrainObserver for BarObserver {
     }
 
     fn epoch_done(&mut self, m: &EpochMetrics) {
-        self.bar.println(format!(
+        let line = format!(
             "epoch {:>3}: loss {:.4}  val IoU {:.4} (t={})  {:.1} img/s{}",
             m.epoch,
             m.train_loss,
@@ -366,7 +367,8 @@ impl TrainObserver for BarObserver {
             m.val_best_threshold,
             m.images_per_second,
             if m.is_best { "  *best" } else { "" }
-        ));
+        );
+        self.bar.suspend(|| eprintln!("{line}"));
     }
 }
 
