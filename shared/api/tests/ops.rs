@@ -42,12 +42,16 @@ async fn submit(jobs: &JobStore, batch: &str, n: u8) -> JobId {
     jobs.submit(&new).await.unwrap().job.id
 }
 
+
+/// How long an unused test queue outlives the test (`x-expires`).
+const TEST_EXPIRY: Duration = Duration::from_secs(600);
 #[tokio::test]
 async fn stats_report_queue_depths_consumers_throughput_and_reject_reasons() {
     let url = require_rabbitmq().await;
     let prefix = format!("test-api-stats-{}", uuid::Uuid::new_v4().simple());
     let lanes = vec![Lane::Gate, Lane::Classify, Lane::Reconstruct(Category::Chair), Lane::Refine];
-    let topology = Topology::new(prefix.clone(), lanes, vec![Duration::from_secs(1)], 3).unwrap();
+    // Queues and exchanges go away on their own once the test is done with them.
+    let topology = Topology::new(prefix.clone(), lanes, vec![Duration::from_secs(1)], 3).unwrap().with_expiry(TEST_EXPIRY);
     let secret_url = SecretUrl::new(url.clone());
     let rabbit = RabbitQueue::connect(&secret_url, topology.clone()).await.unwrap();
     for _ in 0..3 {
@@ -138,7 +142,7 @@ async fn stats_report_queue_depths_consumers_throughput_and_reject_reasons() {
 async fn the_stats_probe_keeps_one_connection_and_caches_depths() {
     let url = SecretUrl::new(require_rabbitmq().await);
     let prefix = format!("test-api-probe-{}", uuid::Uuid::new_v4().simple());
-    let topology = Topology::new(prefix.clone(), vec![Lane::Gate], vec![Duration::from_secs(1)], 3).unwrap();
+    let topology = Topology::new(prefix.clone(), vec![Lane::Gate], vec![Duration::from_secs(1)], 3).unwrap().with_expiry(TEST_EXPIRY);
     let rabbit = RabbitQueue::connect(&url, topology.clone()).await.unwrap();
     rabbit.publish(&StageMessage::new(JobId::new(), Stage::Gate, None)).await.unwrap();
     let gate_depth = |depths: &[mono2mesh_api::stats::QueueDepth]| {
