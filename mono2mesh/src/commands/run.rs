@@ -118,11 +118,22 @@ impl RunArgs {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let options = args.options()?;
     let json = args.json;
+    // On a terminal a bar over the photos (stderr); piped, only the per-photo lines.
+    let bar = indicatif::ProgressBar::new(args.photos.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} photos  {per_sec}  eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    if args.photos.len() < 2 {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
     let reports = run_pipeline(&args.photos, &options, |report| {
         if !json {
-            println!("{}", summary_line(report));
+            bar.suspend(|| println!("{}", summary_line(report)));
         }
+        bar.inc(1);
     })?;
+    bar.finish_and_clear();
     let summary = serde_json::json!({
         "out": options.out_dir,
         "done": reports.iter().filter(|r| r.status == PhotoStatus::Done).count(),

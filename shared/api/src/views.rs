@@ -130,10 +130,11 @@ impl JobView {
 impl Serialize for JobView {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let job = &self.job;
-        let mut out = serializer.serialize_struct("Job", if self.webhook.is_some() { 16 } else { 15 })?;
+        let mut out = serializer.serialize_struct("Job", if self.webhook.is_some() { 17 } else { 16 })?;
         out.serialize_field("id", &job.id.to_string())?;
         out.serialize_field("batch", &job.batch)?;
         out.serialize_field("state", &job.state)?;
+        out.serialize_field("progress", &job.state.progress())?;
         out.serialize_field("external_id", &job.external_id)?;
         out.serialize_field("category", &job.category)?;
         out.serialize_field("category_source", &job.category_source)?;
@@ -271,6 +272,7 @@ mod tests {
             "id": id.to_string(),
             "batch": "spring",
             "state": "done",
+            "progress": 100,
             "external_id": "SKU-1",
             "category": "chair",
             "category_source": "classifier",

@@ -27,6 +27,7 @@ async fn uploads_are_stored_recorded_published_and_deduplicated() {
     let id: JobId = job["id"].as_str().unwrap().parse().unwrap();
     assert_eq!(location, format!("/v1/jobs/{id}"));
     assert_eq!(job["state"], "submitted");
+    assert_eq!(job["progress"], 0);
     assert_eq!(job["batch"], "spring");
     assert_eq!(job["external_id"], "SKU-7");
     assert_eq!(job["category"], "sofa");
@@ -335,6 +336,7 @@ async fn outputs_redirect_to_presigned_s3_urls() {
 
     let job = json_of(h.http.get(h.url(&format!("/v1/jobs/{id}"))).send().await.unwrap()).await;
     assert_eq!(job["state"], "done");
+    assert_eq!(job["progress"], 100);
     assert_eq!(job["gate_scores"]["blur_variance"], 412.5);
     assert_eq!(job["category"], "chair");
     for stage in ["gate", "classify", "reconstruct", "refine"] {

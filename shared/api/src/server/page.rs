@@ -186,11 +186,13 @@ pub fn render(stats: &OpsStats, jobs: &[Job]) -> String {
         let category = job.category.map_or("-".to_string(), |c| c.name().to_string());
         let _ = write!(
             html,
-            "<div class=\"job\" data-job=\"{id}\"><div><b>{label}</b> <span class=\"state-{state}\">{state}</span></div>\
+            "<div class=\"job\" data-job=\"{id}\"><div><b>{label}</b> <span class=\"state-{state}\">{state}</span> \
+             <progress max=\"100\" value=\"{progress}\">{progress}%</progress></div>\
              <img alt=\"input photo\" data-src=\"{path}/input?stream=true\">",
             id = job.id,
             label = escape(&label),
             state = job.state.name(),
+            progress = job.state.progress(),
         );
         if let Some(name) = viewable_mesh(job) {
             let _ = write!(
