@@ -291,6 +291,10 @@ pub struct TelemetrySettings {
     pub otlp_endpoint: Option<String>,
     /// Address of the Prometheus `/metrics` listener; none means no listener.
     pub prometheus_listen: Option<SocketAddr>,
+    /// Address of a worker's `/livez` and `/readyz` listener (see `health`); none means
+    /// no listener. Port 0 picks a free port, logged at start.
+    #[serde(default)]
+    pub health_listen: Option<SocketAddr>,
     /// How often metrics are pushed over OTLP (and once more at shutdown).
     #[serde(default = "default_metrics_interval_ms")]
     pub metrics_interval_ms: u64,

@@ -354,6 +354,12 @@ impl JobStore {
         Ok(JobStore { pool })
     }
 
+    /// One round trip (`SELECT 1`), for readiness probes.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(|e| JobStoreError::from_sqlx("ping", e))?;
+        Ok(())
+    }
+
     /// A store whose connections are opened on first use, so a worker can start
     /// while the database is still down and recover when it comes back.
     pub fn connect_lazy(settings: &DatabaseSettings) -> Result<Self> {

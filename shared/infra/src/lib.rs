@@ -4,6 +4,7 @@ pub mod batcher;
 pub mod blob;
 pub mod config;
 pub mod fault;
+pub mod health;
 pub mod jobs;
 pub mod metrics_spec;
 pub mod otel;

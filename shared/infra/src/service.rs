@@ -10,6 +10,7 @@ use tracing::info;
 
 use crate::blob::{open_blob_store, BlobError, BlobStore};
 use crate::config::{ConfigError, QueueBackend, Settings, SettingsLoader};
+use crate::health::{serve_probes, BlobCheck, BrokerCheck, DatabaseCheck, Draining, ReadinessCheck};
 use crate::jobs::{JobStore, JobStoreError};
 use crate::pipeline::{StageContext, StoreOutcomes};
 use crate::recovery::Janitor;
@@ -55,6 +56,10 @@ pub enum ServiceError {
     Runtime(#[from] RuntimeError),
     #[error("queue.backend = \"memory\" exists only inside one process; a standalone worker needs \"amqp\"")]
     MemoryQueueInWorker,
+    #[error("a worker needs at least one lane")]
+    NoLanes,
+    #[error("cannot serve the health probes on {listen}: {source}")]
+    Health { listen: std::net::SocketAddr, source: std::io::Error },
 }
 
 impl WorkerArgs {
@@ -119,13 +124,34 @@ pub async fn serve(
     runtime: RuntimeSettings,
 ) -> Result<RunReport, ServiceError> {
     let lanes_include_gate = lanes.contains(&Lane::Gate);
+    let first_lane = *lanes.first().ok_or(ServiceError::NoLanes)?;
     let jobs: Arc<dyn JobRepository> = Arc::new(services.jobs.clone());
     let outcomes = Arc::new(StoreOutcomes(jobs.clone()));
     let janitor = Janitor::new(services.queue.clone(), jobs, lanes.clone(), services.settings.recovery.clone())
         .map_err(|message| ConfigError::Section { section: "recovery", message })?;
     let worker = Worker::new(services.queue.clone(), lanes, handler, outcomes, runtime)?;
-    // One signal stops both: the consumer drains, the janitor stops between passes.
+    // One signal stops all: the consumer drains, the janitor stops between passes, the
+    // probes turn unready (and stop once the worker is done).
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let draining = Arc::new(Draining::default());
+    let probes_task = match services.settings.telemetry.health_listen {
+        Some(listen) => {
+            let listener = tokio::net::TcpListener::bind(listen).await.map_err(|source| ServiceError::Health { listen, source })?;
+            let bound = listener.local_addr().map_err(|source| ServiceError::Health { listen, source })?;
+            info!(listen = %bound, "serving /livez and /readyz");
+            let checks: Vec<Box<dyn ReadinessCheck>> = vec![
+                Box::new(BrokerCheck { queue: services.queue.clone(), lane: first_lane }),
+                Box::new(DatabaseCheck(services.jobs.clone())),
+                Box::new(BlobCheck(services.blobs.clone())),
+            ];
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(serve_probes(listener, checks, draining.clone(), async move {
+                let _ = done_rx.await;
+            }));
+            Some((task, done_tx))
+        }
+        None => None,
+    };
     let janitor_task = tokio::spawn(janitor.run(stopped(stop_rx.clone())));
     // The gate workers also relay the submission outbox, so jobs recorded by a
     // submitter that died before publishing reach the gate without an API running.
@@ -137,12 +163,18 @@ pub async fn serve(
             stopped(stop_rx.clone()),
         ))
     });
+    let draining_on_stop = draining.clone();
     let result = worker
         .run(async move {
             shutdown_signal().await;
+            draining_on_stop.start();
             let _ = stop_tx.send(true);
         })
         .await;
+    if let Some((task, done)) = probes_task {
+        let _ = done.send(());
+        let _ = task.await;
+    }
     janitor_task.abort();
     let _ = janitor_task.await;
     if let Some(relay) = relay_task {

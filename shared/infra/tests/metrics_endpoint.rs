@@ -26,6 +26,7 @@ async fn stage_metrics_are_scraped_and_pushed_over_otlp() {
         log_format: LogFormat::Text,
         otlp_endpoint: Some(receiver.endpoint.clone()),
         prometheus_listen: Some(addr),
+        health_listen: None,
         // Longer than the test: what arrives comes from the explicit flush below.
         metrics_interval_ms: 600_000,
     };

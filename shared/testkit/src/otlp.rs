@@ -337,6 +337,7 @@ pub fn traced_process() -> &'static OtlpReceiver {
             log_format: mono2mesh_infra::config::LogFormat::Text,
             otlp_endpoint: Some(receiver.endpoint.clone()),
             prometheus_listen: None,
+            health_listen: None,
             metrics_interval_ms: 10_000,
         };
         mono2mesh_infra::telemetry::init_tracing(&settings).unwrap_or_else(|e| panic!("test tracing: {e}"));

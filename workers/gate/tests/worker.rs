@@ -28,6 +28,18 @@ fn sharp_photo(seed: u8) -> Vec<u8> {
     }))
 }
 
+/// `GET path` over plain HTTP/1.1: the status code and the body.
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, response.split("\r\n\r\n").nth(1).unwrap_or("").to_string()))
+}
+
 async fn submit(rig: &PipelineRig, batch: &str, photo: Vec<u8>) -> JobId {
     let id = rig.submit_job(batch, photo).await;
     rig.publish(&StageMessage::new(id, Stage::Gate, None)).await;
@@ -51,9 +63,19 @@ async fn a_batch_goes_through_the_gate_worker() {
         submit(&rig, "batch-1", truncated).await,
     ];
 
-    let worker = rig.spawn_worker(GATE, &[]);
+    // The probe listener on a probed free port (the worker logs, not prints, its address).
+    let health = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let worker = rig.spawn_worker_with_env(GATE, &[], &[("MONO2MESH__TELEMETRY__HEALTH_LISTEN", health.as_str())]);
     let all: Vec<JobId> = accepted.iter().chain(&rejected).copied().collect();
     rig.wait_for_states(&all, &[JobState::Gated, JobState::Rejected], Duration::from_secs(60)).await;
+    // Connected to all three services and consuming: ready, with each check named.
+    let (status, body) = http_get(&health, "/readyz").expect("the worker serves /readyz");
+    assert_eq!(status, 200, "{body}");
+    let checks: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for part in ["broker", "database", "blob_store", "consuming"] {
+        assert_eq!(checks["checks"][part], "ok", "{part}: {body}");
+    }
+    assert_eq!(http_get(&health, "/livez").map(|(code, _)| code), Some(200));
     let status = stop_gracefully(worker);
     assert!(status.success(), "worker exit status after SIGTERM: {status}");
 
@@ -94,14 +116,33 @@ async fn a_batch_goes_through_the_gate_worker() {
     rig.finish().await;
 }
 
+/// How the first worker is stopped mid-batch.
+#[derive(Clone, Copy, PartialEq)]
+enum Interruption {
+    /// SIGKILL: no shutdown code runs; the broker redelivers its unacknowledged messages.
+    Kill,
+    /// SIGTERM, as Kubernetes and compose stop a pod: the worker stops consuming, finishes
+    /// what it started within the grace period, returns the rest and exits cleanly.
+    Drain,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_loses_nothing_and_finishes_each_job_once() {
-    let rig = PipelineRig::start("gate-sigkill").await;
+    interrupted_mid_batch("gate-sigkill", Interruption::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopped_with_sigterm_drains_and_each_job_finishes_once() {
+    interrupted_mid_batch("gate-sigterm", Interruption::Drain).await;
+}
+
+async fn interrupted_mid_batch(name: &str, how: Interruption) {
+    let rig = PipelineRig::start(name).await;
     let mut jobs = Vec::new();
     for i in 0..40u8 {
-        jobs.push(submit(&rig, "batch-kill", sharp_photo(i)).await);
+        jobs.push(submit(&rig, "batch-stop", sharp_photo(i)).await);
     }
-    // Kill it while it is busy: some jobs gated, some in flight, most still queued.
+    // Stop it while it is busy: some jobs gated, some in flight, most still queued.
     let mut first = rig.spawn_worker(GATE, &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -117,8 +158,18 @@ async fn a_killed_worker_loses_nothing_and_finishes_each_job_once() {
         assert!(Instant::now() < deadline, "the worker gated nothing within a minute");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    first.kill().unwrap(); // SIGKILL: no shutdown code runs
-    first.wait().unwrap();
+    match how {
+        Interruption::Kill => {
+            first.kill().unwrap();
+            first.wait().unwrap();
+        }
+        Interruption::Drain => {
+            let status = stop_gracefully(first);
+            assert!(status.success(), "a drained worker exits cleanly: {status}");
+            let unfinished = not_yet_gated(&rig, &jobs).await;
+            assert!(unfinished > 0, "stopped mid-batch: some jobs were left for the next worker");
+        }
+    }
 
     let second = rig.spawn_worker(GATE, &[]);
     rig.wait_for_states(&jobs, &[JobState::Gated], Duration::from_secs(90)).await;
@@ -139,8 +190,24 @@ async fn a_killed_worker_loses_nothing_and_finishes_each_job_once() {
     // Delivery is at-least-once: a job whose ack was lost is handed on again, never lost.
     let handed_over = rig.drain_lane(Lane::Classify).await;
     assert_eq!(handed_over.keys().copied().collect::<HashSet<_>>(), jobs.iter().copied().collect::<HashSet<_>>());
+    if how == Interruption::Drain {
+        // A drain acknowledges what it finished and returns the rest: nothing twice.
+        // (Each job's events are exactly submitted, gated: the stop was not a crash.)
+        assert!(handed_over.values().all(|n| *n == 1), "{handed_over:?}");
+    }
     assert_eq!(rig.queue.take_dead_letters(Stage::Gate, 10).await.unwrap(), vec![]);
     rig.finish().await;
+}
+
+/// Jobs of `jobs` not yet gated.
+async fn not_yet_gated(rig: &PipelineRig, jobs: &[JobId]) -> usize {
+    let mut left = 0;
+    for id in jobs {
+        if rig.jobs().get_job(*id).await.unwrap().state != JobState::Gated {
+            left += 1;
+        }
+    }
+    left
 }
 
 /// The real binary, configured like compose with an OTLP endpoint (a receiver in this
