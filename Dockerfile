@@ -25,5 +25,11 @@ COPY --from=build /src/target/release/mono2mesh /src/target/release/mono2mesh-ga
 COPY --from=build /src/models /opt/mono2mesh/models
 ENV LD_LIBRARY_PATH=/opt/libtorch/torch/lib \
     MONO2MESH__MODELS__REGISTRY=/opt/mono2mesh/models
-EXPOSE 8080 9464
+# Not root: deploy/k8s runs the pods as this user (runAsNonRoot). An S3 model registry is
+# mirrored under $XDG_CACHE_HOME, which must be writable for it.
+RUN useradd --system --uid 10001 --no-create-home mono2mesh
+ENV XDG_CACHE_HOME=/tmp/mono2mesh-cache
+USER 10001
+# 8080 the API, 9464 Prometheus metrics, 8081 the workers' /livez and /readyz.
+EXPOSE 8080 9464 8081
 CMD ["mono2mesh", "--help"]

@@ -5,7 +5,6 @@
 //! reconstruct shards name real categories, and the dashboard queries our metrics.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mono2mesh_core::Category;
@@ -13,9 +12,8 @@ use mono2mesh_infra::config::SettingsLoader;
 use mono2mesh_infra::telemetry::names;
 use serde_norway::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+mod support;
+use support::{repo, workspace_binaries};
 
 fn compose() -> Value {
     let text = std::fs::read_to_string(repo().join("compose.yaml")).unwrap();
@@ -39,24 +37,6 @@ fn command(service: &Value) -> Vec<String> {
         .as_sequence()
         .map(|s| s.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect())
         .unwrap_or_default()
-}
-
-/// Binary names declared by the workspace's packages.
-fn workspace_binaries() -> BTreeSet<String> {
-    let mut bins = BTreeSet::new();
-    for manifest in ["mono2mesh", "workers/gate", "workers/classify", "workers/reconstruct", "workers/refine"] {
-        let text = std::fs::read_to_string(repo().join(manifest).join("Cargo.toml")).unwrap();
-        let mut in_bin = false;
-        for line in text.lines() {
-            let line = line.trim();
-            if line.starts_with('[') {
-                in_bin = line == "[[bin]]";
-            } else if in_bin && line.starts_with("name") {
-                bins.insert(line.split('"').nth(1).unwrap().to_string());
-            }
-        }
-    }
-    bins
 }
 
 #[test]
