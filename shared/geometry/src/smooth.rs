@@ -130,27 +130,34 @@ impl Adjacency {
     /// like that (a vertex whose outgoing targets repeat, or differ from the sources of its
     /// incoming edges, or which has no triangle); the general path then decides.
     fn closed_manifold(mesh: &Mesh) -> Option<Adjacency> {
+        Adjacency::closed_manifold_rows(mesh, |_, _| ())
+    }
+
+    /// [`Adjacency::closed_manifold`], also handing each checked row to `visit` (in vertex
+    /// order) so a caller can build its own form in the same sweep.
+    fn closed_manifold_rows(mesh: &Mesh, mut visit: impl FnMut(usize, &[u32])) -> Option<Adjacency> {
         let n = mesh.positions.len();
+        // Corner counts, summed into row ends; the scatter below counts each row back down to
+        // its start, so no second copy of the offsets is needed.
         let mut offsets = vec![0u32; n + 1];
         for t in &mesh.triangles {
             for &v in t {
-                offsets[v as usize + 1] += 1;
+                offsets[v as usize] += 1;
             }
         }
-        for i in 0..n {
-            offsets[i + 1] += offsets[i];
+        for i in 1..=n {
+            offsets[i] += offsets[i - 1];
         }
         let corners = offsets[n] as usize;
-        let mut fill = offsets.clone();
         let mut outgoing = vec![0u32; corners];
         let mut incoming = vec![0u32; corners];
         for t in &mesh.triangles {
             for k in 0..3 {
                 let (a, b, c) = (t[k] as usize, t[(k + 1) % 3], t[(k + 2) % 3]);
-                let slot = fill[a] as usize;
+                offsets[a] -= 1;
+                let slot = offsets[a] as usize;
                 outgoing[slot] = b;
                 incoming[slot] = c;
-                fill[a] += 1;
             }
         }
         // Per vertex: the outgoing targets are distinct (and not v itself), and every incoming
@@ -171,6 +178,7 @@ impl Adjacency {
             if bad {
                 return None;
             }
+            visit(v, &outgoing[start..end]);
         }
         Some(Adjacency { offsets, neighbours: outgoing })
     }
@@ -281,38 +289,70 @@ pub struct HcOperator {
     extra: Vec<u32>,
     /// Largest `w - v` over all edges v-w: how far the correction pass must trail the push.
     lag: usize,
+    /// The vertex count, also the padding index.
+    n: usize,
 }
 
 impl HcOperator {
     /// Fails like [`Adjacency::from_mesh`]: on an out-of-range index, a vertex without any
     /// neighbour and an edge used by more than two triangles.
     pub fn from_mesh(mesh: &Mesh) -> Result<HcOperator, SmoothError> {
-        Ok(HcOperator::from_adjacency(&Adjacency::from_mesh(mesh)?))
+        let n = mesh.positions.len();
+        for (triangle, t) in mesh.triangles.iter().enumerate() {
+            if let Some(&vertex) = t.iter().find(|&&v| v as usize >= n) {
+                return Err(SmoothError::BadIndex { triangle, vertex, vertex_count: n });
+            }
+        }
+        // Marching-cubes meshes: the table is filled while the fast path checks each row.
+        let mut operator = HcOperator::with_capacity(n);
+        if Adjacency::closed_manifold_rows(mesh, |v, row| operator.push_row(v, row)).is_some() {
+            return Ok(operator);
+        }
+        Ok(HcOperator::from_adjacency(&Adjacency::general(mesh)?))
     }
 
     /// The table form of `adjacency` (every vertex must have a neighbour).
     pub fn from_adjacency(adjacency: &Adjacency) -> HcOperator {
         let n = adjacency.offsets.len() - 1;
-        let pad = n as u32;
-        let mut table = vec![[pad; SLOTS]; n];
-        let mut inverse = Vec::with_capacity(n);
-        let mut extra_offsets = Vec::with_capacity(n + 1);
-        let mut extra = Vec::new();
-        let mut lag = 0usize;
-        extra_offsets.push(0);
-        for (v, slots) in table.iter_mut().enumerate() {
-            let row = &adjacency.neighbours[adjacency.offsets[v] as usize..adjacency.offsets[v + 1] as usize];
-            let head = row.len().min(SLOTS);
-            slots[..head].copy_from_slice(&row[..head]);
-            if row.len() > SLOTS {
-                extra.extend_from_slice(&row[SLOTS..]);
-            }
-            let far = row.iter().copied().max().unwrap_or(0) as usize;
-            lag = lag.max(far.saturating_sub(v));
-            inverse.push(1.0 / row.len().max(1) as f32);
-            extra_offsets.push(extra.len() as u32);
+        let mut operator = HcOperator::with_capacity(n);
+        for v in 0..n {
+            operator.push_row(v, &adjacency.neighbours[adjacency.offsets[v] as usize..adjacency.offsets[v + 1] as usize]);
         }
-        HcOperator { table, inverse, extra_offsets, extra, lag }
+        operator
+    }
+
+    fn with_capacity(n: usize) -> HcOperator {
+        HcOperator {
+            table: Vec::with_capacity(n),
+            inverse: Vec::with_capacity(n),
+            extra_offsets: {
+                let mut offsets = Vec::with_capacity(n + 1);
+                offsets.push(0);
+                offsets
+            },
+            // Marching cubes: about one vertex in twenty has more than SLOTS neighbours.
+            extra: Vec::with_capacity(n / 8),
+            lag: 0,
+            n,
+        }
+    }
+
+    /// Appends vertex `v`'s row (rows arrive in vertex order; padding is `n`, the number of
+    /// rows the operator will have).
+    #[inline(always)]
+    fn push_row(&mut self, v: usize, row: &[u32]) {
+        let pad = self.n as u32;
+        let mut slots = [pad; SLOTS];
+        let head = row.len().min(SLOTS);
+        slots[..head].copy_from_slice(&row[..head]);
+        self.table.push(slots);
+        if row.len() > SLOTS {
+            self.extra.extend_from_slice(&row[SLOTS..]);
+        }
+        let far = row.iter().copied().max().unwrap_or(0) as usize;
+        self.lag = self.lag.max(far.saturating_sub(v));
+        self.inverse.push(1.0 / row.len().max(1) as f32);
+        self.extra_offsets.push(self.extra.len() as u32);
     }
 
     /// `inverse` times the sum of `values` over vertex `v`'s neighbours.
@@ -341,12 +381,13 @@ impl HcOperator {
 /// `iterations` HC steps with a prebuilt operator.
 pub fn hc_with(mesh: &mut Mesh, operator: &HcOperator, alpha: f32, beta: f32, iterations: u32) {
     let n = mesh.positions.len();
-    assert_eq!(operator.inverse.len(), n, "operator built for another mesh");
+    assert_eq!(operator.n, n, "operator built for another mesh");
     // One extra all-zero entry at index n: empty slots point there and add nothing.
     let mut original = padded(mesh);
     original.push([0.0; 4]);
     let mut current = original.clone();
-    let mut next = original.clone();
+    // Every entry but the zero at n is written before it is read.
+    let mut next = vec![[0f32; 4]; n + 1];
     let mut push = vec![[0f32; 4]; n + 1];
     // The correction of vertex u needs every neighbour's push, so it trails the push pass by
     // the largest forward neighbour distance. Marching cubes numbers vertices slab by slab,
