@@ -141,37 +141,55 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
 
-    let ours: Vec<(f64, f64)> = meshes
-        .iter()
-        .map(|(_, mesh)| {
+    // The machine this runs on is shared and its speed drifts by tens of percent within a
+    // minute, so each ratio pairs our time with trimesh's taken right after it on the same
+    // mesh, over several rounds, and the summary is the median ratio (with its range).
+    let rounds: usize = std::env::var("HC_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let mut ratios: Vec<Vec<(f64, f64)>> = vec![Vec::new(); meshes.len()];
+    let mut version = String::new();
+    for round in 0..rounds {
+        for (i, (name, mesh)) in meshes.iter().enumerate() {
             let full = best_cpu(mesh, |m| smooth(m, DEFAULT_HC).unwrap());
             let operator = HcOperator::from_mesh(mesh).unwrap();
             let iterations_only = best_cpu(mesh, |m| hc_with(m, &operator, 0.1, 0.5, 10));
-            (full, iterations_only)
-        })
-        .collect();
-    match trimesh_times(&meshes) {
-        Err(why) => eprintln!("trimesh comparison skipped: {why}"),
-        Ok(theirs) => {
-            eprintln!("HC alpha 0.1 beta 0.5, 10 iterations; best-of-N CPU seconds, one thread each (trimesh {})", theirs[0].2);
-            eprintln!(
-                "{:<18} {:>9} {:>10} {:>10} {:>7} | {:>10} {:>10} {:>7}",
-                "mesh", "vertices", "ours", "trimesh", "ratio", "ours iter", "tm iter", "ratio"
-            );
-            for (((name, mesh), (ours_full, ours_iter)), (tm_full, tm_iter, _)) in meshes.iter().zip(&ours).zip(&theirs) {
+            let theirs = match trimesh_times(std::slice::from_ref(&meshes[i])) {
+                Ok(theirs) => theirs,
+                Err(why) => {
+                    eprintln!("trimesh comparison skipped: {why}");
+                    return;
+                }
+            };
+            let (tm_full, tm_iter, v) = &theirs[0];
+            version.clone_from(v);
+            if round == 0 && i == 0 {
+                eprintln!("HC alpha 0.1 beta 0.5, 10 iterations; best-of-N CPU seconds, one thread each (trimesh {v})");
                 eprintln!(
-                    "{:<18} {:>9} {:>10.4} {:>10.4} {:>6.1}x | {:>10.4} {:>10.4} {:>6.1}x",
-                    name,
-                    mesh.vertex_count(),
-                    ours_full,
-                    tm_full,
-                    tm_full / ours_full,
-                    ours_iter,
-                    tm_iter,
-                    tm_iter / ours_iter
+                    "{:<6} {:<18} {:>9} {:>10} {:>10} {:>7} | {:>10} {:>10} {:>7}",
+                    "round", "mesh", "vertices", "ours", "trimesh", "ratio", "ours iter", "tm iter", "ratio"
                 );
             }
+            eprintln!(
+                "{:<6} {:<18} {:>9} {:>10.4} {:>10.4} {:>6.1}x | {:>10.4} {:>10.4} {:>6.1}x",
+                round + 1,
+                name,
+                mesh.vertex_count(),
+                full,
+                tm_full,
+                tm_full / full,
+                iterations_only,
+                tm_iter,
+                tm_iter / iterations_only
+            );
+            ratios[i].push((tm_full / full, tm_iter / iterations_only));
         }
+    }
+    let summary = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        format!("{:.1}x ({:.1}-{:.1})", v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    eprintln!("median ratio over {rounds} rounds (range), trimesh {version}: full call | iterations only");
+    for ((name, _), r) in meshes.iter().zip(&ratios) {
+        eprintln!("{:<18} {:>20} | {:>20}", name, summary(r.iter().map(|x| x.0).collect()), summary(r.iter().map(|x| x.1).collect()));
     }
 }
 
