@@ -130,12 +130,13 @@ impl Adjacency {
     /// like that (a vertex whose outgoing targets repeat, or differ from the sources of its
     /// incoming edges, or which has no triangle); the general path then decides.
     fn closed_manifold(mesh: &Mesh) -> Option<Adjacency> {
-        Adjacency::closed_manifold_rows(mesh, |_, _| ())
+        Adjacency::closed_manifold_rows(mesh, |_, _, _| ())
     }
 
     /// [`Adjacency::closed_manifold`], also handing each checked row to `visit` (in vertex
-    /// order) so a caller can build its own form in the same sweep.
-    fn closed_manifold_rows(mesh: &Mesh, mut visit: impl FnMut(usize, &[u32])) -> Option<Adjacency> {
+    /// order) so a caller can build its own form in the same sweep; its third argument is
+    /// the row followed by the next rows' entries, [`SLOTS`] long where the array allows.
+    fn closed_manifold_rows(mesh: &Mesh, mut visit: impl FnMut(usize, &[u32], &[u32])) -> Option<Adjacency> {
         let n = mesh.positions.len();
         // Corner counts, summed into row ends; the scatter below counts each row back down to
         // its start, so no second copy of the offsets is needed.
@@ -178,7 +179,7 @@ impl Adjacency {
             if bad {
                 return None;
             }
-            visit(v, &outgoing[start..end]);
+            visit(v, &outgoing[start..end], &outgoing[start..corners.min(start + SLOTS)]);
         }
         Some(Adjacency { offsets, neighbours: outgoing })
     }
@@ -305,7 +306,7 @@ impl HcOperator {
         }
         // Marching-cubes meshes: the table is filled while the fast path checks each row.
         let mut operator = HcOperator::with_capacity(n);
-        if Adjacency::closed_manifold_rows(mesh, |v, row| operator.push_row(v, row)).is_some() {
+        if Adjacency::closed_manifold_rows(mesh, |v, row, ahead| operator.push_row(v, row, ahead)).is_some() {
             return Ok(operator);
         }
         Ok(HcOperator::from_adjacency(&Adjacency::general(mesh)?))
@@ -315,8 +316,10 @@ impl HcOperator {
     pub fn from_adjacency(adjacency: &Adjacency) -> HcOperator {
         let n = adjacency.offsets.len() - 1;
         let mut operator = HcOperator::with_capacity(n);
+        let all = &adjacency.neighbours;
         for v in 0..n {
-            operator.push_row(v, &adjacency.neighbours[adjacency.offsets[v] as usize..adjacency.offsets[v + 1] as usize]);
+            let (start, end) = (adjacency.offsets[v] as usize, adjacency.offsets[v + 1] as usize);
+            operator.push_row(v, &all[start..end], &all[start..all.len().min(start + SLOTS)]);
         }
         operator
     }
@@ -340,18 +343,27 @@ impl HcOperator {
     /// Appends vertex `v`'s row (rows arrive in vertex order; padding is `n`, the number of
     /// rows the operator will have).
     #[inline(always)]
-    fn push_row(&mut self, v: usize, row: &[u32]) {
+    fn push_row(&mut self, v: usize, row: &[u32], ahead: &[u32]) {
         let pad = self.n as u32;
-        let mut slots = [pad; SLOTS];
-        let head = row.len().min(SLOTS);
-        slots[..head].copy_from_slice(&row[..head]);
+        let d = row.len();
+        // `ahead` is the row and whatever follows it, at most SLOTS long: with all SLOTS
+        // there, a fixed-width select fills the table row without a branch or a memcpy call.
+        let (slots, far) = match <&[u32; SLOTS]>::try_from(ahead) {
+            Ok(window) => {
+                let slots: [u32; SLOTS] = std::array::from_fn(|k| if k < d { window[k] } else { pad });
+                let far = std::array::from_fn::<u32, SLOTS, _>(|k| if k < d { window[k] } else { 0 }).into_iter().max().unwrap_or(0);
+                (slots, far)
+            }
+            Err(_) => (std::array::from_fn(|k| row.get(k).copied().unwrap_or(pad)), row.iter().copied().max().unwrap_or(0)),
+        };
         self.table.push(slots);
-        if row.len() > SLOTS {
+        let mut far = far as usize;
+        if d > SLOTS {
             self.extra.extend_from_slice(&row[SLOTS..]);
+            far = far.max(row[SLOTS..].iter().copied().max().unwrap_or(0) as usize);
         }
-        let far = row.iter().copied().max().unwrap_or(0) as usize;
         self.lag = self.lag.max(far.saturating_sub(v));
-        self.inverse.push(1.0 / row.len().max(1) as f32);
+        self.inverse.push(1.0 / d.max(1) as f32);
         self.extra_offsets.push(self.extra.len() as u32);
     }
 
@@ -383,9 +395,11 @@ pub fn hc_with(mesh: &mut Mesh, operator: &HcOperator, alpha: f32, beta: f32, it
     let n = mesh.positions.len();
     assert_eq!(operator.n, n, "operator built for another mesh");
     // One extra all-zero entry at index n: empty slots point there and add nothing.
-    let mut original = padded(mesh);
-    original.push([0.0; 4]);
-    let mut current = original.clone();
+    let mut current = padded(mesh);
+    current.push([0.0; 4]);
+    // The original positions are only read at the vertex being updated, never gathered, so
+    // they are read from the mesh as they are (a quarter fewer bytes than a padded copy).
+    let original = &mesh.positions;
     // Every entry but the zero at n is written before it is read.
     let mut next = vec![[0f32; 4]; n + 1];
     let mut push = vec![[0f32; 4]; n + 1];
@@ -395,10 +409,10 @@ pub fn hc_with(mesh: &mut Mesh, operator: &HcOperator, alpha: f32, beta: f32, it
     let lag = operator.lag.min(n);
     for _ in 0..iterations {
         for v in 0..lag {
-            hc_push(operator, &original, &current, &mut next, &mut push, alpha, beta, v);
+            hc_push(operator, original, &current, &mut next, &mut push, alpha, beta, v);
         }
         for v in lag..n {
-            hc_push(operator, &original, &current, &mut next, &mut push, alpha, beta, v);
+            hc_push(operator, original, &current, &mut next, &mut push, alpha, beta, v);
             hc_correct(operator, &mut next, &push, beta, v - lag);
         }
         for u in n - lag..n {
@@ -417,7 +431,7 @@ pub fn hc_with(mesh: &mut Mesh, operator: &HcOperator, alpha: f32, beta: f32, it
 #[inline(always)]
 fn hc_push(
     operator: &HcOperator,
-    original: &[[f32; 4]],
+    original: &[[f32; 3]],
     current: &[[f32; 4]],
     next: &mut [[f32; 4]],
     push: &mut [[f32; 4]],
@@ -427,6 +441,7 @@ fn hc_push(
 ) {
     let mean = operator.mean(current, v);
     let (o, q) = (original[v], current[v]);
+    let o = [o[0], o[1], o[2], 0.0];
     let (out, b) = (&mut next[v], &mut push[v]);
     for a in 0..4 {
         b[a] = mean[a] - (alpha * o[a] + (1.0 - alpha) * q[a]);
