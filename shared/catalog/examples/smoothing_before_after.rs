@@ -10,6 +10,19 @@
 //! cargo run --release -p mono2mesh-catalog --example smoothing_before_after -- \
 //!     [MODELS_PER_CATEGORY=3 (0: picture only)] [PICTURE=docs/experiments/refinement-chair.png] [FLIP=0.1]
 //!
+//! With the trained pack's predictions instead of noisy ground truth (what
+//! `scripts/bench/refinement_predictions.sh` runs):
+//!
+//! cargo run --release -p mono2mesh-catalog --example smoothing_before_after -- \
+//!     --predictions DIR [--seed 7919] [--models-per-category 50] [--source npy|binvox] [--iso 0.3]
+//!
+//! DIR holds `mono2mesh run` output folders named after the catalog's model ids (one photo
+//! per test-split model of a `dataset synth` catalog with that seed and size). `npy` (the
+//! default) meshes `probabilities.npy` at `--iso` (0.3, the refine stage's default, as the
+//! pipeline does); `binvox` meshes the thresholded `voxels.binvox` at 0.5. The predicted
+//! grid is placed where the ground truth's 32^3 voxelisation sits (the frame Pix2Vox is
+//! trained in), so the scores include the network's error, not only the refinement's.
+//!
 //! Ground truth. Catalog meshes are unions of overlapping closed parts, so their raw
 //! triangles include surfaces buried inside other parts, and the sum of the parts' volumes
 //! counts overlaps twice. Both measures therefore use the solid the parts enclose, found by
@@ -23,13 +36,16 @@
 
 use mono2mesh_catalog::builder::{ColoredMesh, Material};
 use mono2mesh_catalog::camera::Camera;
+use mono2mesh_catalog::dataset::{synthetic_taxonomy, SynthConfig};
 use mono2mesh_catalog::preview::over_background;
 use mono2mesh_catalog::render::{render, Lighting, ShadedMesh};
 use mono2mesh_catalog::voxelize::{placement_for, voxel_surface_mesh, voxelize};
 use mono2mesh_catalog::{generate, Rng};
 use mono2mesh_core::Category;
+use mono2mesh_geometry::iou::iou_at_thresholds;
 use mono2mesh_geometry::marching_cubes::marching_cubes;
-use mono2mesh_geometry::smooth::{smooth, Smoothing};
+use mono2mesh_geometry::npy::npy_to_grid;
+use mono2mesh_geometry::smooth::{smooth, SmoothError, Smoothing};
 use mono2mesh_geometry::{Mesh, VoxelGrid};
 use rayon::prelude::*;
 
@@ -358,6 +374,9 @@ fn picture(path: &str, flip: f32) -> Result<(), Box<dyn std::error::Error>> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--predictions") {
+        return predictions(&args[2..]);
+    }
     let per_category: u64 = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(3);
     let picture_path = args.get(2).map(String::as_str).unwrap_or("docs/experiments/refinement-chair.png");
     let flip: f32 = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(0.1);
@@ -388,16 +407,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     report.misoriented_edges
                 );
             }
-            let scores = methods
-                .iter()
-                .map(|&(_, smoothing)| {
-                    let mut mesh = raw.clone();
-                    smooth(&mut mesh, smoothing).expect("marching cubes output smooths");
-                    let mut s = score(&mesh, &reference, &mut Rng::derive(SEED, "smoothing-samples", key));
-                    s.volume_vs_raw = mesh.signed_volume() / raw.signed_volume() - 1.0;
-                    s
-                })
-                .collect();
+            let scores = score_methods(&methods, &raw, &reference, key).expect("marching cubes output smooths");
             eprintln!("{} #{index} done", category.name());
             (category, scores)
         })
@@ -407,8 +417,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // MODELS_PER_CATEGORY = 0: only the picture.
         return picture(picture_path, flip);
     }
-    let n = results.len() as f64;
     println!("{} models ({} per category), {:.0}% of surface voxels flipped\n", results.len(), per_category, flip * 100.0);
+    print_tables(&methods, &results);
+    picture(picture_path, flip)
+}
+
+/// Every method on `raw`, scored against `reference` (the same surface samples for each).
+fn score_methods(methods: &[(String, Smoothing)], raw: &Mesh, reference: &Reference, key: u64) -> Result<Vec<Score>, SmoothError> {
+    methods
+        .iter()
+        .map(|&(_, smoothing)| {
+            let mut mesh = raw.clone();
+            smooth(&mut mesh, smoothing)?;
+            let mut s = score(&mesh, reference, &mut Rng::derive(SEED, "smoothing-samples", key));
+            s.volume_vs_raw = mesh.signed_volume() / raw.signed_volume() - 1.0;
+            Ok(s)
+        })
+        .collect()
+}
+
+fn print_tables(methods: &[(String, Smoothing)], results: &[(Category, Vec<Score>)]) {
+    let n = results.len() as f64;
     println!("| method | Chamfer-L1 (x1e-3 diag) | F@1% | volume vs ground truth (mean) | (mean abs) | volume vs raw MC |");
     println!("|---|---:|---:|---:|---:|---:|");
     for (m, (name, _)) in methods.iter().enumerate() {
@@ -424,10 +453,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // Per category, the 10-iteration variants against raw.
     let shown: Vec<usize> = methods.iter().enumerate().filter(|(_, (name, _))| name.starts_with("raw") || name.ends_with("x10")).map(|(i, _)| i).collect();
+    let present: Vec<Category> = Category::ALL.into_iter().filter(|c| results.iter().any(|(r, _)| r == c)).collect();
     println!("\nF@1% per category (mean over its models):\n");
     println!("| category | {} |", shown.iter().map(|&i| methods[i].0.as_str()).collect::<Vec<_>>().join(" | "));
     println!("|---|{}", "---:|".repeat(shown.len()));
-    for category in Category::ALL {
+    for &category in &present {
         let rows: Vec<&Vec<Score>> = results.iter().filter(|(c, _)| *c == category).map(|(_, s)| s).collect();
         let cells: Vec<String> =
             shown.iter().map(|&i| format!("{:.3}", rows.iter().map(|s| s[i].fscore).sum::<f64>() / rows.len() as f64)).collect();
@@ -436,7 +466,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("\nVolume change per category (mean over its models):\n");
     println!("| category | {} |", shown.iter().map(|&i| methods[i].0.as_str()).collect::<Vec<_>>().join(" | "));
     println!("|---|{}", "---:|".repeat(shown.len()));
-    for category in Category::ALL {
+    for &category in &present {
         let rows: Vec<&Vec<Score>> = results.iter().filter(|(c, _)| *c == category).map(|(_, s)| s).collect();
         let cells: Vec<String> = shown
             .iter()
@@ -444,5 +474,100 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         println!("| {} | {} |", category.name(), cells.join(" | "));
     }
-    picture(picture_path, flip)
+}
+
+/// `--predictions DIR ...`: the same table on the trained pack's output for the catalog's
+/// test split.
+fn predictions(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let mut dir = None;
+    let (mut seed, mut per_category, mut source, mut iso) = (7919u64, 50usize, "npy".to_string(), None);
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let mut value = || rest.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--seed" => seed = value()?.parse()?,
+            "--models-per-category" => per_category = value()?.parse()?,
+            "--source" => source = value()?.clone(),
+            "--iso" => iso = Some(value()?.parse::<f32>()?),
+            other if dir.is_none() && !other.starts_with("--") => dir = Some(std::path::PathBuf::from(other)),
+            other => return Err(format!("unexpected argument {other:?}").into()),
+        }
+    }
+    let dir = dir.ok_or("--predictions needs the directory of `mono2mesh run` output")?;
+    let iso = iso.unwrap_or(if source == "binvox" { 0.5 } else { 0.3 });
+    if source != "npy" && source != "binvox" {
+        return Err(format!("--source is npy or binvox, not {source:?}").into());
+    }
+    let cfg = SynthConfig { seed, models_per_category: per_category, views: 1, ..SynthConfig::default() };
+    let mut jobs = Vec::new();
+    for (category, entry) in cfg.categories.iter().zip(synthetic_taxonomy(&cfg)) {
+        for id in entry.test {
+            let index: u64 = id.rsplit('-').next().and_then(|s| s.parse().ok()).ok_or_else(|| format!("model id {id:?} has no index"))?;
+            jobs.push((*category, index, id));
+        }
+    }
+    let methods = methods();
+    // Per model: scores per method and the prediction's voxel IoU at 0.3 (a check that the
+    // grid is read in the ground truth's frame: it should match the pack's evaluation).
+    let results: Vec<Result<(Category, Vec<Score>, f32), String>> = jobs
+        .par_iter()
+        .map(|(category, index, id)| {
+            let fail = |what: String| format!("{id}: {what}");
+            let model = generate(*category, seed, *index);
+            let truth = voxelize(&model.mesh.mesh, 32).map_err(|e| fail(e.to_string()))?;
+            let folder = dir.join(id);
+            let mut grid = if source == "npy" {
+                let path = folder.join("probabilities.npy");
+                let bytes = std::fs::read(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+                npy_to_grid(&bytes).map_err(|e| fail(e.to_string()))?
+            } else {
+                VoxelGrid::read_binvox(folder.join("voxels.binvox")).map_err(|e| fail(e.to_string()))?
+            };
+            if grid.dims != truth.dims {
+                return Err(fail(format!("predicted grid is {:?}, ground truth {:?}", grid.dims, truth.dims)));
+            }
+            grid.translate = truth.translate;
+            grid.scale = truth.scale;
+            let iou = iou_at_thresholds(&grid, &truth, &[0.3]).map_err(|e| fail(e.to_string()))?[0];
+            let raw = marching_cubes(&grid, iso).map_err(|e| fail(e.to_string()))?;
+            if raw.triangles.is_empty() {
+                return Err(fail(format!("no surface at iso {iso}")));
+            }
+            let key = category.index() as u64 * 1000 + index;
+            let reference = reference(&model.mesh.mesh, &mut Rng::derive(seed, "smoothing-reference", key));
+            let scores = score_methods(&methods, &raw, &reference, key).map_err(|e| fail(e.to_string()))?;
+            eprintln!("{id} done (IoU {iou:.3})");
+            Ok((*category, scores, iou))
+        })
+        .collect();
+    let mut scored = Vec::new();
+    let mut ious: Vec<(Category, f32)> = Vec::new();
+    for result in results {
+        match result {
+            Ok((category, scores, iou)) => {
+                scored.push((category, scores));
+                ious.push((category, iou));
+            }
+            Err(why) => eprintln!("skipped {why}"),
+        }
+    }
+    if scored.is_empty() {
+        return Err("no prediction could be scored".into());
+    }
+    let mean_iou = ious.iter().map(|(_, i)| f64::from(*i)).sum::<f64>() / ious.len() as f64;
+    println!(
+        "{} of {} test-split models (catalog seed {seed}, {per_category} per category), trained pack's {} meshed at {iso}; voxel IoU at 0.3 {mean_iou:.3}\n",
+        scored.len(),
+        jobs.len(),
+        if source == "npy" { "probabilities.npy" } else { "voxels.binvox" }
+    );
+    print_tables(&methods, &scored);
+    println!("\nVoxel IoU at 0.3 per category:\n");
+    for category in Category::ALL {
+        let v: Vec<f64> = ious.iter().filter(|(c, _)| *c == category).map(|(_, i)| f64::from(*i)).collect();
+        if !v.is_empty() {
+            println!("- {}: {:.3} ({} models)", category.name(), v.iter().sum::<f64>() / v.len() as f64, v.len());
+        }
+    }
+    Ok(())
 }
