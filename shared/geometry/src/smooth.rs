@@ -17,7 +17,11 @@
 //!
 //! Only positions move; triangles (and so watertightness and topology) are untouched.
 //! Neighbours are the vertices sharing an edge, stored once as a compressed sparse row
-//! structure; positions are padded to four floats so each neighbour costs one vector load.
+//! structure (built without deduplication on closed, consistently oriented meshes, where
+//! the outgoing half-edges already list each neighbour once); HC works from a fixed-width
+//! table of it ([`HcOperator`]). Positions are padded to four floats in the iterations so
+//! each neighbour costs one vector load (speed against trimesh:
+//! `docs/experiments/refinement.md`).
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
