@@ -394,7 +394,8 @@ impl HcOperator {
     }
 }
 
-/// `iterations` HC steps with a prebuilt operator.
+/// `iterations` HC steps with a prebuilt operator. Panics if `operator` was built for a
+/// mesh with a different vertex count (a caller bug, not bad input).
 pub fn hc_with(mesh: &mut Mesh, operator: &HcOperator, alpha: f32, beta: f32, iterations: u32) {
     let n = mesh.positions.len();
     assert_eq!(operator.n, n, "operator built for another mesh");
