@@ -10,6 +10,19 @@
 //! cargo run --release -p mono2mesh-catalog --example smoothing_before_after -- \
 //!     [MODELS_PER_CATEGORY=3 (0: picture only)] [PICTURE=docs/experiments/refinement-chair.png] [FLIP=0.1]
 //!
+//! With the trained pack's predictions instead of noisy ground truth (what
+//! `scripts/bench/refinement_predictions.sh` runs):
+//!
+//! cargo run --release -p mono2mesh-catalog --example smoothing_before_after -- \
+//!     --predictions DIR [--seed 7919] [--models-per-category 50] [--source npy|binvox] [--iso 0.3]
+//!
+//! DIR holds `mono2mesh run` output folders named after the catalog's model ids (one photo
+//! per test-split model of a `dataset synth` catalog with that seed and size). `npy` (the
+//! default) meshes `probabilities.npy` at `--iso` (0.3, the refine stage's default, as the
+//! pipeline does); `binvox` meshes the thresholded `voxels.binvox` at 0.5. The predicted
+//! grid is placed where the ground truth's 32^3 voxelisation sits (the frame Pix2Vox is
+//! trained in), so the scores include the network's error, not only the refinement's.
+//!
 //! Ground truth. Catalog meshes are unions of overlapping closed parts, so their raw
 //! triangles include surfaces buried inside other parts, and the sum of the parts' volumes
 //! counts overlaps twice. Both measures therefore use the solid the parts enclose, found by
@@ -23,13 +36,16 @@
 
 use mono2mesh_catalog::builder::{ColoredMesh, Material};
 use mono2mesh_catalog::camera::Camera;
+use mono2mesh_catalog::dataset::{synthetic_taxonomy, SynthConfig};
 use mono2mesh_catalog::preview::over_background;
 use mono2mesh_catalog::render::{render, Lighting, ShadedMesh};
 use mono2mesh_catalog::voxelize::{placement_for, voxel_surface_mesh, voxelize};
 use mono2mesh_catalog::{generate, Rng};
 use mono2mesh_core::Category;
+use mono2mesh_geometry::iou::iou_at_thresholds;
 use mono2mesh_geometry::marching_cubes::marching_cubes;
-use mono2mesh_geometry::smooth::{smooth, Smoothing};
+use mono2mesh_geometry::npy::npy_to_grid;
+use mono2mesh_geometry::smooth::{smooth, SmoothError, Smoothing};
 use mono2mesh_geometry::{Mesh, VoxelGrid};
 use rayon::prelude::*;
 
@@ -192,87 +208,73 @@ fn sample_surface(mesh: &Mesh, count: usize, rng: &mut Rng) -> Vec<([f32; 3], [f
         .collect()
 }
 
-/// Uniform-grid nearest-neighbour search over a point set.
+/// Exact nearest-neighbour search over a point set: a static k-d tree (median splits on
+/// the widest axis). A uniform grid was quick while both surfaces were close, but a network
+/// prediction that misses a part leaves reference points far from every prediction point,
+/// and a grid's ring search then visits nearly every (empty) cell per query.
 struct PointGrid {
-    lo: [f32; 3],
-    cell: f32,
-    dims: [usize; 3],
-    start: Vec<u32>,
+    /// Points reordered so every node's points are contiguous.
     points: Vec<[f32; 3]>,
+    /// Implicit tree over `points[lo..hi]`: split at the middle index along `axes[mid]`.
+    axes: Vec<u8>,
 }
+
+const LEAF: usize = 8;
 
 impl PointGrid {
     fn new(points: &[[f32; 3]]) -> PointGrid {
-        let mut lo = [f32::INFINITY; 3];
-        let mut hi = [f32::NEG_INFINITY; 3];
-        for p in points {
+        let mut tree = PointGrid { points: points.to_vec(), axes: vec![0; points.len()] };
+        let len = tree.points.len();
+        tree.build(0, len);
+        tree
+    }
+
+    fn build(&mut self, lo: usize, hi: usize) {
+        if hi - lo <= LEAF {
+            return;
+        }
+        let slice = &self.points[lo..hi];
+        let mut min = [f32::INFINITY; 3];
+        let mut max = [f32::NEG_INFINITY; 3];
+        for p in slice {
             for a in 0..3 {
-                lo[a] = lo[a].min(p[a]);
-                hi[a] = hi[a].max(p[a]);
+                min[a] = min[a].min(p[a]);
+                max[a] = max[a].max(p[a]);
             }
         }
-        let extent = (0..3).map(|a| hi[a] - lo[a]).fold(0f32, f32::max).max(1e-6);
-        // Surface samples: about 2 points per occupied cell at ~100 cells along the longest side.
-        let cell = extent / 100.0;
-        let dims = std::array::from_fn(|a| ((hi[a] - lo[a]) / cell) as usize + 1);
-        let mut grid = PointGrid { lo, cell, dims, start: Vec::new(), points: Vec::new() };
-        let cells = dims[0] * dims[1] * dims[2];
-        let mut count = vec![0u32; cells + 1];
-        let keys: Vec<usize> = points.iter().map(|&p| grid.key(grid.coords(p))).collect();
-        for &k in &keys {
-            count[k + 1] += 1;
-        }
-        for i in 0..cells {
-            count[i + 1] += count[i];
-        }
-        let mut fill = count.clone();
-        let mut sorted = vec![[0f32; 3]; points.len()];
-        for (p, &k) in points.iter().zip(&keys) {
-            sorted[fill[k] as usize] = *p;
-            fill[k] += 1;
-        }
-        grid.start = count;
-        grid.points = sorted;
-        grid
-    }
-
-    fn coords(&self, p: [f32; 3]) -> [isize; 3] {
-        std::array::from_fn(|a| (((p[a] - self.lo[a]) / self.cell).floor() as isize).clamp(0, self.dims[a] as isize - 1))
-    }
-
-    fn key(&self, c: [isize; 3]) -> usize {
-        (c[0] as usize * self.dims[1] + c[1] as usize) * self.dims[2] + c[2] as usize
+        let axis = (0..3).max_by(|&a, &b| (max[a] - min[a]).total_cmp(&(max[b] - min[b]))).unwrap_or(0);
+        let mid = (lo + hi) / 2;
+        self.points[lo..hi].select_nth_unstable_by(mid - lo, |p, q| p[axis].total_cmp(&q[axis]));
+        self.axes[mid] = axis as u8;
+        self.build(lo, mid);
+        self.build(mid + 1, hi);
     }
 
     fn nearest(&self, p: [f32; 3]) -> f32 {
-        let c = self.coords(p);
         let mut best = f32::INFINITY;
-        let max_ring = *self.dims.iter().max().unwrap() as isize;
-        for ring in 0..=max_ring {
-            // Everything in rings > ring is at least `ring * cell` away (minus the offset of
-            // p inside its clamped cell, which the clamp can only make larger).
-            if best.sqrt() <= (ring as f32 - 1.0).max(0.0) * self.cell {
-                break;
-            }
-            let lo: [isize; 3] = std::array::from_fn(|a| (c[a] - ring).max(0));
-            let hi: [isize; 3] = std::array::from_fn(|a| (c[a] + ring).min(self.dims[a] as isize - 1));
-            for x in lo[0]..=hi[0] {
-                for y in lo[1]..=hi[1] {
-                    for z in lo[2]..=hi[2] {
-                        let on_shell = (x - c[0]).abs() == ring || (y - c[1]).abs() == ring || (z - c[2]).abs() == ring;
-                        if !on_shell {
-                            continue;
-                        }
-                        let k = self.key([x, y, z]);
-                        for q in &self.points[self.start[k] as usize..self.start[k + 1] as usize] {
-                            let d = (0..3).map(|a| (q[a] - p[a]) * (q[a] - p[a])).sum::<f32>();
-                            best = best.min(d);
-                        }
-                    }
-                }
-            }
-        }
+        self.search(0, self.points.len(), p, &mut best);
         best.sqrt()
+    }
+
+    fn search(&self, lo: usize, hi: usize, p: [f32; 3], best: &mut f32) {
+        if hi - lo <= LEAF {
+            for q in &self.points[lo..hi] {
+                let d = (0..3).map(|a| (q[a] - p[a]) * (q[a] - p[a])).sum::<f32>();
+                *best = best.min(d);
+            }
+            return;
+        }
+        let mid = (lo + hi) / 2;
+        let q = self.points[mid];
+        let d = (0..3).map(|a| (q[a] - p[a]) * (q[a] - p[a])).sum::<f32>();
+        *best = best.min(d);
+        let axis = self.axes[mid] as usize;
+        let delta = p[axis] - q[axis];
+        let (near, far) = if delta < 0.0 { ((lo, mid), (mid + 1, hi)) } else { ((mid + 1, hi), (lo, mid)) };
+        self.search(near.0, near.1, p, best);
+        if delta * delta < *best {
+            self.search(far.0, far.1, p, best);
+        }
     }
 }
 
@@ -358,6 +360,9 @@ fn picture(path: &str, flip: f32) -> Result<(), Box<dyn std::error::Error>> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--predictions") {
+        return predictions(&args[2..]);
+    }
     let per_category: u64 = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(3);
     let picture_path = args.get(2).map(String::as_str).unwrap_or("docs/experiments/refinement-chair.png");
     let flip: f32 = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(0.1);
@@ -388,16 +393,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     report.misoriented_edges
                 );
             }
-            let scores = methods
-                .iter()
-                .map(|&(_, smoothing)| {
-                    let mut mesh = raw.clone();
-                    smooth(&mut mesh, smoothing).expect("marching cubes output smooths");
-                    let mut s = score(&mesh, &reference, &mut Rng::derive(SEED, "smoothing-samples", key));
-                    s.volume_vs_raw = mesh.signed_volume() / raw.signed_volume() - 1.0;
-                    s
-                })
-                .collect();
+            let scores = score_methods(&methods, &raw, &reference, key).expect("marching cubes output smooths");
             eprintln!("{} #{index} done", category.name());
             (category, scores)
         })
@@ -407,8 +403,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // MODELS_PER_CATEGORY = 0: only the picture.
         return picture(picture_path, flip);
     }
-    let n = results.len() as f64;
     println!("{} models ({} per category), {:.0}% of surface voxels flipped\n", results.len(), per_category, flip * 100.0);
+    print_tables(&methods, &results);
+    picture(picture_path, flip)
+}
+
+/// Every method on `raw`, scored against `reference` (the same surface samples for each).
+fn score_methods(methods: &[(String, Smoothing)], raw: &Mesh, reference: &Reference, key: u64) -> Result<Vec<Score>, SmoothError> {
+    methods
+        .iter()
+        .map(|&(_, smoothing)| {
+            let mut mesh = raw.clone();
+            smooth(&mut mesh, smoothing)?;
+            let mut s = score(&mesh, reference, &mut Rng::derive(SEED, "smoothing-samples", key));
+            s.volume_vs_raw = mesh.signed_volume() / raw.signed_volume() - 1.0;
+            Ok(s)
+        })
+        .collect()
+}
+
+fn print_tables(methods: &[(String, Smoothing)], results: &[(Category, Vec<Score>)]) {
+    let n = results.len() as f64;
     println!("| method | Chamfer-L1 (x1e-3 diag) | F@1% | volume vs ground truth (mean) | (mean abs) | volume vs raw MC |");
     println!("|---|---:|---:|---:|---:|---:|");
     for (m, (name, _)) in methods.iter().enumerate() {
@@ -423,11 +438,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     // Per category, the 10-iteration variants against raw.
-    let shown: Vec<usize> = methods.iter().enumerate().filter(|(_, (name, _))| name.starts_with("raw") || name.ends_with("x10")).map(|(i, _)| i).collect();
+    let shown: Vec<usize> = methods.iter().enumerate().filter(|(_, (name, _))| name.starts_with("raw") || name.ends_with("x10") || name == "Laplacian 0.5 x20").map(|(i, _)| i).collect();
+    let present: Vec<Category> = Category::ALL.into_iter().filter(|c| results.iter().any(|(r, _)| r == c)).collect();
     println!("\nF@1% per category (mean over its models):\n");
     println!("| category | {} |", shown.iter().map(|&i| methods[i].0.as_str()).collect::<Vec<_>>().join(" | "));
     println!("|---|{}", "---:|".repeat(shown.len()));
-    for category in Category::ALL {
+    for &category in &present {
         let rows: Vec<&Vec<Score>> = results.iter().filter(|(c, _)| *c == category).map(|(_, s)| s).collect();
         let cells: Vec<String> =
             shown.iter().map(|&i| format!("{:.3}", rows.iter().map(|s| s[i].fscore).sum::<f64>() / rows.len() as f64)).collect();
@@ -436,7 +452,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("\nVolume change per category (mean over its models):\n");
     println!("| category | {} |", shown.iter().map(|&i| methods[i].0.as_str()).collect::<Vec<_>>().join(" | "));
     println!("|---|{}", "---:|".repeat(shown.len()));
-    for category in Category::ALL {
+    for &category in &present {
         let rows: Vec<&Vec<Score>> = results.iter().filter(|(c, _)| *c == category).map(|(_, s)| s).collect();
         let cells: Vec<String> = shown
             .iter()
@@ -444,5 +460,100 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         println!("| {} | {} |", category.name(), cells.join(" | "));
     }
-    picture(picture_path, flip)
+}
+
+/// `--predictions DIR ...`: the same table on the trained pack's output for the catalog's
+/// test split.
+fn predictions(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let mut dir = None;
+    let (mut seed, mut per_category, mut source, mut iso) = (7919u64, 50usize, "npy".to_string(), None);
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let mut value = || rest.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--seed" => seed = value()?.parse()?,
+            "--models-per-category" => per_category = value()?.parse()?,
+            "--source" => source = value()?.clone(),
+            "--iso" => iso = Some(value()?.parse::<f32>()?),
+            other if dir.is_none() && !other.starts_with("--") => dir = Some(std::path::PathBuf::from(other)),
+            other => return Err(format!("unexpected argument {other:?}").into()),
+        }
+    }
+    let dir = dir.ok_or("--predictions needs the directory of `mono2mesh run` output")?;
+    let iso = iso.unwrap_or(if source == "binvox" { 0.5 } else { 0.3 });
+    if source != "npy" && source != "binvox" {
+        return Err(format!("--source is npy or binvox, not {source:?}").into());
+    }
+    let cfg = SynthConfig { seed, models_per_category: per_category, views: 1, ..SynthConfig::default() };
+    let mut jobs = Vec::new();
+    for (category, entry) in cfg.categories.iter().zip(synthetic_taxonomy(&cfg)) {
+        for id in entry.test {
+            let index: u64 = id.rsplit('-').next().and_then(|s| s.parse().ok()).ok_or_else(|| format!("model id {id:?} has no index"))?;
+            jobs.push((*category, index, id));
+        }
+    }
+    let methods = methods();
+    // Per model: scores per method and the prediction's voxel IoU at 0.3 (a check that the
+    // grid is read in the ground truth's frame: it should match the pack's evaluation).
+    let results: Vec<Result<(Category, Vec<Score>, f32), String>> = jobs
+        .par_iter()
+        .map(|(category, index, id)| {
+            let fail = |what: String| format!("{id}: {what}");
+            let model = generate(*category, seed, *index);
+            let truth = voxelize(&model.mesh.mesh, 32).map_err(|e| fail(e.to_string()))?;
+            let folder = dir.join(id);
+            let mut grid = if source == "npy" {
+                let path = folder.join("probabilities.npy");
+                let bytes = std::fs::read(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+                npy_to_grid(&bytes).map_err(|e| fail(e.to_string()))?
+            } else {
+                VoxelGrid::read_binvox(folder.join("voxels.binvox")).map_err(|e| fail(e.to_string()))?
+            };
+            if grid.dims != truth.dims {
+                return Err(fail(format!("predicted grid is {:?}, ground truth {:?}", grid.dims, truth.dims)));
+            }
+            grid.translate = truth.translate;
+            grid.scale = truth.scale;
+            let iou = iou_at_thresholds(&grid, &truth, &[0.3]).map_err(|e| fail(e.to_string()))?[0];
+            let raw = marching_cubes(&grid, iso).map_err(|e| fail(e.to_string()))?;
+            if raw.triangles.is_empty() {
+                return Err(fail(format!("no surface at iso {iso}")));
+            }
+            let key = category.index() as u64 * 1000 + index;
+            let reference = reference(&model.mesh.mesh, &mut Rng::derive(seed, "smoothing-reference", key));
+            let scores = score_methods(&methods, &raw, &reference, key).map_err(|e| fail(e.to_string()))?;
+            eprintln!("{id} done (IoU {iou:.3})");
+            Ok((*category, scores, iou))
+        })
+        .collect();
+    let mut scored = Vec::new();
+    let mut ious: Vec<(Category, f32)> = Vec::new();
+    for result in results {
+        match result {
+            Ok((category, scores, iou)) => {
+                scored.push((category, scores));
+                ious.push((category, iou));
+            }
+            Err(why) => eprintln!("skipped {why}"),
+        }
+    }
+    if scored.is_empty() {
+        return Err("no prediction could be scored".into());
+    }
+    let mean_iou = ious.iter().map(|(_, i)| f64::from(*i)).sum::<f64>() / ious.len() as f64;
+    println!(
+        "{} of {} test-split models (catalog seed {seed}, {per_category} per category), trained pack's {} meshed at {iso}; voxel IoU at 0.3 {mean_iou:.3}\n",
+        scored.len(),
+        jobs.len(),
+        if source == "npy" { "probabilities.npy" } else { "voxels.binvox" }
+    );
+    print_tables(&methods, &scored);
+    println!("\nVoxel IoU at 0.3 per category:\n");
+    for category in Category::ALL {
+        let v: Vec<f64> = ious.iter().filter(|(c, _)| *c == category).map(|(_, i)| f64::from(*i)).collect();
+        if !v.is_empty() {
+            println!("- {}: {:.3} ({} models)", category.name(), v.iter().sum::<f64>() / v.len() as f64, v.len());
+        }
+    }
+    Ok(())
 }

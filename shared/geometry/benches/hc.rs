@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use mono2mesh_geometry::marching_cubes::marching_cubes;
-use mono2mesh_geometry::smooth::{hc_with, smooth, Adjacency, DEFAULT_HC};
+use mono2mesh_geometry::smooth::{hc_with, smooth, HcOperator, DEFAULT_HC};
 use mono2mesh_geometry::{Mesh, VoxelGrid};
 
 const SIZES: [usize; 2] = [128, 256];
@@ -41,7 +41,11 @@ fn noisy_torus(size: usize) -> VoxelGrid {
         let distance = (ring * ring + p[2] * p[2]).sqrt() - minor;
         let inside = distance <= 0.0;
         let flip = distance.abs() < 1.0 && state.is_multiple_of(5);
-        if inside != flip { 1.0 } else { 0.0 }
+        if inside != flip {
+            1.0
+        } else {
+            0.0
+        }
     })
 }
 
@@ -81,11 +85,14 @@ fn thread_cpu_now() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-fn best_cpu(mut run: impl FnMut()) -> f64 {
+/// Best-of-REPEATS thread CPU time of `run` on a fresh copy of `mesh` (the copy is made
+/// outside the timing, as the Python side builds its meshes before timing them).
+fn best_cpu(mesh: &Mesh, mut run: impl FnMut(&mut Mesh)) -> f64 {
     (0..REPEATS)
         .map(|_| {
+            let mut m = mesh.clone();
             let start = thread_cpu_now();
-            run();
+            run(&mut m);
             (thread_cpu_now() - start).as_secs_f64()
         })
         .fold(f64::INFINITY, f64::min)
@@ -134,40 +141,55 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
 
-    let ours: Vec<(f64, f64)> = meshes
-        .iter()
-        .map(|(_, mesh)| {
-            let full = best_cpu(|| {
-                let mut m = mesh.clone();
-                smooth(&mut m, DEFAULT_HC).unwrap();
-            });
-            let adjacency = Adjacency::from_mesh(mesh).unwrap();
-            let iterations_only = best_cpu(|| {
-                let mut m = mesh.clone();
-                hc_with(&mut m, &adjacency, 0.1, 0.5, 10);
-            });
-            (full, iterations_only)
-        })
-        .collect();
-    match trimesh_times(&meshes) {
-        Err(why) => eprintln!("trimesh comparison skipped: {why}"),
-        Ok(theirs) => {
-            eprintln!("HC alpha 0.1 beta 0.5, 10 iterations; best-of-N CPU seconds, one thread each (trimesh {})", theirs[0].2);
-            eprintln!("{:<18} {:>9} {:>10} {:>10} {:>7} | {:>10} {:>10} {:>7}", "mesh", "vertices", "ours", "trimesh", "ratio", "ours iter", "tm iter", "ratio");
-            for (((name, mesh), (ours_full, ours_iter)), (tm_full, tm_iter, _)) in meshes.iter().zip(&ours).zip(&theirs) {
+    // The machine this runs on is shared and its speed drifts by tens of percent within a
+    // minute, so each ratio pairs our time with trimesh's taken right after it on the same
+    // mesh, over several rounds, and the summary is the median ratio (with its range).
+    let rounds: usize = std::env::var("HC_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let mut ratios: Vec<Vec<(f64, f64)>> = vec![Vec::new(); meshes.len()];
+    let mut version = String::new();
+    for round in 0..rounds {
+        for (i, (name, mesh)) in meshes.iter().enumerate() {
+            let full = best_cpu(mesh, |m| smooth(m, DEFAULT_HC).unwrap());
+            let operator = HcOperator::from_mesh(mesh).unwrap();
+            let iterations_only = best_cpu(mesh, |m| hc_with(m, &operator, 0.1, 0.5, 10));
+            let theirs = match trimesh_times(std::slice::from_ref(&meshes[i])) {
+                Ok(theirs) => theirs,
+                Err(why) => {
+                    eprintln!("trimesh comparison skipped: {why}");
+                    return;
+                }
+            };
+            let (tm_full, tm_iter, v) = &theirs[0];
+            version.clone_from(v);
+            if round == 0 && i == 0 {
+                eprintln!("HC alpha 0.1 beta 0.5, 10 iterations; best-of-N CPU seconds, one thread each (trimesh {v})");
                 eprintln!(
-                    "{:<18} {:>9} {:>10.4} {:>10.4} {:>6.1}x | {:>10.4} {:>10.4} {:>6.1}x",
-                    name,
-                    mesh.vertex_count(),
-                    ours_full,
-                    tm_full,
-                    tm_full / ours_full,
-                    ours_iter,
-                    tm_iter,
-                    tm_iter / ours_iter
+                    "{:<6} {:<18} {:>9} {:>10} {:>10} {:>7} | {:>10} {:>10} {:>7}",
+                    "round", "mesh", "vertices", "ours", "trimesh", "ratio", "ours iter", "tm iter", "ratio"
                 );
             }
+            eprintln!(
+                "{:<6} {:<18} {:>9} {:>10.4} {:>10.4} {:>6.1}x | {:>10.4} {:>10.4} {:>6.1}x",
+                round + 1,
+                name,
+                mesh.vertex_count(),
+                full,
+                tm_full,
+                tm_full / full,
+                iterations_only,
+                tm_iter,
+                tm_iter / iterations_only
+            );
+            ratios[i].push((tm_full / full, tm_iter / iterations_only));
         }
+    }
+    let summary = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        format!("{:.1}x ({:.1}-{:.1})", v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    eprintln!("median ratio over {rounds} rounds (range), trimesh {version}: full call | iterations only");
+    for ((name, _), r) in meshes.iter().zip(&ratios) {
+        eprintln!("{:<18} {:>20} | {:>20}", name, summary(r.iter().map(|x| x.0).collect()), summary(r.iter().map(|x| x.1).collect()));
     }
 }
 

@@ -17,7 +17,11 @@
 //!
 //! Only positions move; triangles (and so watertightness and topology) are untouched.
 //! Neighbours are the vertices sharing an edge, stored once as a compressed sparse row
-//! structure; positions are padded to four floats so each neighbour costs one vector load.
+//! structure (built without deduplication on closed, consistently oriented meshes, where
+//! the outgoing half-edges already list each neighbour once); HC works from a fixed-width
+//! table of it ([`HcOperator`]). Positions are padded to four floats in the iterations so
+//! each neighbour costs one vector load (speed against trimesh:
+//! `docs/experiments/refinement.md`).
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -57,6 +61,16 @@ impl Adjacency {
                 return Err(SmoothError::BadIndex { triangle, vertex, vertex_count: n });
             }
         }
+        match Adjacency::closed_manifold(mesh) {
+            Some(adjacency) => Ok(adjacency),
+            None => Adjacency::general(mesh),
+        }
+    }
+
+    /// Any mesh with valid indices (open or non-manifold meshes, degenerate triangles, or
+    /// one that is simply not consistently oriented), with the checks and their errors.
+    fn general(mesh: &Mesh) -> Result<Adjacency, SmoothError> {
+        let n = mesh.positions.len();
         // Every triangle adds both other corners to each corner's list; on a manifold mesh
         // each neighbour therefore arrives twice and the marker pass keeps the first.
         let mut start = vec![0u32; n + 1];
@@ -111,6 +125,67 @@ impl Adjacency {
             offsets.push(neighbours.len() as u32);
         }
         Ok(Adjacency { offsets, neighbours })
+    }
+
+    /// The fast path for closed, consistently oriented edge-manifold meshes (everything
+    /// marching cubes makes): there every edge v-w is crossed once as v->w and once as
+    /// w->v by the triangles' directed edges, so v's neighbours are exactly the targets
+    /// of its outgoing edges, each once, with no deduplication. `None` when the mesh is not
+    /// like that (a vertex whose outgoing targets repeat, or differ from the sources of its
+    /// incoming edges, or which has no triangle); the general path then decides.
+    fn closed_manifold(mesh: &Mesh) -> Option<Adjacency> {
+        Adjacency::closed_manifold_rows(mesh, |_, _, _| ())
+    }
+
+    /// [`Adjacency::closed_manifold`], also handing each checked row to `visit` (in vertex
+    /// order) so a caller can build its own form in the same sweep; its third argument is
+    /// the row followed by the next rows' entries, [`SLOTS`] long where the array allows.
+    fn closed_manifold_rows(mesh: &Mesh, mut visit: impl FnMut(usize, &[u32], &[u32])) -> Option<Adjacency> {
+        let n = mesh.positions.len();
+        // Corner counts, summed into row ends; the scatter below counts each row back down to
+        // its start, so no second copy of the offsets is needed.
+        let mut offsets = vec![0u32; n + 1];
+        for t in &mesh.triangles {
+            for &v in t {
+                offsets[v as usize] += 1;
+            }
+        }
+        for i in 1..=n {
+            offsets[i] += offsets[i - 1];
+        }
+        let corners = offsets[n] as usize;
+        let mut outgoing = vec![0u32; corners];
+        let mut incoming = vec![0u32; corners];
+        for t in &mesh.triangles {
+            for k in 0..3 {
+                let (a, b, c) = (t[k] as usize, t[(k + 1) % 3], t[(k + 2) % 3]);
+                offsets[a] -= 1;
+                let slot = offsets[a] as usize;
+                outgoing[slot] = b;
+                incoming[slot] = c;
+            }
+        }
+        // Per vertex: the outgoing targets are distinct (and not v itself), and every incoming
+        // source consumes one of them. Equal lengths make that a permutation, so each edge
+        // has exactly one triangle on either side.
+        let mut marked = vec![u32::MAX; n];
+        for v in 0..n {
+            let (start, end) = (offsets[v] as usize, offsets[v + 1] as usize);
+            let mut bad = start == end;
+            for &w in &outgoing[start..end] {
+                bad |= marked[w as usize] == v as u32 || w as usize == v;
+                marked[w as usize] = v as u32;
+            }
+            for &c in &incoming[start..end] {
+                bad |= marked[c as usize] != v as u32;
+                marked[c as usize] = u32::MAX;
+            }
+            if bad {
+                return None;
+            }
+            visit(v, &outgoing[start..end], &outgoing[start..corners.min(start + SLOTS)]);
+        }
+        Some(Adjacency { offsets, neighbours: outgoing })
     }
 }
 
@@ -173,12 +248,13 @@ pub fn smooth(mesh: &mut Mesh, smoothing: Smoothing) -> Result<(), SmoothError> 
         return Ok(());
     }
     check_positions(mesh)?;
-    let adjacency = Adjacency::from_mesh(mesh)?;
     match smoothing {
         Smoothing::None => return Ok(()),
-        Smoothing::Laplacian { lambda, iterations } => smooth_with(mesh, &adjacency, &vec![lambda; iterations as usize]),
-        Smoothing::Taubin { lambda, mu, iterations } => smooth_with(mesh, &adjacency, &[lambda, mu].repeat(iterations as usize)),
-        Smoothing::Hc { alpha, beta, iterations } => hc_with(mesh, &adjacency, alpha, beta, iterations),
+        Smoothing::Laplacian { lambda, iterations } => smooth_with(mesh, &Adjacency::from_mesh(mesh)?, &vec![lambda; iterations as usize]),
+        Smoothing::Taubin { lambda, mu, iterations } => {
+            smooth_with(mesh, &Adjacency::from_mesh(mesh)?, &[lambda, mu].repeat(iterations as usize))
+        }
+        Smoothing::Hc { alpha, beta, iterations } => hc_with(mesh, &HcOperator::from_mesh(mesh)?, alpha, beta, iterations),
     }
     if !mesh.normals.is_empty() {
         mesh.recompute_normals();
@@ -199,38 +275,153 @@ fn padded(mesh: &Mesh) -> Vec<[f32; 4]> {
 }
 
 /// Neighbour slots per vertex in the HC kernel's fixed-width table. Marching-cubes vertices
-/// have 3..12 neighbours, mostly 4..8: a fixed trip count keeps the inner loop free of
-/// mispredicted branches; longer rows finish from the CSR lists.
+/// have 3..15 neighbours, mostly 4..8: a fixed trip count keeps the inner loop free of
+/// mispredicted branches; longer rows (about one vertex in twenty) finish from a side list.
 const SLOTS: usize = 8;
 
-/// `iterations` HC steps with a prebuilt adjacency (every vertex must have a neighbour).
-pub fn hc_with(mesh: &mut Mesh, adjacency: &Adjacency, alpha: f32, beta: f32, iterations: u32) {
+/// The neighbourhoods HC iterates over, built straight from the triangles (one pass, no
+/// intermediate edge list) with the same checks as [`Adjacency::from_mesh`].
+///
+/// Row `v` of `table` holds the first [`SLOTS`] neighbours of `v`, padded with `n` (the index
+/// of an all-zero entry the kernel appends to its arrays, so empty slots add nothing); the
+/// rest are `extra[extra_offsets[v]..extra_offsets[v + 1]]`.
+#[derive(Debug, Clone)]
+pub struct HcOperator {
+    table: Vec<[u32; SLOTS]>,
+    /// 1 / valence; below 1 / SLOTS exactly when the row continues in `extra`.
+    inverse: Vec<f32>,
+    extra_offsets: Vec<u32>,
+    extra: Vec<u32>,
+    /// Largest `w - v` over all edges v-w: how far the correction pass must trail the push.
+    lag: usize,
+    /// The vertex count, also the padding index.
+    n: usize,
+}
+
+impl HcOperator {
+    /// Fails like [`Adjacency::from_mesh`]: on an out-of-range index, a vertex without any
+    /// neighbour and an edge used by more than two triangles.
+    pub fn from_mesh(mesh: &Mesh) -> Result<HcOperator, SmoothError> {
+        let n = mesh.positions.len();
+        for (triangle, t) in mesh.triangles.iter().enumerate() {
+            if let Some(&vertex) = t.iter().find(|&&v| v as usize >= n) {
+                return Err(SmoothError::BadIndex { triangle, vertex, vertex_count: n });
+            }
+        }
+        // Marching-cubes meshes: the table is filled while the fast path checks each row.
+        let mut operator = HcOperator::with_capacity(n);
+        if Adjacency::closed_manifold_rows(mesh, |v, row, ahead| operator.push_row(v, row, ahead)).is_some() {
+            return Ok(operator);
+        }
+        Ok(HcOperator::from_adjacency(&Adjacency::general(mesh)?))
+    }
+
+    /// The table form of `adjacency` (every vertex must have a neighbour).
+    pub fn from_adjacency(adjacency: &Adjacency) -> HcOperator {
+        let n = adjacency.offsets.len() - 1;
+        let mut operator = HcOperator::with_capacity(n);
+        let all = &adjacency.neighbours;
+        for v in 0..n {
+            let (start, end) = (adjacency.offsets[v] as usize, adjacency.offsets[v + 1] as usize);
+            operator.push_row(v, &all[start..end], &all[start..all.len().min(start + SLOTS)]);
+        }
+        operator
+    }
+
+    fn with_capacity(n: usize) -> HcOperator {
+        HcOperator {
+            table: Vec::with_capacity(n),
+            inverse: Vec::with_capacity(n),
+            extra_offsets: {
+                let mut offsets = Vec::with_capacity(n + 1);
+                offsets.push(0);
+                offsets
+            },
+            // Marching cubes: about one vertex in twenty has more than SLOTS neighbours.
+            extra: Vec::with_capacity(n / 8),
+            lag: 0,
+            n,
+        }
+    }
+
+    /// Appends vertex `v`'s row (rows arrive in vertex order; padding is `n`, the number of
+    /// rows the operator will have).
+    #[inline(always)]
+    fn push_row(&mut self, v: usize, row: &[u32], ahead: &[u32]) {
+        let pad = self.n as u32;
+        let d = row.len();
+        // `ahead` is the row and whatever follows it, at most SLOTS long: with all SLOTS
+        // there, a fixed-width select fills the table row without a branch or a memcpy call.
+        let (slots, far) = match <&[u32; SLOTS]>::try_from(ahead) {
+            Ok(window) => {
+                let slots: [u32; SLOTS] = std::array::from_fn(|k| if k < d { window[k] } else { pad });
+                let far = std::array::from_fn::<u32, SLOTS, _>(|k| if k < d { window[k] } else { 0 }).into_iter().max().unwrap_or(0);
+                (slots, far)
+            }
+            Err(_) => (std::array::from_fn(|k| row.get(k).copied().unwrap_or(pad)), row.iter().copied().max().unwrap_or(0)),
+        };
+        self.table.push(slots);
+        let mut far = far as usize;
+        if d > SLOTS {
+            self.extra.extend_from_slice(&row[SLOTS..]);
+            far = far.max(row[SLOTS..].iter().copied().max().unwrap_or(0) as usize);
+        }
+        self.lag = self.lag.max(far.saturating_sub(v));
+        self.inverse.push(1.0 / d.max(1) as f32);
+        self.extra_offsets.push(self.extra.len() as u32);
+    }
+
+    /// `inverse` times the sum of `values` over vertex `v`'s neighbours.
+    #[inline(always)]
+    fn mean(&self, values: &[[f32; 4]], v: usize) -> [f32; 4] {
+        let mut sum = [0f32; 4];
+        for &w in &self.table[v] {
+            let q = values[w as usize];
+            for a in 0..4 {
+                sum[a] += q[a];
+            }
+        }
+        let inverse = self.inverse[v];
+        if inverse < 1.0 / SLOTS as f32 {
+            for &w in &self.extra[self.extra_offsets[v] as usize..self.extra_offsets[v + 1] as usize] {
+                let q = values[w as usize];
+                for a in 0..4 {
+                    sum[a] += q[a];
+                }
+            }
+        }
+        sum.map(|s| s * inverse)
+    }
+}
+
+/// `iterations` HC steps with a prebuilt operator. Panics if `operator` was built for a
+/// mesh with a different vertex count (a caller bug, not bad input).
+pub fn hc_with(mesh: &mut Mesh, operator: &HcOperator, alpha: f32, beta: f32, iterations: u32) {
     let n = mesh.positions.len();
+    assert_eq!(operator.n, n, "operator built for another mesh");
     // One extra all-zero entry at index n: empty slots point there and add nothing.
-    let mut original = padded(mesh);
-    original.push([0.0; 4]);
-    let mut current = original.clone();
-    let mut next = original.clone();
+    let mut current = padded(mesh);
+    current.push([0.0; 4]);
+    // The original positions are only read at the vertex being updated, never gathered, so
+    // they are read from the mesh as they are (a quarter fewer bytes than a padded copy).
+    let original = &mesh.positions;
+    // Every entry but the zero at n is written before it is read.
+    let mut next = vec![[0f32; 4]; n + 1];
     let mut push = vec![[0f32; 4]; n + 1];
-    let (table, inverse) = slot_table(adjacency, n);
     // The correction of vertex u needs every neighbour's push, so it trails the push pass by
     // the largest forward neighbour distance. Marching cubes numbers vertices slab by slab,
     // so that lag is about one slab: both passes then share one trip through memory.
-    let lag = adjacency
-        .offsets
-        .windows(2)
-        .enumerate()
-        .map(|(u, w)| adjacency.neighbours[w[0] as usize..w[1] as usize].iter().map(|&x| (x as usize).saturating_sub(u)).max().unwrap_or(0))
-        .max()
-        .unwrap_or(0);
+    let lag = operator.lag.min(n);
     for _ in 0..iterations {
-        for v in 0..n + lag {
-            if v < n {
-                hc_push(&original, &current, &mut next, &mut push, adjacency, &table, &inverse, alpha, beta, v);
-            }
-            if v >= lag {
-                hc_correct(&mut next, &push, adjacency, &table, &inverse, beta, v - lag);
-            }
+        for v in 0..lag {
+            hc_push(operator, original, &current, &mut next, &mut push, alpha, beta, v);
+        }
+        for v in lag..n {
+            hc_push(operator, original, &current, &mut next, &mut push, alpha, beta, v);
+            hc_correct(operator, &mut next, &push, beta, v - lag);
+        }
+        for u in n - lag..n {
+            hc_correct(operator, &mut next, &push, beta, u);
         }
         std::mem::swap(&mut current, &mut next);
     }
@@ -239,38 +430,23 @@ pub fn hc_with(mesh: &mut Mesh, adjacency: &Adjacency, alpha: f32, beta: f32, it
     }
 }
 
-/// The first `SLOTS` neighbours of each vertex (padded with `n`) and 1 / valence.
-fn slot_table(adjacency: &Adjacency, n: usize) -> (Vec<[u32; SLOTS]>, Vec<f32>) {
-    let table = adjacency
-        .offsets
-        .windows(2)
-        .map(|w| {
-            let row = &adjacency.neighbours[w[0] as usize..w[1] as usize];
-            std::array::from_fn(|k| row.get(k).copied().unwrap_or(n as u32))
-        })
-        .collect();
-    let inverse = adjacency.offsets.windows(2).map(|w| 1.0 / (w[1] - w[0]).max(1) as f32).collect();
-    (table, inverse)
-}
-
 /// With `p = L q` and `b = p - (alpha o + (1 - alpha) q)` at vertex `v`: writes `b` into
-/// `push` and `p - beta b` (the vertex's own part of the correction) into `next`.
+/// `push` and `p - beta b` (the vertex's own part of the result) into `next`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn hc_push(
-    original: &[[f32; 4]],
+    operator: &HcOperator,
+    original: &[[f32; 3]],
     current: &[[f32; 4]],
     next: &mut [[f32; 4]],
     push: &mut [[f32; 4]],
-    adjacency: &Adjacency,
-    table: &[[u32; SLOTS]],
-    inverse: &[f32],
     alpha: f32,
     beta: f32,
     v: usize,
 ) {
-    let mean = neighbour_mean(current, adjacency, table, v, inverse[v]);
+    let mean = operator.mean(current, v);
     let (o, q) = (original[v], current[v]);
+    let o = [o[0], o[1], o[2], 0.0];
     let (out, b) = (&mut next[v], &mut push[v]);
     for a in 0..4 {
         b[a] = mean[a] - (alpha * o[a] + (1.0 - alpha) * q[a]);
@@ -280,34 +456,12 @@ fn hc_push(
 
 /// Completes `v = p - (beta b + (1 - beta) L b)` at vertex `u`, in place on `next`.
 #[inline(always)]
-fn hc_correct(next: &mut [[f32; 4]], push: &[[f32; 4]], adjacency: &Adjacency, table: &[[u32; SLOTS]], inverse: &[f32], beta: f32, u: usize) {
-    let mean = neighbour_mean(push, adjacency, table, u, inverse[u]);
+fn hc_correct(operator: &HcOperator, next: &mut [[f32; 4]], push: &[[f32; 4]], beta: f32, u: usize) {
+    let mean = operator.mean(push, u);
     let out = &mut next[u];
     for a in 0..4 {
         out[a] -= (1.0 - beta) * mean[a];
     }
-}
-
-/// `inverse` times the sum of `values` over vertex `v`'s neighbours.
-#[inline(always)]
-fn neighbour_mean(values: &[[f32; 4]], adjacency: &Adjacency, table: &[[u32; SLOTS]], v: usize, inverse: f32) -> [f32; 4] {
-    let mut sum = [0f32; 4];
-    for &w in &table[v] {
-        let q = values[w as usize];
-        for a in 0..4 {
-            sum[a] += q[a];
-        }
-    }
-    let (start, end) = (adjacency.offsets[v] as usize, adjacency.offsets[v + 1] as usize);
-    if end - start > SLOTS {
-        for &w in &adjacency.neighbours[start + SLOTS..end] {
-            let q = values[w as usize];
-            for a in 0..4 {
-                sum[a] += q[a];
-            }
-        }
-    }
-    sum.map(|s| s * inverse)
 }
 
 /// One uniform-Laplacian pass per factor, with a prebuilt adjacency.
@@ -370,6 +524,57 @@ mod tests {
         }
     }
 
+    fn sorted_rows(adjacency: &Adjacency) -> Vec<Vec<u32>> {
+        adjacency
+            .offsets
+            .windows(2)
+            .map(|w| {
+                let mut row = adjacency.neighbours[w[0] as usize..w[1] as usize].to_vec();
+                row.sort_unstable();
+                row
+            })
+            .collect()
+    }
+
+    #[test]
+    fn closed_manifold_fast_path_lists_the_same_neighbours() {
+        // A noisy marching-cubes blob: closed, consistently oriented, valences 3 to 12+.
+        let mut grid = crate::VoxelGrid::new([12; 3]);
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for x in 0..12 {
+            for y in 0..12 {
+                for z in 0..12 {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    let r = [x, y, z].map(|i| i as f32 - 5.5).iter().map(|c| c * c).sum::<f32>().sqrt();
+                    let inside = (r <= 4.0) != ((r - 4.0).abs() < 1.0 && state % 4 == 0);
+                    grid.set(x, y, z, if inside { 1.0 } else { 0.0 });
+                }
+            }
+        }
+        let mesh = crate::marching_cubes::marching_cubes(&grid, 0.5).unwrap();
+        let fast = Adjacency::closed_manifold(&mesh).expect("marching cubes output takes the fast path");
+        assert_eq!(sorted_rows(&fast), sorted_rows(&Adjacency::general(&mesh).unwrap()));
+        assert_eq!(fast, Adjacency::from_mesh(&mesh).unwrap());
+    }
+
+    #[test]
+    fn other_meshes_take_the_general_path_with_the_same_answer() {
+        // One triangle turned over: still closed and manifold, no longer oriented.
+        let mut flipped = tetrahedron();
+        flipped.triangles[3] = [1, 3, 2];
+        // Open: one triangle missing.
+        let mut open = tetrahedron();
+        open.triangles.pop();
+        for mesh in [flipped, open] {
+            assert!(Adjacency::closed_manifold(&mesh).is_none(), "{mesh:?}");
+            let rows = sorted_rows(&Adjacency::from_mesh(&mesh).unwrap());
+            assert_eq!(rows, sorted_rows(&Adjacency::from_mesh(&tetrahedron()).unwrap()), "{mesh:?}");
+        }
+        assert!(Adjacency::closed_manifold(&tetrahedron()).is_some());
+    }
+
     #[test]
     fn one_pass_moves_towards_the_neighbour_mean() {
         let mut mesh = tetrahedron();
@@ -393,10 +598,7 @@ mod tests {
         let mut mesh = tetrahedron();
         let bad = Smoothing::Taubin { lambda: 0.5, mu: -0.4, iterations: 1 };
         assert!(matches!(smooth(&mut mesh, bad), Err(SmoothError::BadFactor { name: "mu", .. })));
-        assert!(matches!(
-            smooth(&mut mesh, Smoothing::Laplacian { lambda: f32::NAN, iterations: 1 }),
-            Err(SmoothError::BadFactor { .. })
-        ));
+        assert!(matches!(smooth(&mut mesh, Smoothing::Laplacian { lambda: f32::NAN, iterations: 1 }), Err(SmoothError::BadFactor { .. })));
     }
 
     const METHODS: [Smoothing; 3] = [DEFAULT_LAPLACIAN, DEFAULT_TAUBIN, DEFAULT_HC];
@@ -530,7 +732,8 @@ mod tests {
         for _ in 0..iterations {
             let q = vertices.clone();
             let p = laplacian(&q);
-            let b: Vec<[f32; 3]> = (0..p.len()).map(|v| std::array::from_fn(|a| p[v][a] - (alpha * original[v][a] + (1.0 - alpha) * q[v][a]))).collect();
+            let b: Vec<[f32; 3]> =
+                (0..p.len()).map(|v| std::array::from_fn(|a| p[v][a] - (alpha * original[v][a] + (1.0 - alpha) * q[v][a]))).collect();
             let lb = laplacian(&b);
             vertices = (0..p.len()).map(|v| std::array::from_fn(|a| p[v][a] - (beta * b[v][a] + (1.0 - beta) * lb[v][a]))).collect();
         }
