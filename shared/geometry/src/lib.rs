@@ -7,6 +7,7 @@ pub mod marching_cubes;
 pub mod mesh;
 pub mod npy;
 pub mod pose;
+pub mod simplify;
 pub mod smooth;
 pub mod voxel;
 
