@@ -12,6 +12,7 @@ profile=debug
 mode="${1:-}"
 
 bash scripts/install-libtorch.sh
+if [ "$mode" = --tests ]; then bash scripts/install-gltf-validator.sh; fi
 case "$mode" in
   --release) profile=release; cargo build --locked --release -p mono2mesh ;;
   # The test build unifies the workspace's dev-dependency features (the test kit's

@@ -50,7 +50,7 @@ fn mesh_writes_each_format_like_the_library() {
         let run = mono2mesh(&args);
         assert!(run.status.success(), "{format}: {}", String::from_utf8_lossy(&run.stderr));
         let iso = if format == MeshFormat::Ply { 0.4 } else { 0.5 };
-        let expected = refine(&grid, &RefineSettings { iso, smoothing, formats: vec![format] }).unwrap();
+        let expected = refine(&grid, &RefineSettings { iso, smoothing, formats: vec![format], ..RefineSettings::default() }).unwrap();
         assert_eq!(std::fs::read(&output_path).unwrap(), expected.files[0].bytes, "{format}");
         let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
         assert_eq!(summary["stats"]["watertight"], true);

@@ -52,7 +52,12 @@ impl SmoothMethod {
 
 impl MeshArgs {
     fn settings(&self, format: MeshFormat) -> RefineSettings {
-        RefineSettings { iso: self.iso, smoothing: self.smooth.smoothing(self.iterations), formats: vec![format] }
+        RefineSettings {
+            iso: self.iso,
+            smoothing: self.smooth.smoothing(self.iterations),
+            formats: vec![format],
+            ..RefineSettings::default()
+        }
     }
 }
 

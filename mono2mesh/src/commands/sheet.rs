@@ -71,9 +71,11 @@ pub fn run(args: SheetArgs) -> anyhow::Result<()> {
         });
         if let Some(truth_path) = truths.get(&model_id) {
             let truth = VoxelGrid::read_binvox(truth_path).with_context(|| format!("reading {}", truth_path.display()))?;
-            let mesh = mono2mesh_refine::refine(&truth, &mono2mesh_refine::RefineSettings::default())
+            // The model-frame mesh, as the run's own preview: the preview cameras are the
+            // training ones, while refine's files are posed in metres.
+            let mesh = mono2mesh_refine::build_mesh(&truth, &mono2mesh_refine::RefineSettings::default())
                 .map_err(|e| anyhow::anyhow!("meshing {}: {e}", truth_path.display()))?;
-            let preview = image::load_from_memory(&preview_png(&mesh.mesh)?)?;
+            let preview = image::load_from_memory(&preview_png(&mesh)?)?;
             let tile = imageops::resize(&preview.to_rgb8(), 3 * TILE, TILE, imageops::FilterType::Triangle);
             imageops::replace(&mut sheet, &tile, 4 * TILE as i64, y);
             result["truth"] = serde_json::json!(truth_path);

@@ -6,12 +6,14 @@ pub mod category;
 pub mod job;
 pub mod message;
 pub mod outcome;
+pub mod size;
 
 pub use budget::{BudgetPermit, ByteBudget, OverBudget};
 pub use category::{Category, UnknownCategory};
 pub use job::{JobId, JobState, Stage, TransitionError};
 pub use message::{StageMessage, MESSAGE_SCHEMA_VERSION};
 pub use outcome::{ErrorClass, StageError};
+pub use size::{RealSize, SizeError, SizeFields};
 
 /// The user's cache directory for mono2mesh (`$XDG_CACHE_HOME/mono2mesh`, else
 /// `~/.cache/mono2mesh`, else the temp dir): model mirrors and feature caches live there,

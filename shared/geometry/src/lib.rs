@@ -6,6 +6,8 @@ pub mod iou;
 pub mod marching_cubes;
 pub mod mesh;
 pub mod npy;
+pub mod pose;
+pub mod simplify;
 pub mod smooth;
 pub mod voxel;
 

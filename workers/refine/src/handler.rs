@@ -1,6 +1,7 @@
 //! The refine stage as a queue handler: takes a refine message, meshes the job's stored
-//! probability grid (`reconstruct/probabilities.npy`) with [`crate::refine_npy`], stores
-//! one mesh file per configured format and the mesh measurements under the job's refine
+//! probability grid (`reconstruct/probabilities.npy`) with [`crate::refine_asset`] for the
+//! job's category (its typical size; no per-job size is carried yet), stores one mesh file
+//! per configured format and the mesh measurements (scale included) under the job's refine
 //! keys, and marks the job done. The worker binary and `mono2mesh run` run this handler.
 
 use async_trait::async_trait;
@@ -12,7 +13,9 @@ use mono2mesh_infra::pipeline::{begin, complete, hand_over, Begin, StageContext}
 use mono2mesh_infra::runtime::{Next, StageHandler};
 use serde_json::{json, Map, Value};
 
-use crate::{refine_npy, RefineSettings};
+use mono2mesh_geometry::npy;
+
+use crate::{refine_asset, AssetSpec, RefineError, RefineSettings};
 
 /// Name of the stored mesh measurements.
 pub const MESH_STATS: &str = "mesh.json";
@@ -39,7 +42,12 @@ impl StageHandler for RefineHandler {
         };
         let grid = blobs.get(&keys::stage_artifact(job.id, Stage::Reconstruct, keys::VOXEL_PROBABILITIES)?).await?;
         let settings = self.settings.clone();
-        let output = tokio::task::spawn_blocking(move || refine_npy(&grid, &settings))
+        // The job's category (classified or named by the submitter) sets the typical size.
+        let spec = AssetSpec::for_category(job.category.or(message.category));
+        let output = tokio::task::spawn_blocking(move || {
+            let grid = npy::npy_to_grid(&grid).map_err(RefineError::from)?;
+            refine_asset(&grid, &settings, &spec)
+        })
             .await
             .map_err(|e| StageError::permanent(format!("refine computation did not finish: {e}")))??;
 

@@ -1,12 +1,40 @@
 //! The refine stage as a plain library function: an occupancy grid and settings in, a
 //! clean mesh and its encoded files out. Following the paper: marching cubes on the
-//! probability grid, then Laplacian smoothing.
+//! probability grid, then Laplacian smoothing; then the steps that make it a catalog asset:
+//! a polycount cap and a real-world pose and size.
+//!
+//! # Asset conventions
+//!
+//! Every file [`refine_asset`] (and so the refine worker and `mono2mesh run`) writes, GLB,
+//! OBJ, PLY and STL alike, holds the same vertices in the same frame, glTF 2.0's:
+//!
+//! * **+Y is up**, and the mesh rests on the ground: its lowest point is at Y = 0;
+//! * **the front faces +Z** (towards a glTF viewer's default camera), +X is the viewer's right;
+//! * **units are metres**, and the bounding box is centred on X = 0 and Z = 0.
+//!
+//! The networks predict in ShapeNet's frame as our catalog builds it (+Y up, front +X,
+//! unit bounding-box diagonal); [`mono2mesh_geometry::pose`] says how that was established
+//! and rotates it (`(x, y, z) -> (-z, y, x)`).
+//!
+//! **Size.** A size stated for the job ([`AssetSpec::size`], `height_mm` or
+//! `width_mm`/`height_mm`/`depth_mm`) wins: height alone scales uniformly, a full box scales
+//! each axis to its length (width X, height Y, depth Z). Otherwise the category's typical
+//! height ([`RealSize::typical`], a table in `mono2mesh_core::size`) scales uniformly.
+//! Without either, a model unit becomes a metre (the model is about 1 m across) and the
+//! report says so. The scale used is in [`MeshStats::scale`], which the worker stores in
+//! `mesh.json` and the job's `detail.mesh`.
+//!
+//! **Polycount.** `max_triangles` (default [`DEFAULT_MAX_TRIANGLES`]) caps every mesh, by
+//! meshoptimizer after smoothing ([`mono2mesh_geometry::simplify`]); the default keeps any
+//! GLB under 15 MB (see the constant).
 
-use mono2mesh_core::StageError;
+use mono2mesh_core::{Category, RealSize, StageError};
 use mono2mesh_geometry::binvox::BinvoxError;
 use mono2mesh_geometry::export::{self, ExportError, MeshFormat};
 use mono2mesh_geometry::marching_cubes::{self, MarchingCubesError};
 use mono2mesh_geometry::npy::{self, NpyError};
+use mono2mesh_geometry::pose::{self, Placement, PoseError, TargetSize};
+use mono2mesh_geometry::simplify::{self, SimplifyError, SimplifyReport};
 use mono2mesh_geometry::smooth::{self, SmoothError, Smoothing};
 use mono2mesh_geometry::{Mesh, VoxelGrid};
 use serde::{Deserialize, Serialize};
@@ -19,6 +47,15 @@ pub mod handler;
 /// so the mesh encloses what the stored grid calls occupied.
 pub const DEFAULT_ISO: f32 = 0.3;
 
+/// Default polycount cap. Marketplaces commonly take up to 200k triangles and 15 MB; our GLB
+/// stores 24 bytes per vertex (position, normal) and 12 per triangle, and a capped mesh
+/// keeps only used vertices (at most 3 per triangle), so 100k triangles is at most
+/// 100k * (12 + 3 * 24) bytes = 8.4 MB plus a kilobyte of JSON, whatever the topology.
+/// (A closed mesh has about half a vertex per triangle: about 2.4 MB.) Meshes from 32^3
+/// grids are far below it (the real ShapeNet chair: 3152 triangles), so it only acts on
+/// finer grids or explicit lower caps.
+pub const DEFAULT_MAX_TRIANGLES: usize = 100_000;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 /// The `[refine]` section of the layered config, in the worker and `mono2mesh run` alike.
@@ -29,6 +66,8 @@ pub struct RefineSettings {
     pub smoothing: Smoothing,
     /// Files to encode, in this order.
     pub formats: Vec<MeshFormat>,
+    /// Polycount cap, applied after smoothing (at least 4, a tetrahedron).
+    pub max_triangles: usize,
 }
 
 impl Default for RefineSettings {
@@ -37,6 +76,7 @@ impl Default for RefineSettings {
             iso: DEFAULT_ISO,
             smoothing: smooth::DEFAULT_LAPLACIAN,
             formats: vec![MeshFormat::Glb, MeshFormat::Obj, MeshFormat::Ply, MeshFormat::Stl],
+            max_triangles: DEFAULT_MAX_TRIANGLES,
         }
     }
 }
@@ -61,6 +101,9 @@ impl RefineSettings {
         if self.formats.is_empty() {
             return Err("formats must name at least one mesh format".into());
         }
+        if self.max_triangles < simplify::MIN_TRIANGLES {
+            return Err(RefineError::Simplify(SimplifyError::CapTooSmall(self.max_triangles)).to_string());
+        }
         Ok(())
     }
 }
@@ -75,6 +118,10 @@ pub enum RefineError {
     MarchingCubes(#[from] MarchingCubesError),
     #[error("smoothing: {0}")]
     Smooth(#[from] SmoothError),
+    #[error("max_triangles: {0}")]
+    Simplify(#[from] SimplifyError),
+    #[error("placing the mesh: {0}")]
+    Pose(#[from] PoseError),
     #[error("export: {0}")]
     Export(#[from] ExportError),
     #[error("voxel input: {0}")]
@@ -93,21 +140,93 @@ impl From<RefineError> for StageError {
     }
 }
 
+/// What the job knows about the object besides its voxels. `Default` is nothing: the mesh
+/// keeps model units. Built with [`AssetSpec::for_category`] and [`AssetSpec::with_size`],
+/// so fields added later (colour, LODs) do not change callers.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[non_exhaustive]
+pub struct AssetSpec {
+    pub category: Option<Category>,
+    /// The submitter's real size; already checked by [`RealSize`]'s constructors.
+    pub size: Option<RealSize>,
+}
+
+impl AssetSpec {
+    pub fn for_category(category: Option<Category>) -> Self {
+        AssetSpec { category, size: None }
+    }
+
+    pub fn with_size(self, size: Option<RealSize>) -> Self {
+        AssetSpec { size, ..self }
+    }
+
+    /// The size to scale to and where it came from (see the crate docs).
+    fn target(&self) -> (TargetSize, ScaleSource, Option<RealSize>) {
+        let to_target = |size: RealSize| match size {
+            RealSize::Height { height_mm } => TargetSize::Height(height_mm / 1000.0),
+            RealSize::Box { width_mm, height_mm, depth_mm } => {
+                TargetSize::Extents([width_mm / 1000.0, height_mm / 1000.0, depth_mm / 1000.0])
+            }
+        };
+        match (self.size, self.category) {
+            (Some(size), _) => (to_target(size), ScaleSource::Job, Some(size)),
+            (None, Some(category)) => {
+                let size = RealSize::typical(category);
+                (to_target(size), ScaleSource::Category, Some(size))
+            }
+            (None, None) => (TargetSize::ModelUnits, ScaleSource::ModelUnits, None),
+        }
+    }
+}
+
+/// Where the real size came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleSource {
+    /// The size stated for the job.
+    Job,
+    /// The category's typical height.
+    Category,
+    /// No size known: one model unit (the model is about 1 m across) per metre.
+    ModelUnits,
+}
+
+/// How the mesh was placed and scaled: stored with the mesh measurements.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScaleReport {
+    /// Always `"m"`: every file's coordinates are metres.
+    pub units: String,
+    pub source: ScaleSource,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<Category>,
+    /// The size scaled to (the job's, or the category's typical one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<RealSize>,
+    /// Metres per model unit along X, Y, Z, and the resulting size (width, height, depth).
+    #[serde(flatten)]
+    pub placement: Placement,
+}
+
 /// Measurements of the produced mesh, for job records and logs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MeshStats {
     pub vertices: usize,
     pub triangles: usize,
-    /// Enclosed volume in model units (positive: outward normals).
+    /// Enclosed volume in cubic metres (positive: outward normals).
     pub volume: f64,
+    /// Square metres.
     pub surface_area: f64,
     /// Closed, edge-manifold and consistently oriented.
     pub watertight: bool,
     pub euler_characteristic: i64,
+    /// Pose and size: see the crate docs.
+    pub scale: ScaleReport,
+    /// The polycount cap's work (`triangles_before` is the smoothed marching-cubes mesh).
+    pub polycount: SimplifyReport,
 }
 
 impl MeshStats {
-    pub fn of(mesh: &Mesh) -> MeshStats {
+    pub fn of(mesh: &Mesh, scale: ScaleReport, polycount: SimplifyReport) -> MeshStats {
         MeshStats {
             vertices: mesh.vertex_count(),
             triangles: mesh.triangle_count(),
@@ -115,6 +234,8 @@ impl MeshStats {
             surface_area: mesh.surface_area(),
             watertight: mesh.is_watertight(),
             euler_characteristic: mesh.euler_characteristic(),
+            scale,
+            polycount,
         }
     }
 }
@@ -127,20 +248,27 @@ pub struct MeshFile {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RefineOutput {
+    /// The mesh every file holds: capped, posed and scaled (metres, glTF axes).
     pub mesh: Mesh,
     pub files: Vec<MeshFile>,
     pub stats: MeshStats,
 }
 
-/// Grid to mesh: marching cubes at `settings.iso`, smoothing, then every requested format.
+/// [`refine_asset`] knowing nothing about the object: model units (see [`AssetSpec`]).
 pub fn refine(grid: &VoxelGrid, settings: &RefineSettings) -> Result<RefineOutput, RefineError> {
-    let mesh = build_mesh(grid, settings)?;
+    refine_asset(grid, settings, &AssetSpec::default())
+}
+
+/// Grid to asset: marching cubes at `settings.iso`, smoothing, the polycount cap, the asset
+/// pose and size for `spec`, then every requested format (all from the same mesh).
+pub fn refine_asset(grid: &VoxelGrid, settings: &RefineSettings, spec: &AssetSpec) -> Result<RefineOutput, RefineError> {
+    let (mesh, scale, polycount) = asset_mesh(grid, settings, spec)?;
     let files = settings
         .formats
         .iter()
         .map(|&format| Ok(MeshFile { format, bytes: export::encode(&mesh, format)? }))
         .collect::<Result<Vec<_>, RefineError>>()?;
-    let stats = MeshStats::of(&mesh);
+    let stats = MeshStats::of(&mesh, scale, polycount);
     Ok(RefineOutput { mesh, files, stats })
 }
 
@@ -154,7 +282,19 @@ pub fn refine_npy(bytes: &[u8], settings: &RefineSettings) -> Result<RefineOutpu
     refine(&npy::npy_to_grid(bytes)?, settings)
 }
 
-/// Marching cubes and smoothing only (no files).
+/// The mesh the files hold: [`build_mesh`], capped at `settings.max_triangles`, placed and
+/// scaled for `spec`.
+pub fn asset_mesh(grid: &VoxelGrid, settings: &RefineSettings, spec: &AssetSpec) -> Result<(Mesh, ScaleReport, SimplifyReport), RefineError> {
+    let mut mesh = build_mesh(grid, settings)?;
+    let polycount = simplify::simplify(&mut mesh, settings.max_triangles)?;
+    let (target, source, target_size) = spec.target();
+    let placement = pose::place(&mut mesh, target)?;
+    let scale = ScaleReport { units: "m".into(), source, category: spec.category, target: target_size, placement };
+    Ok((mesh, scale, polycount))
+}
+
+/// Marching cubes and smoothing only (no files, no cap), in the model frame: what previews
+/// render with the training cameras.
 pub fn build_mesh(grid: &VoxelGrid, settings: &RefineSettings) -> Result<Mesh, RefineError> {
     let iso = settings.iso;
     // Occupancies live in [0, 1]; an iso outside (0, 1) would mesh everything or nothing.
@@ -279,6 +419,12 @@ mod tests {
         let refine = RefineSettings::from_config(&settings).unwrap();
         assert_eq!(refine.smoothing, Smoothing::Hc { alpha: 0.1, beta: 0.6, iterations: 10 });
         assert_eq!(refine.formats, vec![MeshFormat::Glb]);
+        assert_eq!(refine.max_triangles, DEFAULT_MAX_TRIANGLES);
+        let settings = SettingsLoader::with_env(Default::default()).set("refine.max_triangles", "5000").load().unwrap();
+        assert_eq!(RefineSettings::from_config(&settings).unwrap().max_triangles, 5000);
+        let settings = SettingsLoader::with_env(Default::default()).set("refine.max_triangles", "3").load().unwrap();
+        let error = RefineSettings::from_config(&settings).unwrap_err().to_string();
+        assert!(error.contains("[refine]") && error.contains("max_triangles"), "{error}");
         let settings = SettingsLoader::with_env(Default::default()).set("refine.iso", "1.0").load().unwrap();
         assert!(RefineSettings::from_config(&settings).unwrap_err().to_string().contains("[refine]"));
         let settings = SettingsLoader::with_env(Default::default()).set("refine.formats", "glb").load().unwrap();
@@ -293,6 +439,77 @@ mod tests {
         let from_file = refine_npy(&npy::grid_to_npy(&grid), &RefineSettings::default()).unwrap();
         assert_eq!(from_file.stats, refine(&placed, &RefineSettings::default()).unwrap().stats);
         assert!(matches!(refine_npy(b"not numpy", &RefineSettings::default()), Err(RefineError::Npy(_))));
+    }
+
+    #[test]
+    fn files_are_posed_in_metres_by_category_or_job_size() {
+        let grid = notched_box();
+        // Model units: a rotation and a translation only, onto the ground and centred.
+        let plain = refine(&grid, &RefineSettings::default()).unwrap();
+        assert_eq!(plain.stats.scale.source, ScaleSource::ModelUnits);
+        assert_eq!(plain.stats.scale.units, "m");
+        let (lo, hi) = plain.mesh.bounds().unwrap();
+        assert_eq!(lo[1], 0.0);
+        assert!((lo[0] + hi[0]).abs() < 1e-5 && (lo[2] + hi[2]).abs() < 1e-5, "{lo:?} {hi:?}");
+        // The box is 12 voxels along model X (depth, front-back) and 8 along model Z
+        // (width): in the asset, width is X and depth is Z.
+        let [w, h, d] = plain.stats.scale.placement.size_m;
+        assert!(d > w * 1.3 && h > w, "{:?}", plain.stats.scale);
+
+        let chair = refine_asset(&grid, &RefineSettings::default(), &AssetSpec::for_category(Some(Category::Chair))).unwrap();
+        assert_eq!(chair.stats.scale.source, ScaleSource::Category);
+        assert_eq!(chair.stats.scale.target, Some(RealSize::typical(Category::Chair)));
+        assert!((chair.stats.scale.placement.size_m[1] - 0.85).abs() < 1e-5, "{:?}", chair.stats.scale);
+        let factor = chair.stats.scale.placement.metres_per_unit[1];
+        assert!((chair.stats.volume / plain.stats.volume - factor.powi(3)).abs() < 1e-3 * factor.powi(3));
+
+        let size = RealSize::dimensions(600.0, 900.0, 550.0).unwrap();
+        let spec = AssetSpec::for_category(Some(Category::Chair)).with_size(Some(size));
+        let sized = refine_asset(&grid, &RefineSettings::default(), &spec).unwrap();
+        assert_eq!(sized.stats.scale.source, ScaleSource::Job);
+        for (got, want) in sized.stats.scale.placement.size_m.iter().zip([0.6, 0.9, 0.55]) {
+            assert!((got - want).abs() < 1e-5, "{:?}", sized.stats.scale);
+        }
+        assert!(sized.stats.watertight);
+        // Every file is the posed mesh.
+        for file in &sized.files {
+            assert_eq!(file.bytes, export::encode(&sized.mesh, file.format).unwrap());
+        }
+        let json = serde_json::to_value(&sized.stats).unwrap();
+        assert_eq!(json["scale"]["source"], "job");
+        assert_eq!(json["scale"]["target"]["depth_mm"], 550.0);
+        assert_eq!(json["scale"]["size_m"][1].as_f64().map(|v| (v - 0.9).abs() < 1e-5), Some(true));
+        assert_eq!(serde_json::from_value::<MeshStats>(json).unwrap(), sized.stats);
+    }
+
+    #[test]
+    fn the_polycount_cap_holds_and_is_reported() {
+        let settings = RefineSettings { max_triangles: 200, ..RefineSettings::default() };
+        let full = refine(&notched_box(), &RefineSettings::default()).unwrap();
+        let capped = refine(&notched_box(), &settings).unwrap();
+        assert!(full.stats.triangles > 200, "{:?}", full.stats);
+        assert_eq!(full.stats.polycount.triangles_before, full.stats.triangles);
+        assert!(capped.stats.triangles <= 200);
+        assert_eq!(capped.stats.polycount.triangles_before, full.stats.triangles);
+        assert_eq!(capped.stats.polycount.triangles_after, capped.stats.triangles);
+        assert!(capped.stats.watertight);
+        // Capped after smoothing and before placing: the same box on the ground.
+        for a in 0..3 {
+            let (f, c) = (full.stats.scale.placement.size_m[a], capped.stats.scale.placement.size_m[a]);
+            assert!((f - c).abs() < 0.02 * f, "axis {a}: {f} vs {c}");
+        }
+        let bad = RefineSettings { max_triangles: 2, ..RefineSettings::default() };
+        assert!(bad.validate().unwrap_err().contains("max_triangles"));
+        assert_eq!(StageError::from(refine(&notched_box(), &bad).unwrap_err()).class, ErrorClass::Permanent);
+    }
+
+    #[test]
+    fn the_default_cap_keeps_any_glb_under_15_mb() {
+        // Worst case for a capped mesh: 3 unshared vertices per triangle (24 bytes each:
+        // position and normal) plus 12 bytes of indices, plus the JSON chunk.
+        let worst = DEFAULT_MAX_TRIANGLES * (12 + 3 * 24) + 4096;
+        assert!(worst <= 15_000_000, "{worst}");
+        assert!(DEFAULT_MAX_TRIANGLES <= 200_000);
     }
 
     #[test]

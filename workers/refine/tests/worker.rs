@@ -2,7 +2,7 @@
 //! `mono2mesh_testkit::rig`), fed with stored probability grids as reconstruct leaves them.
 //! Fails, rather than skips, when RabbitMQ or Postgres is missing.
 
-use mono2mesh_core::{JobId, JobState, Stage, StageMessage};
+use mono2mesh_core::{Category, JobId, JobState, Stage, StageMessage};
 use mono2mesh_geometry::{npy, VoxelGrid};
 use mono2mesh_infra::blob::{keys, BlobStore};
 use mono2mesh_infra::jobs::JobUpdate;
@@ -25,7 +25,8 @@ async fn reconstructed_job(rig: &PipelineRig, voxels: Option<Vec<u8>>) -> JobId 
         rig.put(&keys::stage_artifact(id, Stage::Reconstruct, keys::VOXEL_PROBABILITIES).unwrap(), voxels).await;
     }
     rig.jobs().advance(id, Some(Stage::Reconstruct), JobState::Reconstructed, JobUpdate::default()).await.unwrap();
-    rig.publish(&StageMessage::new(id, Stage::Refine, None)).await;
+    // The category sets the asset's typical size (a chair: 0.85 m tall).
+    rig.publish(&StageMessage::new(id, Stage::Refine, Some(Category::Chair))).await;
     id
 }
 
@@ -58,8 +59,13 @@ async fn stored_voxel_grids_become_meshes_and_bad_ones_end_cleanly() {
         let stats: serde_json::Value = serde_json::from_slice(&rig.s3.store.get(&stats_key).await.unwrap()).unwrap();
         assert_eq!(stats["watertight"], true, "a box meshes watertight: {stats}");
         assert!(stats["volume"].as_f64().unwrap() > 0.0);
-        let events: Vec<String> = rig.jobs().events(*id).await.unwrap().into_iter().map(|e| e.event).collect();
-        assert_eq!(events, vec!["submitted", "reconstructed", "done"]);
+        assert_eq!(stats["scale"]["source"], "category", "{stats}");
+        assert!((stats["scale"]["size_m"][1].as_f64().unwrap() - 0.85).abs() < 1e-5, "{stats}");
+        let events = rig.jobs().events(*id).await.unwrap();
+        let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+        assert_eq!(names, vec!["submitted", "reconstructed", "done"]);
+        // The scale is in the job's history too, beside the other mesh measurements.
+        assert_eq!(events[2].detail["mesh"]["scale"], stats["scale"]);
     }
     // Nothing solid predicted: the user's photo gave no shape, a rejection.
     let empty = rig.jobs().get_job(empty).await.unwrap();

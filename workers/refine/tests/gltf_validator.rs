@@ -1,0 +1,125 @@
+//! Every GLB the refine library writes passes the Khronos glTF Validator with no error and
+//! no warning (infos and hints are printed, not failed on). The pinned validator lives in
+//! `tools/gltf-validator` (installed by `scripts/setup.sh --tests`) and runs under Node on
+//! GLBs made from real voxel grids (`../shared/testdata/binvox`, when present) and from a
+//! generated probability grid, through the same `refine_asset` the worker calls. Without
+//! Node or the validator package the test prints SKIPPED and checks nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use mono2mesh_core::{Category, RealSize};
+use mono2mesh_geometry::export::MeshFormat;
+use mono2mesh_geometry::smooth;
+use mono2mesh_geometry::VoxelGrid;
+use mono2mesh_refine::{refine_asset, AssetSpec, RefineSettings};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The validator script, when Node and the pinned package are both there.
+fn validator() -> Result<PathBuf, String> {
+    let dir = workspace().join("tools/gltf-validator");
+    let node = Command::new("node").arg("--version").output();
+    if !node.as_ref().is_ok_and(|o| o.status.success()) {
+        return Err("node is not on PATH".into());
+    }
+    if !dir.join("node_modules/gltf-validator/package.json").is_file() {
+        return Err(format!("the validator is not installed (run scripts/install-gltf-validator.sh) in {}", dir.display()));
+    }
+    Ok(dir.join("validate.mjs"))
+}
+
+/// Runs the validator on `files`: its exit status and one JSON report per file.
+fn validate(script: &Path, files: &[PathBuf]) -> (i32, Vec<serde_json::Value>) {
+    let output = Command::new("node").arg(script).args(files).output().expect("running node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let reports = stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
+    (output.status.code().unwrap_or(-1), reports)
+}
+
+/// A soft (0..1) probability ball with a handle-like bar, the kind of grid Pix2Vox writes.
+fn generated_grid() -> VoxelGrid {
+    let mut grid = VoxelGrid::new([32; 3]);
+    grid.translate = [-0.5; 3];
+    for x in 0..32 {
+        for y in 0..32 {
+            for z in 0..32 {
+                let c = grid.voxel_center(x, y, z);
+                let ball = 1.0 - ((c[0] * c[0] + c[1] * c[1] + c[2] * c[2]).sqrt() - 0.25) * 8.0;
+                let bar = if c[1].abs() < 0.05 && c[2].abs() < 0.05 && c[0].abs() < 0.45 { 0.9 } else { 0.0 };
+                grid.set(x, y, z, ball.clamp(0.0, 1.0).max(bar));
+            }
+        }
+    }
+    grid
+}
+
+#[test]
+fn every_glb_refine_writes_passes_the_khronos_validator() {
+    let script = match validator() {
+        Ok(script) => script,
+        Err(why) => {
+            println!("SKIPPED every_glb_refine_writes_passes_the_khronos_validator: {why}");
+            return;
+        }
+    };
+    let glb_only = RefineSettings { formats: vec![MeshFormat::Glb], ..RefineSettings::default() };
+    let chair = AssetSpec::for_category(Some(Category::Chair));
+    let boxed = chair.with_size(Some(RealSize::dimensions(450.0, 900.0, 520.0).unwrap()));
+    let mut cases: Vec<(String, VoxelGrid, RefineSettings, AssetSpec)> = vec![
+        ("generated-default".into(), generated_grid(), glb_only.clone(), AssetSpec::for_category(Some(Category::Bottle))),
+        ("generated-raw".into(), generated_grid(), RefineSettings { smoothing: smooth::Smoothing::None, ..glb_only.clone() }, AssetSpec::default()),
+        ("generated-hc-capped".into(), generated_grid(), RefineSettings { smoothing: smooth::DEFAULT_HC, max_triangles: 300, ..glb_only.clone() }, boxed),
+    ];
+    let testdata = workspace().join("../shared/testdata/binvox");
+    for (name, category) in [("chair", Category::Chair), ("8a85", Category::Car)] {
+        let path = testdata.join(format!("{name}.binvox"));
+        if !path.is_file() {
+            println!("SKIPPED the real {name}.binvox cases: {} is absent", path.display());
+            continue;
+        }
+        let grid = VoxelGrid::read_binvox(&path).unwrap();
+        let spec = AssetSpec::for_category(Some(category));
+        cases.push((format!("{name}-default"), grid.clone(), glb_only.clone(), spec));
+        cases.push((format!("{name}-box"), grid.clone(), glb_only.clone(), spec.with_size(Some(RealSize::dimensions(450.0, 900.0, 520.0).unwrap()))));
+        cases.push((format!("{name}-capped-500"), grid, RefineSettings { max_triangles: 500, ..glb_only.clone() }, spec));
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (name, grid, settings, spec) in &cases {
+        let output = refine_asset(grid, settings, spec).unwrap();
+        let path = dir.path().join(format!("{name}.glb"));
+        std::fs::write(&path, &output.files[0].bytes).unwrap();
+        println!(
+            "{name}: {} triangles (from {}), {} bytes, size {:?} m, watertight {}",
+            output.stats.triangles,
+            output.stats.polycount.triangles_before,
+            output.files[0].bytes.len(),
+            output.stats.scale.placement.size_m,
+            output.stats.watertight
+        );
+        files.push(path);
+    }
+    let (status, reports) = validate(&script, &files);
+    assert_eq!(reports.len(), files.len());
+    for report in &reports {
+        println!(
+            "validator {}: {}: {} errors, {} warnings, {} infos, {} hints {}",
+            report["validator"], report["file"], report["errors"], report["warnings"], report["infos"], report["hints"], report["messages"]
+        );
+        assert_eq!((report["errors"].as_u64(), report["warnings"].as_u64()), (Some(0), Some(0)), "{report}");
+    }
+    assert_eq!(status, 0);
+
+    // The harness can fail: a GLB cut short is reported as an error with status 1.
+    let cut = dir.path().join("cut.glb");
+    let bytes = std::fs::read(&files[0]).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() - 8]).unwrap();
+    let (status, reports) = validate(&script, &[cut]);
+    assert_eq!(status, 1);
+    assert!(reports[0]["errors"].as_u64().unwrap() > 0, "{}", reports[0]);
+}
