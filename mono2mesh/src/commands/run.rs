@@ -53,6 +53,9 @@ pub struct RunArgs {
     /// Marching-cubes level of the mesh surface on the probabilities [config: refine.iso].
     #[arg(long)]
     iso: Option<f32>,
+    /// Most triangles per mesh; larger meshes are simplified (meshoptimizer) [config: refine.max_triangles].
+    #[arg(long)]
+    max_triangles: Option<usize>,
     /// Mesh smoothing: laplacian (uniform, shrinks), taubin (keeps volume), hc (the paper's HC) or none [config: refine.smoothing].
     #[arg(long, value_enum)]
     smooth: Option<SmoothMethod>,
@@ -101,6 +104,9 @@ impl RunArgs {
         }
         if let Some(iso) = self.iso {
             stages.refine.iso = iso;
+        }
+        if let Some(max_triangles) = self.max_triangles {
+            stages.refine.max_triangles = max_triangles;
         }
         if let Some(smooth) = self.smooth {
             stages.refine.smoothing = smooth.smoothing(self.iterations);
