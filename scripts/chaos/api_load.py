@@ -231,6 +231,14 @@ def main():
     for t in threads:
         t.join()
     wall = time.perf_counter() - started
+    # The server's peak resident memory over the run (for deploy/k8s's request and limit).
+    peak_rss_mib = None
+    try:
+        for line in open(f"/proc/{serve.pid}/status"):
+            if line.startswith("VmHWM:"):
+                peak_rss_mib = round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     serve.terminate()
     serve.wait(timeout=30)
 
@@ -248,7 +256,7 @@ def main():
         values = sorted(values)
         return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else None
 
-    report = {"uploads": args.uploads, "clients": args.clients, "wall_s": round(wall, 1),
+    report = {"uploads": args.uploads, "clients": args.clients, "wall_s": round(wall, 1), "serve_peak_rss_mib": peak_rss_mib,
               "outage_s": [round(outage["start"], 1), round(outage["end"], 1)],
               "accepted_keys": len(accepted), "distinct_jobs": len(ids),
               "jobs_found_in_db": int(found), "jobs_in_batch": int(in_batch), "by_kind": {}}
