@@ -163,21 +163,13 @@ def main():
     note("storage-lie.pth", "a storage declared 1 GiB with 64 bytes in the file")
     if real_pth:
         data = bytearray(open(real_pth, "rb").read())
-        # Make every local header claim a 4 GiB uncompressed size.
-        i = 0
-        while True:
-            i = data.find(b"PK\x03\x04", i)
-            if i < 0:
-                break
-            data[i + 22 : i + 26] = struct.pack("<I", 0xFFFFFFF0)
-            i += 4
-        j = 0
-        while True:
-            j = data.find(b"PK\x01\x02", j)
-            if j < 0:
-                break
-            data[j + 24 : j + 28] = struct.pack("<I", 0xFFFFFFF0)
-            j += 4
+        # Make every local header and central directory entry claim a 4 GiB uncompressed
+        # size (the field sits at offset 22 and 24 of each record).
+        for signature, size_at in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+            i = data.find(signature)
+            while i >= 0:
+                data[i + size_at : i + size_at + 4] = struct.pack("<I", 0xFFFFFFF0)
+                i = data.find(signature, i + 4)
         open(os.path.join(pth, "zip-size-lie.pth"), "wb").write(bytes(data))
         note("zip-size-lie.pth", "the real checkpoint with every zip entry claiming 4 GiB")
         open(os.path.join(pth, "truncated.pth"), "wb").write(open(real_pth, "rb").read()[: 3_000_000])
