@@ -13,7 +13,7 @@ use mono2mesh_vision::pix2vox::Variant;
 use mono2mesh_vision::pix2vox_model::Pix2VoxModel;
 use mono2mesh_train::trainer::TrainObserver;
 use mono2mesh_train::{
-    evaluate, AugmentConfig, DatasetLocation, EpochMetrics, EvalConfig, Init, PairSet, TrainConfig, Trainer,
+    evaluate, evaluate_retrieval, AugmentConfig, DatasetLocation, EpochMetrics, EvalConfig, Init, SurfaceConfig, PairSet, TrainConfig, Trainer,
 };
 
 /// Where the data is: `--dataset ROOT` (our layout, or a ShapeNet tree arranged like it),
@@ -392,6 +392,20 @@ pub struct EvalArgs {
     thresholds: Vec<f32>,
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
+    /// Marching-cubes level the predictions are meshed at for the surface metrics
+    /// (Chamfer-L1, F-score at 1% and 2%, normal consistency) [default: refine.iso, 0.3]
+    #[arg(long, default_value_t = 0.3)]
+    surface_iso: f32,
+    /// Area-uniform samples per surface for the surface metrics
+    #[arg(long, default_value_t = mono2mesh_geometry::surface::DEFAULT_SAMPLES)]
+    surface_samples: usize,
+    /// IoU only: skip the surface metrics
+    #[arg(long)]
+    no_surface: bool,
+    /// Also score the nearest-training-shape baseline: each test image's nearest training
+    /// image (by the network's encoder features) lends its true shape as the prediction
+    #[arg(long)]
+    retrieval: bool,
     /// Write the report as JSON here (`-` for standard output instead of the table)
     #[arg(long)]
     json: Option<PathBuf>,
@@ -414,23 +428,47 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         ProgressStyle::with_template("eval [{bar:30}] {pos}/{len} models ({per_sec}, eta {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let config = EvalConfig { thresholds: args.thresholds.clone(), views: args.views, batch_size: args.batch_size };
+    anyhow::ensure!(args.surface_iso > 0.0 && args.surface_iso < 1.0, "--surface-iso must lie strictly between 0 and 1");
+    anyhow::ensure!(args.surface_samples > 0, "--surface-samples must be at least 1");
+    let surface = (!args.no_surface).then_some(SurfaceConfig { iso: args.surface_iso, samples: args.surface_samples });
+    let config = EvalConfig { thresholds: args.thresholds.clone(), views: args.views, batch_size: args.batch_size, surface };
     let report = evaluate(&model.net, &pairs, &config, device, &mut |n| bar.set_position(n as u64))?;
+    let retrieval = if args.retrieval {
+        // The gallery is what the network was trained on: the same categories' train split.
+        let gallery = PairSet::load(&dataset, dataset.samples(Split::Train, categories)).context("loading the retrieval gallery")?;
+        bar.set_position(0);
+        bar.set_message("retrieval");
+        Some(evaluate_retrieval(&model.net, &gallery, &pairs, &config, device, &mut |n| bar.set_position(n as u64))?)
+    } else {
+        None
+    };
     bar.finish_and_clear();
-    let json = serde_json::to_string_pretty(&serde_json::json!({
+    let mut json = serde_json::json!({
         "model": args.model,
         "variant": model.metadata.variant,
         "model_category": model.metadata.category.map_or("general", |c| c.name()),
         "split": args.split,
         "report": report,
-    }))?;
+    });
+    if let Some(retrieval) = &retrieval {
+        json["retrieval"] = serde_json::to_value(retrieval)?;
+    }
+    let json = serde_json::to_string_pretty(&json)?;
+    let table = || {
+        let mut text = report.table();
+        if let Some(retrieval) = &retrieval {
+            text.push_str("\nnearest training shape (retrieval baseline)\n");
+            text.push_str(&retrieval.table());
+        }
+        text
+    };
     match &args.json {
         Some(path) if path.as_os_str() == "-" => println!("{json}"),
         Some(path) => {
             std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
-            print!("{}", report.table());
+            print!("{}", table());
         }
-        None => print!("{}", report.table()),
+        None => print!("{}", table()),
     }
     Ok(())
 }

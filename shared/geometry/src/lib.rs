@@ -9,6 +9,7 @@ pub mod npy;
 pub mod pose;
 pub mod simplify;
 pub mod smooth;
+pub mod surface;
 pub mod voxel;
 
 pub use binvox::{Binvox, BinvoxError};

@@ -11,6 +11,6 @@ pub mod trainer;
 
 pub use augment::AugmentConfig;
 pub use data::{Batch, DataError, DatasetLocation, PairSet};
-pub use eval::{evaluate, EvalConfig, EvalReport};
+pub use eval::{evaluate, evaluate_retrieval, EvalConfig, EvalReport, SurfaceConfig, SurfaceReport, SurfaceScore};
 pub use optim::{LearningRates, Schedule};
 pub use trainer::{EpochMetrics, Init, TrainConfig, TrainError, TrainObserver, TrainState, TrainSummary, Trainer, TrunkMode};

@@ -10,7 +10,11 @@ use mono2mesh_vision::pix2vox::Variant;
 use mono2mesh_vision::pix2vox_model::{ModelMetadata, Pix2VoxModel, Provenance};
 use mono2mesh_vision::precision::Precision;
 use mono2mesh_train::trainer::{Quiet, TrainObserver, BEST_EVAL_FILE, BEST_FILE, CHECKPOINT_FILE, METRICS_FILE};
-use mono2mesh_train::{evaluate, AugmentConfig, DatasetLocation, EpochMetrics, EvalConfig, Init, PairSet, TrainConfig, Trainer, TrunkMode};
+use mono2mesh_train::eval::evaluate_with;
+use mono2mesh_train::{
+    evaluate, AugmentConfig, DataError, DatasetLocation, EpochMetrics, EvalConfig, Init, PairSet, SurfaceConfig, TrainConfig, Trainer,
+    TrunkMode,
+};
 use tch::Device;
 
 /// libtorch's random generator is process-global and initialisation draws from it: the
@@ -181,6 +185,87 @@ fn evaluation_is_sample_weighted_across_categories() {
     assert_eq!(report.best_iou, report.overall.iter().cloned().fold(f64::MIN, f64::max));
     let table = report.table();
     assert!(table.contains("chair") && table.contains("overall") && table.contains("t=0.3"), "{table}");
+}
+
+#[test]
+fn surface_metrics_score_the_truth_near_perfect_and_an_empty_prediction_zero() {
+    let _turn = serial();
+    let data = tempfile::tempdir().unwrap();
+    let ds = catalog(data.path(), vec![Category::Chair, Category::Bottle], 3);
+    let pairs = PairSet::load(&ds, all_samples(&ds)).unwrap();
+    let config = EvalConfig {
+        batch_size: 4,
+        surface: Some(SurfaceConfig { iso: 0.5, samples: 10_000 }),
+        ..EvalConfig::default()
+    };
+    let volumes = |chunk: &[usize], f: &dyn Fn(&[f32]) -> Vec<f32>| {
+        let values: Vec<f32> = chunk.iter().flat_map(|&i| f(pairs.voxels(i))).collect();
+        Ok::<_, DataError>(tch::Tensor::from_slice(&values).reshape([chunk.len() as i64, 32, 32, 32]))
+    };
+    // The ground truth as the prediction: its own surface, up to sampling.
+    let truth = evaluate_with(&pairs, &config, &mut |_| {}, &mut |chunk| volumes(chunk, &|v| v.to_vec())).unwrap();
+    let surface = truth.surface.clone().expect("asked for surface metrics");
+    assert_eq!((surface.overall.samples, surface.overall.empty), (pairs.len(), 0));
+    assert!(surface.overall.fscore_1 > 0.9 && surface.overall.fscore_2 > 0.99, "{surface:?}");
+    assert!(surface.overall.chamfer_l1 < 0.01 && surface.overall.normal_consistency > 0.9, "{surface:?}");
+    assert_eq!(surface.per_category.len(), 2);
+    // The truth one voxel thinner everywhere it can be (an eroded grid): worse on every metric.
+    let eroded = evaluate_with(&pairs, &config, &mut |_| {}, &mut |chunk| {
+        volumes(chunk, &|v| {
+            let at = |x: i64, y: i64, z: i64| {
+                let inside = (0..32).contains(&x) && (0..32).contains(&y) && (0..32).contains(&z);
+                inside && v[(x * 32 * 32 + y * 32 + z) as usize] >= 0.5
+            };
+            (0..32 * 32 * 32i64)
+                .map(|i| {
+                    let (x, y, z) = (i / 1024, i / 32 % 32, i % 32);
+                    let keep = at(x, y, z)
+                        && [(1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)]
+                            .iter()
+                            .all(|(dx, dy, dz)| at(x + dx, y + dy, z + dz));
+                    if keep { 1.0 } else { 0.0 }
+                })
+                .collect()
+        })
+    })
+    .unwrap();
+    let worse = eroded.surface.unwrap().overall;
+    assert!(worse.fscore_1 < surface.overall.fscore_1 && worse.chamfer_l1 > surface.overall.chamfer_l1, "{worse:?}");
+    // Nothing predicted: every sample empty, F = 0, and the table says so.
+    let empty = evaluate_with(&pairs, &config, &mut |_| {}, &mut |chunk| volumes(chunk, &|v| vec![0.0; v.len()])).unwrap();
+    let none = empty.surface.as_ref().unwrap().overall.clone();
+    assert_eq!((none.empty, none.fscore_1, none.fscore_2), (pairs.len(), 0.0, 0.0));
+    let table = empty.table();
+    assert!(table.contains("F@1%") && table.contains("empty"), "{table}");
+    // Reports without surfaces (older eval.json files) still read.
+    let mut json = serde_json::to_value(&truth).unwrap_or_default();
+    json.as_object_mut().map(|o| o.remove("surface"));
+    let old: mono2mesh_train::EvalReport = serde_json::from_value(json).unwrap();
+    assert!(old.surface.is_none());
+}
+
+#[test]
+fn retrieval_returns_the_nearest_training_shape() {
+    let _turn = serial();
+    let data = tempfile::tempdir().unwrap();
+    let ds = catalog(data.path(), vec![Category::Chair, Category::Bottle], 3);
+    let pairs = PairSet::load(&ds, all_samples(&ds)).unwrap();
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    tch::manual_seed(11);
+    let net = mono2mesh_vision::pix2vox::Pix2Vox::new(&vs.root(), Variant::F);
+    let config = EvalConfig { batch_size: 4, surface: Some(SurfaceConfig::default()), ..EvalConfig::default() };
+    // Every test image is in the gallery: its nearest image is itself, so the retrieved
+    // shape is its own and IoU is exactly 1 at every threshold.
+    let itself = mono2mesh_train::evaluate_retrieval(&net, &pairs, &pairs, &config, Device::Cpu, &mut |_| {}).unwrap();
+    assert!(itself.overall.iter().all(|&iou| (iou - 1.0).abs() < 1e-9), "{:?}", itself.overall);
+    assert!(itself.surface.unwrap().overall.fscore_1 > 0.9);
+    // A gallery of bottles only: chairs get a bottle's shape and score far lower.
+    let bottles: Vec<usize> = (0..pairs.len()).filter(|&i| pairs.samples()[i].taxonomy_name == "bottle").collect();
+    let chairs: Vec<usize> = (0..pairs.len()).filter(|&i| pairs.samples()[i].taxonomy_name == "chair").collect();
+    let other = mono2mesh_train::evaluate_retrieval(&net, &pairs.subset(&bottles), &pairs.subset(&chairs), &config, Device::Cpu, &mut |_| {}).unwrap();
+    assert!(other.best_iou < 0.5, "{:?}", other.overall);
+    let empty = pairs.subset(&[]);
+    assert!(mono2mesh_train::evaluate_retrieval(&net, &empty, &pairs, &config, Device::Cpu, &mut |_| {}).is_err());
 }
 
 #[test]
