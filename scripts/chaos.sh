@@ -17,6 +17,8 @@
 #   bash scripts/chaos.sh api [UPLOADS]       # default 300: `serve` under 8 concurrent
 #                                             # clients (uploads and reads), Postgres cut
 #                                             # for 8 s half-way (scripts/chaos/api_load.py)
+#                                             # CHAOS_API_ARGS adds its options, e.g.
+#                                             # "--pad-mib 40 --clients 24 --outage-for 0"
 #
 # Each run gets its own database, queue prefix (queues expire) and S3 directory under
 # $CHAOS_DIR (default /tmp/m2m-chaos), and prints its figures plus a JSON summary.
@@ -152,7 +154,7 @@ echo "chaos $MODE: ${#PHOTOS[@]} photos, work dir $WORK"
 if [ "$MODE" = api ]; then
   echo "api: $JOBS uploads, 3 reads each, 8 clients; Postgres cut for 8 s after 40% of the uploads"
   python3 scripts/chaos/api_load.py --serve "$BIN/mono2mesh" --photos "$WORK/submit" \
-    --db-url "$MONO2MESH__DATABASE__URL" --uploads "$JOBS" --out "$WORK/api.json"
+    --db-url "$MONO2MESH__DATABASE__URL" --uploads "$JOBS" --out "$WORK/api.json" ${CHAOS_API_ARGS:-}
   exit
 fi
 

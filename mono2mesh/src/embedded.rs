@@ -23,7 +23,7 @@ use mono2mesh_catalog::render::{render, Lighting, ShadedMesh};
 use mono2mesh_catalog::{ColoredMesh, Material};
 use mono2mesh_classify::handler::ClassifyHandler;
 use mono2mesh_classify::settings::ClassifyStageSettings;
-use mono2mesh_core::{Category, JobId, JobState, Stage, StageError, StageMessage};
+use mono2mesh_core::{Category, JobId, JobState, RealSize, Stage, StageError, StageMessage};
 use mono2mesh_gate::handler::GateHandler;
 use mono2mesh_gate::{GateReport, GateSettings};
 use mono2mesh_geometry::{npy, Mesh};
@@ -58,6 +58,8 @@ pub struct RunOptions {
     pub stages: StageSettings,
     /// Skip classification and use this category for every photo (as a manifest would).
     pub category: Option<Category>,
+    /// Every photo's real size (as a manifest's size columns); else the category's typical size.
+    pub size: Option<RealSize>,
     pub preview: bool,
 }
 
@@ -176,7 +178,7 @@ async fn run_async(
     let names = unique_names(photos);
     let mut entries = Vec::with_capacity(photos.len());
     for (input, name) in photos.iter().zip(names) {
-        let job = submit(input, options.category, jobs.as_ref(), blobs.as_ref(), queue.as_ref()).await;
+        let job = submit(input, options.category, options.size, jobs.as_ref(), blobs.as_ref(), queue.as_ref()).await;
         entries.push(Entry { input: input.clone(), name, job: job.map_err(|e| format!("{e:#}")) });
     }
 
@@ -280,6 +282,7 @@ impl StageHandler for Unavailable {
 async fn submit(
     input: &Path,
     category: Option<Category>,
+    size: Option<RealSize>,
     jobs: &dyn JobRepository,
     blobs: &dyn BlobStore,
     queue: &dyn MessageQueue,
@@ -294,7 +297,7 @@ async fn submit(
     let input_key = keys::input(id, &format!("photo.{extension}"))?;
     let content_hash = mono2mesh_api::ingest::content_hash(&photo);
     blobs.put(&input_key, Bytes::from(photo)).await?;
-    let new = NewJob { id, batch: RUN_BATCH.into(), input_key, content_hash, external_id: None, category };
+    let new = NewJob { id, batch: RUN_BATCH.into(), input_key, content_hash, external_id: None, category, size };
     // The same photo given twice is one job, as in a submitted batch.
     let submission = jobs.submit(&new).await?;
     if submission.created {

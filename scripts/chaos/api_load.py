@@ -4,7 +4,7 @@ against `mono2mesh serve` on loopback, with a database outage injected half-way.
 
     python3 scripts/chaos/api_load.py --serve BIN --photos DIR --db-url URL --out JSON
         [--uploads 300] [--clients 8] [--reads-per-upload 3] [--outage-after 0.4]
-        [--outage-for 8]
+        [--outage-for 8] [--pad-mib 0]
 
 Postgres is reached through a TCP proxy in this process, so the outage is real to the API
 (connections cut, new ones refused) without touching the server other programs use. The
@@ -126,7 +126,10 @@ def main():
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--reads-per-upload", type=int, default=3)
     ap.add_argument("--outage-after", type=float, default=0.4, help="fraction of uploads before the outage")
-    ap.add_argument("--outage-for", type=float, default=8.0, help="seconds")
+    ap.add_argument("--outage-for", type=float, default=8.0, help="seconds (0: no outage)")
+    ap.add_argument("--pad-mib", type=float, default=0.0,
+                    help="MiB appended to every photo after its end: large uploads, to show the server's memory "
+                         "does not grow with them (uploads are spooled to disk)")
     args = ap.parse_args()
 
     db = urllib.parse.urlparse(args.db_url)
@@ -147,6 +150,7 @@ def main():
     if not photos:
         sys.exit(f"no photos in {args.photos}")
     photo_bytes = [open(p, "rb").read() for p in photos]
+    padding = bytes(int(args.pad_mib * 1024 * 1024))
 
     rec = Recorder()
     outage = {"on": False, "start": None, "end": None}
@@ -184,7 +188,7 @@ def main():
             key = f"load-{n}"
             # A distinct photo per upload: trailing bytes after the JPEG's end do not change
             # the picture but make a new content hash, so no upload is a duplicate.
-            src = photo_bytes[n % len(photo_bytes)] + f"\n{key}".encode()
+            src = photo_bytes[n % len(photo_bytes)] + f"\n{key}".encode() + padding
             body, ctype = multipart({"batch": "load", "external_id": key}, f"{key}.jpg", src)
             while True:
                 status, data, elapsed, during = request(conn, "POST", "/v1/jobs", body,
@@ -222,11 +226,12 @@ def main():
     while issued[0] < args.uploads * args.outage_after and any(t.is_alive() for t in threads):
         time.sleep(0.05)
     outage["start"] = time.perf_counter() - started
-    outage["on"] = True
-    proxy.cut()
-    time.sleep(args.outage_for)
-    proxy.restore()
-    outage["on"] = False
+    if args.outage_for > 0:
+        outage["on"] = True
+        proxy.cut()
+        time.sleep(args.outage_for)
+        proxy.restore()
+        outage["on"] = False
     outage["end"] = time.perf_counter() - started
     for t in threads:
         t.join()
@@ -256,7 +261,7 @@ def main():
         values = sorted(values)
         return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else None
 
-    report = {"uploads": args.uploads, "clients": args.clients, "wall_s": round(wall, 1), "serve_peak_rss_mib": peak_rss_mib,
+    report = {"uploads": args.uploads, "clients": args.clients, "photo_pad_mib": args.pad_mib, "wall_s": round(wall, 1), "serve_peak_rss_mib": peak_rss_mib,
               "outage_s": [round(outage["start"], 1), round(outage["end"], 1)],
               "accepted_keys": len(accepted), "distinct_jobs": len(ids),
               "jobs_found_in_db": int(found), "jobs_in_batch": int(in_batch), "by_kind": {}}

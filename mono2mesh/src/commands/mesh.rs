@@ -7,7 +7,10 @@ use clap::{Args, ValueEnum};
 use mono2mesh_geometry::export::MeshFormat;
 use mono2mesh_geometry::smooth::Smoothing;
 use mono2mesh_geometry::VoxelGrid;
-use mono2mesh_refine::{refine, RefineSettings};
+use mono2mesh_core::Category;
+use mono2mesh_refine::{refine_asset, AssetSpec, RefineSettings};
+
+use super::size::SizeArgs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SmoothMethod {
@@ -37,6 +40,13 @@ pub struct MeshArgs {
     /// Smoothing iterations (for Taubin: lambda/mu pass pairs).
     #[arg(long, default_value_t = 10)]
     pub iterations: u32,
+    /// The object's category: the mesh is scaled to its typical height, in metres, Y-up, on
+    /// the ground (as the pipeline's assets); without it or a size the mesh keeps model units.
+    #[arg(long)]
+    pub category: Option<Category>,
+    /// The object's real size (wins over the category's typical height).
+    #[command(flatten)]
+    pub size: SizeArgs,
 }
 
 impl SmoothMethod {
@@ -63,8 +73,10 @@ impl MeshArgs {
 
 pub fn run(args: MeshArgs) -> anyhow::Result<()> {
     let format = MeshFormat::from_path(&args.output)?;
+    let spec = AssetSpec::for_category(args.category).with_size(args.size.size()?);
     let grid = VoxelGrid::read_binvox(&args.input)?;
-    let output = refine(&grid, &args.settings(format)).with_context(|| format!("meshing {}", args.input.display()))?;
+    let output = refine_asset(&grid, &args.settings(format), &spec)
+        .with_context(|| format!("meshing {}", args.input.display()))?;
     let file = output.files.first().context("refine returned no file for the requested format")?;
     std::fs::write(&args.output, &file.bytes).with_context(|| format!("writing {}", args.output.display()))?;
     let summary = serde_json::json!({

@@ -13,6 +13,7 @@ pub mod gate;
 pub mod serve;
 pub mod services;
 pub mod sheet;
+pub mod size;
 pub mod stats;
 pub mod status;
 pub mod submit;

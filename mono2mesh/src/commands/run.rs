@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::Args;
 use mono2mesh_classify::MODELS_DIR_ENV;
 use mono2mesh_core::Category;
+
+use super::size::SizeArgs;
 use mono2mesh_gate::AspectPolicy;
 use mono2mesh_geometry::export::MeshFormat;
 
@@ -32,6 +34,9 @@ pub struct RunArgs {
     /// Skip classification: every photo is of this category.
     #[arg(long)]
     category: Option<Category>,
+    /// Every photo's real size (else each category's typical height).
+    #[command(flatten)]
+    size: SizeArgs,
     /// Model registry directory [default: $MONO2MESH_MODELS, else models.registry].
     #[arg(long)]
     models: Option<PathBuf>,
@@ -117,7 +122,14 @@ impl RunArgs {
         }
         // The flags went past the stages' checks at load time: the same checks again.
         stages.validate()?;
-        Ok(RunOptions { out_dir: self.out.clone(), settings, stages, category: self.category, preview: !self.no_preview })
+        Ok(RunOptions {
+            out_dir: self.out.clone(),
+            settings,
+            stages,
+            category: self.category,
+            size: self.size.size()?,
+            preview: !self.no_preview,
+        })
     }
 }
 
@@ -168,7 +180,10 @@ fn summary_line(report: &PhotoReport) -> String {
     let category = report.category.map_or_else(|| "-".to_string(), |c| c.to_string());
     match report.status {
         PhotoStatus::Done => {
-            let mesh = report.mesh.as_ref().map_or(String::new(), |m| format!(", {} triangles", m.triangles));
+            let mesh = report.mesh.as_ref().map_or(String::new(), |m| {
+                let review = if m.quality.needs_review { ", needs review" } else { "" };
+                format!(", {} triangles, confidence {:.2}{review}", m.triangles, m.quality.confidence)
+            });
             let model = report.model.as_ref().map_or(String::new(), |m| format!(" ({:?} model)", m.role).to_lowercase());
             format!("done      {}: {category}{model}{mesh} -> {}/", report.input.display(), report.name)
         }

@@ -122,6 +122,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_in_flight: api.max_in_flight.max(1),
             presign_expiry: Duration::from_secs(args.presign_expiry_secs.unwrap_or(api.presign_expiry_secs)),
             max_batch_items: api.max_batch_items.max(1),
+            spool_dir: api.spool_dir(),
             default_batch: api.default_batch,
         };
         let state = AppState { ingest: ingest(&services)?, config: Arc::new(config), probe: Arc::new(probe) };

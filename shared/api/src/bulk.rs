@@ -93,6 +93,7 @@ pub async fn submit_all(
                     batch: batch.to_string(),
                     external_id: entry.external_id.clone(),
                     category: entry.category,
+                    size: entry.size,
                     file_name: entry.path.file_name().and_then(|n| n.to_str()).map(str::to_string),
                     // The ingest's default (`webhook.url`) applies.
                     webhook_url: None,

@@ -27,7 +27,7 @@
 //! a 10,000-photo batch does not double the backlog.
 
 use bytes::Bytes;
-use mono2mesh_core::{Category, JobId, JobState, Stage, StageMessage};
+use mono2mesh_core::{Category, JobId, JobState, RealSize, Stage, StageMessage};
 use mono2mesh_infra::blob::{keys, BlobError, BlobKey, BlobStore};
 use mono2mesh_infra::jobs::{Job, JobStore, JobStoreError, NewJob};
 use mono2mesh_infra::outbox::{OutboxRelay, Via};
@@ -35,7 +35,9 @@ use mono2mesh_infra::otel::TraceHeaders;
 use mono2mesh_infra::queue::{MessageQueue, QueueError};
 use mono2mesh_infra::store::{OutboxEntry, OutboxScope};
 use sha2::{Digest, Sha256};
+use std::path::Path;
 use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
 use std::time::Duration;
 use tracing::Instrument;
 
@@ -71,12 +73,19 @@ pub enum IngestError {
     EmptyPhoto,
     #[error("the photo is {size} bytes, more than the limit of {limit}")]
     PhotoTooLarge { size: u64, limit: u64 },
+    /// An upload cut off as soon as it passed the limit, before its full size was known.
+    #[error("the photo is larger than the limit of {limit} bytes")]
+    UploadTooLarge { limit: u64 },
     #[error("not a supported image (expected JPEG, PNG, WebP, TIFF or BMP by its first bytes)")]
     NotAnImage,
     #[error("object {0} does not exist in the blob store")]
     MissingObject(String),
     #[error("cannot read {path}: {source}")]
     ReadPhoto { path: std::path::PathBuf, source: std::io::Error },
+    /// The upload could not be written to the spool directory (full disk, permissions):
+    /// the service's fault, not the caller's.
+    #[error("cannot spool the upload in {dir}: {source}")]
+    Spool { dir: std::path::PathBuf, source: std::io::Error },
     #[error(transparent)]
     Blob(#[from] BlobError),
     #[error(transparent)]
@@ -95,13 +104,14 @@ impl IngestError {
             | IngestError::WebhookNotPublic { .. }
             | IngestError::EmptyPhoto
             | IngestError::PhotoTooLarge { .. }
+            | IngestError::UploadTooLarge { .. }
             | IngestError::NotAnImage
             | IngestError::MissingObject(_)
             | IngestError::ReadPhoto { .. } => true,
             IngestError::Blob(e) => matches!(e, BlobError::InvalidKey { .. }),
             // A constraint refused what the caller asked for.
             IngestError::Jobs(e) => matches!(e, JobStoreError::Constraint { .. }),
-            IngestError::Queue(_) => false,
+            IngestError::Queue(_) | IngestError::Spool { .. } => false,
         }
     }
 }
@@ -114,6 +124,8 @@ pub struct PhotoMeta {
     pub external_id: Option<String>,
     /// A known category skips classification.
     pub category: Option<Category>,
+    /// The product's real size; else the refine stage uses the category's typical size.
+    pub size: Option<RealSize>,
     /// The photo's original file name, for the extension of the stored object.
     pub file_name: Option<String>,
     /// Called when the job finishes; else the ingest's default, if any.
@@ -172,6 +184,94 @@ pub fn sniff_image(bytes: &[u8]) -> Option<&'static str> {
     Some(ext)
 }
 
+/// Where a checked photo's bytes are: in memory (CLI, tests) or in a spool file.
+enum PhotoBody<'a> {
+    Memory(Bytes),
+    File { path: &'a Path, size: u64 },
+}
+
+/// Bytes kept from the start of a spooled photo: enough for [`sniff_image`].
+const SNIFF_BYTES: usize = 16;
+/// Write buffer of a spool file: the most of an upload held in memory at once.
+const SPOOL_BUFFER: usize = 64 * 1024;
+
+/// A photo being received in chunks, written to a temporary file as it arrives while
+/// its SHA-256 and first bytes are taken, so an upload of up to `max_photo_bytes` costs
+/// a chunk of memory rather than the whole photo. The file is removed when the spool
+/// (or the [`SpooledPhoto`] it becomes) is dropped, whatever happens to the request.
+pub struct PhotoSpool {
+    file: tokio::io::BufWriter<tokio::fs::File>,
+    path: tempfile::TempPath,
+    hasher: Sha256,
+    head: Vec<u8>,
+    size: u64,
+    limit: u64,
+}
+
+/// A whole photo on disk, checked to be a non-empty image within the size limit.
+#[derive(Debug)]
+pub struct SpooledPhoto {
+    path: tempfile::TempPath,
+    /// Bytes in the file.
+    pub size: u64,
+    /// [`content_hash`] of the bytes.
+    pub hash: String,
+    /// The format by its first bytes ([`sniff_image`]).
+    pub ext: &'static str,
+}
+
+impl PhotoSpool {
+    /// A new spool file in `dir`, refusing more than `limit` bytes.
+    pub fn create(dir: &Path, limit: u64) -> Result<Self, IngestError> {
+        let spool_error = |source| IngestError::Spool { dir: dir.to_path_buf(), source };
+        let (file, path) = tempfile::Builder::new().prefix("upload-").tempfile_in(dir).map_err(spool_error)?.into_parts();
+        Ok(PhotoSpool {
+            file: tokio::io::BufWriter::with_capacity(SPOOL_BUFFER, tokio::fs::File::from_std(file)),
+            path,
+            hasher: Sha256::new(),
+            head: Vec::with_capacity(SNIFF_BYTES),
+            size: 0,
+            limit,
+        })
+    }
+
+    /// Appends a chunk; `UploadTooLarge` as soon as the photo passes the limit.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), IngestError> {
+        let size = self.size + chunk.len() as u64;
+        if size > self.limit {
+            return Err(IngestError::UploadTooLarge { limit: self.limit });
+        }
+        let wanted = SNIFF_BYTES.saturating_sub(self.head.len()).min(chunk.len());
+        self.head.extend_from_slice(&chunk[..wanted]);
+        self.hasher.update(chunk);
+        self.file.write_all(chunk).await.map_err(|source| self.io_error(source))?;
+        self.size = size;
+        Ok(())
+    }
+
+    /// The received photo, flushed to disk and checked: not empty, an image by its
+    /// first bytes.
+    pub async fn finish(mut self) -> Result<SpooledPhoto, IngestError> {
+        self.file.flush().await.map_err(|source| self.io_error(source))?;
+        if self.size == 0 {
+            return Err(IngestError::EmptyPhoto);
+        }
+        let ext = sniff_image(&self.head).ok_or(IngestError::NotAnImage)?;
+        Ok(SpooledPhoto { path: self.path, size: self.size, hash: hex::encode(self.hasher.finalize()), ext })
+    }
+
+    fn io_error(&self, source: std::io::Error) -> IngestError {
+        IngestError::Spool { dir: self.path.parent().map(Path::to_path_buf).unwrap_or_default(), source }
+    }
+}
+
+impl SpooledPhoto {
+    /// The spool file (removed when this is dropped).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 pub fn validate_batch(name: &str) -> Result<(), IngestError> {
     let ok = !name.is_empty()
         && name.chars().count() <= MAX_BATCH_NAME
@@ -198,9 +298,7 @@ impl Ingest {
     /// Stores `photo` and submits it as a job of `meta.batch`, or returns the batch's
     /// existing job for the same content (publishing it if an earlier run never did).
     pub async fn submit_photo(&self, photo: Bytes, meta: &PhotoMeta) -> Result<Submitted, IngestError> {
-        validate_batch(&meta.batch)?;
-        validate_external_id(&meta.external_id)?;
-        let webhook = self.webhook_for(meta)?;
+        self.validate_meta(meta)?;
         if photo.is_empty() {
             return Err(IngestError::EmptyPhoto);
         }
@@ -209,20 +307,54 @@ impl Ingest {
         }
         let ext = sniff_image(&photo).ok_or(IngestError::NotAnImage)?;
         let hash = content_hash(&photo);
+        self.submit_new(meta, hash, ext, PhotoBody::Memory(photo)).await
+    }
+
+    /// [`Ingest::submit_photo`] for a photo spooled to disk as it arrived (the API's
+    /// uploads): streamed from its file into the blob store, never whole in memory.
+    pub async fn submit_spooled(&self, photo: &SpooledPhoto, meta: &PhotoMeta) -> Result<Submitted, IngestError> {
+        self.validate_meta(meta)?;
+        if photo.size > self.max_photo_bytes {
+            return Err(IngestError::PhotoTooLarge { size: photo.size, limit: self.max_photo_bytes });
+        }
+        let body = PhotoBody::File { path: &photo.path, size: photo.size };
+        self.submit_new(meta, photo.hash.clone(), photo.ext, body).await
+    }
+
+    /// Checks what the caller sent besides the photo, before the photo is looked at.
+    fn validate_meta(&self, meta: &PhotoMeta) -> Result<(), IngestError> {
+        validate_batch(&meta.batch)?;
+        validate_external_id(&meta.external_id)?;
+        self.webhook_for(meta)?;
+        Ok(())
+    }
+
+    /// A checked photo: the batch's job for its content, else a new job with the photo
+    /// stored under its input key.
+    async fn submit_new(
+        &self,
+        meta: &PhotoMeta,
+        hash: String,
+        ext: &str,
+        body: PhotoBody<'_>,
+    ) -> Result<Submitted, IngestError> {
+        let webhook = self.webhook_for(meta)?;
         if let Some(existing) = self.find_by_content(&meta.batch, &hash).await? {
             return self.resume(existing, webhook).await;
         }
         let id = JobId::new();
         let input_key = keys::input(id, &format!("photo.{ext}"))?;
-        self.blobs.put(&input_key, photo).await?;
+        match body {
+            PhotoBody::Memory(photo) => self.blobs.put(&input_key, photo).await?,
+            PhotoBody::File { path, size } => self.blobs.put_file(&input_key, path, size).await?,
+        }
         self.record_and_publish(id, input_key, hash, meta, webhook, true).await
     }
 
     /// Submits an object already in the blob store (uploaded by the caller), without
     /// copying it: the job's input key is `key`.
     pub async fn submit_object(&self, key: &BlobKey, meta: &PhotoMeta) -> Result<Submitted, IngestError> {
-        validate_batch(&meta.batch)?;
-        validate_external_id(&meta.external_id)?;
+        self.validate_meta(meta)?;
         let webhook = self.webhook_for(meta)?;
         let meta_of = self.blobs.head(key).await.map_err(|e| match e {
             BlobError::NotFound { key } => IngestError::MissingObject(key),
@@ -259,6 +391,7 @@ impl Ingest {
             content_hash: hash,
             external_id: meta.external_id.clone(),
             category: meta.category,
+            size: meta.size,
         };
         let message = StageMessage::new(id, Stage::Gate, meta.category);
         // The job's root span: the outbox row keeps its context, and the message carries
@@ -401,6 +534,41 @@ mod tests {
         assert!(validate_external_id(&Some("SKU-1".into())).is_ok());
         assert!(validate_external_id(&Some(String::new())).is_err());
         assert!(validate_external_id(&Some("a\nb".into())).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_spooled_photo_has_the_hash_and_format_of_its_bytes_and_its_file_goes_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut photo = b"\x89PNG\r\n\x1A\n".to_vec();
+        photo.extend((0..200_000u32).map(|i| (i % 251) as u8));
+        let mut spool = PhotoSpool::create(dir.path(), 1 << 20).unwrap();
+        // Chunks that split the sniffed head and straddle the write buffer.
+        for chunk in [&photo[..3], &photo[3..70_000], &photo[70_000..]] {
+            spool.write(chunk).await.unwrap();
+        }
+        let spooled = spool.finish().await.unwrap();
+        assert_eq!((spooled.hash.as_str(), spooled.ext, spooled.size), (content_hash(&photo).as_str(), "png", photo.len() as u64));
+        assert_eq!(std::fs::read(spooled.path()).unwrap(), photo);
+        let path = spooled.path().to_path_buf();
+        drop(spooled);
+        assert!(!path.exists(), "the spool file outlived its photo");
+    }
+
+    #[tokio::test]
+    async fn a_spool_refuses_past_its_limit_empty_uploads_and_non_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = PhotoSpool::create(dir.path(), 10).unwrap();
+        spool.write(b"\xFF\xD8\xFF\xE0").await.unwrap();
+        assert!(matches!(spool.write(b"1234567").await, Err(IngestError::UploadTooLarge { limit: 10 })));
+        drop(spool);
+        let empty = PhotoSpool::create(dir.path(), 10).unwrap();
+        assert!(matches!(empty.finish().await, Err(IngestError::EmptyPhoto)));
+        let mut pdf = PhotoSpool::create(dir.path(), 100).unwrap();
+        pdf.write(b"%PDF-1.7").await.unwrap();
+        assert!(matches!(pdf.finish().await, Err(IngestError::NotAnImage)));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "refused uploads leave no spool files");
+        let missing = dir.path().join("no-such-dir");
+        assert!(matches!(PhotoSpool::create(&missing, 10), Err(IngestError::Spool { .. })));
     }
 
     #[test]

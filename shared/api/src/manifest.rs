@@ -4,11 +4,13 @@
 //! Manifest columns (header required, any order, case-insensitive):
 //! `path` (required; relative paths are relative to the manifest's directory),
 //! `sku` or `external_id` (optional), `category` (optional; Pascal3D name, ShapeNet
-//! name or synset id; a known category skips classification).
+//! name or synset id; a known category skips classification), and the product's real
+//! size in millimetres (optional): `height_mm` alone (uniform scale), or `width_mm`,
+//! `height_mm` and `depth_mm` together; else the category's typical size is used.
 //! A directory is read recursively; every file with an image extension is a photo and
 //! its file stem is its SKU.
 
-use mono2mesh_core::Category;
+use mono2mesh_core::{Category, RealSize, SizeFields};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -16,11 +18,13 @@ use std::path::{Path, PathBuf};
 pub const IMAGE_EXTENSIONS: [&str; 7] = ["jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp"];
 
 /// One photo to submit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ManifestEntry {
     pub path: PathBuf,
     pub external_id: Option<String>,
     pub category: Option<Category>,
+    /// The product's real size, if the manifest gives one.
+    pub size: Option<RealSize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +81,7 @@ pub fn scan_directory(dir: &Path) -> Result<Vec<ManifestEntry>, ManifestError> {
         .into_iter()
         .map(|path| {
             let external_id = path.file_stem().and_then(|s| s.to_str()).map(str::to_string);
-            ManifestEntry { path, external_id, category: None }
+            ManifestEntry { path, external_id, category: None, size: None }
         })
         .collect())
 }
@@ -95,6 +99,7 @@ pub fn read_manifest(path: &Path) -> Result<Vec<ManifestEntry>, ManifestError> {
     let path_col = column(&["path", "file", "photo"]).ok_or_else(|| csv_err("no `path` column in the header".into()))?;
     let id_col = column(&["sku", "external_id"]);
     let category_col = column(&["category"]);
+    let size_cols = [column(&["width_mm"]), column(&["height_mm"]), column(&["depth_mm"])];
     let base = path.parent().unwrap_or(Path::new("."));
 
     let mut entries = Vec::new();
@@ -115,7 +120,11 @@ pub fn read_manifest(path: &Path) -> Result<Vec<ManifestEntry>, ManifestError> {
         let category = cell(category_col)
             .map(|c| c.parse::<Category>().map_err(|e| row_err(e.to_string())))
             .transpose()?;
-        entries.push(ManifestEntry { path: photo, external_id: cell(id_col), category });
+        let [width, height, depth] = size_cols.map(cell);
+        let size = SizeFields::parse(width.as_deref(), height.as_deref(), depth.as_deref())
+            .and_then(RealSize::from_fields)
+            .map_err(|e| row_err(e.to_string()))?;
+        entries.push(ManifestEntry { path: photo, external_id: cell(id_col), category, size });
     }
     Ok(entries)
 }
@@ -160,9 +169,34 @@ mod tests {
                 ManifestEntry {
                     path: dir.path().join("photos/1.jpg"),
                     external_id: Some("SKU-1".into()),
-                    category: Some(Category::Chair)
+                    category: Some(Category::Chair),
+                    size: None,
                 },
-                ManifestEntry { path: dir.path().join("photos/2.jpg"), external_id: Some("SKU-2".into()), category: None },
+                ManifestEntry {
+                    path: dir.path().join("photos/2.jpg"),
+                    external_id: Some("SKU-2".into()),
+                    category: None,
+                    size: None
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn manifests_carry_real_sizes_in_millimetres() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["1.jpg", "2.jpg", "3.jpg"] {
+            touch(&dir.path().join(name));
+        }
+        let manifest = dir.path().join("sizes.csv");
+        std::fs::write(&manifest, "path,height_mm,width_mm,depth_mm\n1.jpg,910,,\n2.jpg,900,600,550\n3.jpg,,,\n").unwrap();
+        let sizes: Vec<_> = read_source(&manifest).unwrap().into_iter().map(|e| e.size).collect();
+        assert_eq!(
+            sizes,
+            vec![
+                Some(RealSize::Height { height_mm: 910.0 }),
+                Some(RealSize::Box { width_mm: 600.0, height_mm: 900.0, depth_mm: 550.0 }),
+                None
             ]
         );
     }
@@ -182,5 +216,10 @@ mod tests {
         check("path,category\n1.jpg,giraffe\n", "giraffe");
         check("path\n1.jpg\nmissing.jpg\n", "line 3");
         check("path\n1.jpg\n1.jpg\n", "listed twice");
+        // Absurd, partial and non-numeric sizes are refused with the field named.
+        check("path,height_mm\n1.jpg,0\n", "height_mm must be more than 0");
+        check("path,height_mm\n1.jpg,1e9\n", "largest accepted size");
+        check("path,width_mm,height_mm\n1.jpg,600,900\n", "all of width_mm, height_mm and depth_mm");
+        check("path,height_mm\n1.jpg,90cm\n", "line 2: height_mm must be a number");
     }
 }

@@ -269,7 +269,11 @@ pub fn render_table(stats: &OpsStats) -> String {
             failed
         );
     }
-    let _ = writeln!(out, "rejected {}  failed {}", stats.report.rejected, stats.report.failed);
+    let _ = writeln!(
+        out,
+        "rejected {}  failed {}  needs review {}",
+        stats.report.rejected, stats.report.failed, stats.report.needs_review
+    );
     let _ = writeln!(out);
     if stats.queues.is_empty() {
         let note = stats.queues_note.as_deref().unwrap_or("no broker asked");

@@ -130,7 +130,7 @@ impl JobView {
 impl Serialize for JobView {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let job = &self.job;
-        let mut out = serializer.serialize_struct("Job", if self.webhook.is_some() { 17 } else { 16 })?;
+        let mut out = serializer.serialize_struct("Job", if self.webhook.is_some() { 19 } else { 18 })?;
         out.serialize_field("id", &job.id.to_string())?;
         out.serialize_field("batch", &job.batch)?;
         out.serialize_field("state", &job.state)?;
@@ -138,6 +138,7 @@ impl Serialize for JobView {
         out.serialize_field("external_id", &job.external_id)?;
         out.serialize_field("category", &job.category)?;
         out.serialize_field("category_source", &job.category_source)?;
+        out.serialize_field("size", &job.size)?;
         out.serialize_field("model", &job.model)?;
         out.serialize_field("gate_scores", &job.gate_scores)?;
         out.serialize_field("attempts", &job.attempts)?;
@@ -145,6 +146,7 @@ impl Serialize for JobView {
         out.serialize_field("input_key", job.input_key.as_str())?;
         out.serialize_field("content_hash", &job.content_hash)?;
         out.serialize_field("outputs", &self.outputs())?;
+        out.serialize_field("quality", &job.quality)?;
         out.serialize_field("timings", &Timings(self))?;
         out.serialize_field("links", &self.links())?;
         match &self.webhook {
@@ -230,7 +232,7 @@ impl BatchView {
 mod tests {
     use super::*;
     use chrono::TimeZone;
-    use mono2mesh_core::{Category, JobId, JobState, Stage};
+    use mono2mesh_core::{Category, JobId, JobState, RealSize, Stage};
     use mono2mesh_infra::blob::keys;
     use mono2mesh_infra::jobs::CategorySource;
     use serde_json::json;
@@ -251,8 +253,10 @@ mod tests {
             external_id: Some("SKU-1".into()),
             category: Some(Category::Chair),
             category_source: Some(CategorySource::Classifier),
+            size: Some(RealSize::Height { height_mm: 910.0 }),
             model: Some("chair-v2".into()),
             outputs: json!({ "mesh_obj": mesh.as_str(), "note": 5, "bad": "../x" }),
+            quality: Some(json!({ "confidence": 0.93, "needs_review": false })),
             gate_scores: Some(json!({ "blur_variance": 412.5 })),
             state: JobState::Done,
             attempts: 1,
@@ -276,6 +280,7 @@ mod tests {
             "external_id": "SKU-1",
             "category": "chair",
             "category_source": "classifier",
+            "size": { "height_mm": 910.0 },
             "model": "chair-v2",
             "gate_scores": { "blur_variance": 412.5 },
             "attempts": 1,
@@ -283,6 +288,7 @@ mod tests {
             "input_key": input.as_str(),
             "content_hash": "abc",
             "outputs": { "mesh_obj": mesh.as_str() },
+            "quality": { "confidence": 0.93, "needs_review": false },
             "timings": {
                 "created_at": "2025-12-01T10:00:00Z",
                 "gated_at": "2025-12-01T10:00:01Z",

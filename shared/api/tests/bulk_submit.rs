@@ -6,7 +6,7 @@ mod support;
 use mono2mesh_api::bulk::{fetch_batch, submit_all};
 use mono2mesh_api::ingest::{Ingest, PhotoMeta};
 use mono2mesh_api::manifest::read_source;
-use mono2mesh_core::{Category, JobId, JobState};
+use mono2mesh_core::{Category, JobId, JobState, RealSize};
 use mono2mesh_infra::blob::{keys, BlobStore};
 use mono2mesh_infra::jobs::NewJob;
 use mono2mesh_testkit::services::{TestDatabase, TestS3};
@@ -29,7 +29,7 @@ async fn manifest_submission_resumes_and_fetch_names_meshes_by_sku() {
     let manifest = dir.path().join("catalog.csv");
     std::fs::write(
         &manifest,
-        "path,sku,category\np0.png,SKU-0,chair\np1.png,SKU-1,\np2.png,SKU/2,sofa\np3.png,SKU-3,\nbroken.png,SKU-X,\n",
+        "path,sku,category,height_mm\np0.png,SKU-0,chair,910\np1.png,SKU-1,,\np2.png,SKU/2,sofa,\np3.png,SKU-3,,\nbroken.png,SKU-X,,\n",
     )
     .unwrap();
 
@@ -47,6 +47,7 @@ async fn manifest_submission_resumes_and_fetch_names_meshes_by_sku() {
             content_hash: mono2mesh_api::ingest::content_hash(&p3),
             external_id: Some("SKU-3".into()),
             category: None,
+            size: None,
         })
         .await
         .unwrap();
@@ -64,6 +65,15 @@ async fn manifest_submission_resumes_and_fetch_names_meshes_by_sku() {
     assert!(messages.iter().any(|m| m.job_id == orphan_id));
     let chair = messages.iter().filter(|m| m.category == Some(Category::Chair)).count();
     assert_eq!(chair, 1, "the manifest's category travels with the message");
+    let sized: Vec<_> = db
+        .store
+        .list_batch_jobs("cat", mono2mesh_infra::jobs::Page { after: None, limit: 10 })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|j| j.size.map(|size| (j.external_id, size)))
+        .collect();
+    assert_eq!(sized, vec![(Some("SKU-0".to_string()), RealSize::Height { height_mm: 910.0 })], "the manifest's size is the job's");
 
     // Re-running the same submission changes nothing.
     let again = submit_all(&ingest, entries, "cat", 3, |_| {}).await.unwrap();

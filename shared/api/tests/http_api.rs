@@ -3,7 +3,7 @@
 mod support;
 
 use mono2mesh_api::server::{Access, Op};
-use mono2mesh_core::{Category, JobId, Stage};
+use mono2mesh_core::{Category, JobId, RealSize, Stage};
 use mono2mesh_infra::blob::BlobKey;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -259,6 +259,52 @@ async fn objects_already_in_the_bucket_are_submitted_by_key_alone_or_in_batches(
     assert_eq!(summary["total"], 2);
     assert_eq!(summary["by_state"]["submitted"], 2);
     assert_eq!(summary["finished"], 0);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_stated_real_size_is_checked_stored_and_shown() {
+    let h = Harness::local().await;
+    // Height alone, as a form field.
+    let job = json_of(h.post_photo(png(1, 32), &[("batch", "sized"), ("height_mm", "910")], Some(TOKEN)).await).await;
+    assert_eq!(job["size"], json!({ "height_mm": 910.0 }), "{job}");
+    let id: JobId = job["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(h.jobs().get_job(id).await.unwrap().size, Some(RealSize::Height { height_mm: 910.0 }));
+    let events = h.jobs().events(id).await.unwrap();
+    assert_eq!(events[0].detail["size"], json!({ "height_mm": 910.0 }), "the submission event records it");
+    // The full box.
+    let boxed = [("batch", "sized"), ("width_mm", "600"), ("height_mm", "900"), ("depth_mm", "550")];
+    let job = json_of(h.post_photo(png(2, 32), &boxed, Some(TOKEN)).await).await;
+    assert_eq!(job["size"], json!({ "width_mm": 600.0, "height_mm": 900.0, "depth_mm": 550.0 }));
+    // None: the category's typical size applies later.
+    let job = json_of(h.post_photo(png(3, 32), &[("batch", "sized")], Some(TOKEN)).await).await;
+    assert_eq!(job["size"], Value::Null);
+    // Absurd, partial and non-numeric sizes are refused before anything is stored.
+    for (fields, expected) in [
+        (vec![("height_mm", "0")], "more than 0"),
+        (vec![("height_mm", "1e9")], "largest accepted size"),
+        (vec![("height_mm", "NaN")], "finite"),
+        (vec![("height_mm", "90cm")], "must be a number"),
+        (vec![("width_mm", "600"), ("height_mm", "900")], "all of width_mm, height_mm and depth_mm"),
+    ] {
+        let message = expect_error(h.post_photo(png(4, 32), &fields, Some(TOKEN)).await, 400, "invalid_size").await;
+        assert!(message.contains(expected), "{fields:?}: {message}");
+    }
+    assert_eq!(h.jobs().batch_summary("sized").await.unwrap().unwrap().total, 3);
+    // By object key, alone or in a batch, as JSON numbers.
+    let key = BlobKey::parse("uploads/sized/5.png").unwrap();
+    h.blobs.put(&key, png(5, 32).into()).await.unwrap();
+    let by_key = h.http.post(h.url("/v1/jobs")).bearer_auth(TOKEN).json(&json!({ "key": key.as_str(), "batch": "keyed", "height_mm": 280 }));
+    assert_eq!(json_of(by_key.send().await.unwrap()).await["size"], json!({ "height_mm": 280.0 }));
+    let bad = h.http.post(h.url("/v1/jobs")).bearer_auth(TOKEN).json(&json!({ "key": key.as_str(), "depth_mm": 5 }));
+    expect_error(bad.send().await.unwrap(), 400, "invalid_size").await;
+    let batch = json!({ "name": "keyed-batch", "items": [
+        { "key": key.as_str(), "width_mm": 300, "height_mm": 280, "depth_mm": 90 },
+        { "key": key.as_str(), "height_mm": -1 },
+    ]});
+    let result = json_of(h.http.post(h.url("/v1/batches")).bearer_auth(TOKEN).json(&batch).send().await.unwrap()).await;
+    assert_eq!(result["items"][0]["job"]["size"], json!({ "width_mm": 300.0, "height_mm": 280.0, "depth_mm": 90.0 }), "{result}");
+    assert_eq!(result["items"][1]["error"]["code"], "invalid_size", "{result}");
     h.finish().await;
 }
 

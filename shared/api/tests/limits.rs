@@ -129,6 +129,73 @@ async fn stalled_upload(h: &Harness) -> TcpStream {
     send_partial(h, &head, &multipart_photo_head(100)).await
 }
 
+/// The `upload-*` spool files in `dir`, with their sizes.
+fn spool_files(dir: &std::path::Path) -> Vec<(String, u64)> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .map(|entry| (entry.file_name().to_string_lossy().into_owned(), entry.metadata().unwrap().len()))
+        .filter(|(name, _)| name.starts_with("upload-"))
+        .collect()
+}
+
+/// Waits up to 5 s for the spool directory to satisfy `done`.
+async fn wait_for_spool(dir: &std::path::Path, what: &str, done: impl Fn(&[(String, u64)]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let files = spool_files(dir);
+        if done(&files) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: spool holds {files:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn uploads_are_spooled_to_disk_as_they_arrive_and_the_spool_file_always_goes() {
+    let spool = tempfile::tempdir().unwrap();
+    let h = Harness::local_with(ApiConfig { spool_dir: spool.path().to_path_buf(), ..config(Duration::from_secs(30), 64) }).await;
+    let head = format!(
+        "POST /v1/jobs HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: 400000"
+    );
+
+    // Part of a photo sent, then the client stalls: what came is on disk, beyond one
+    // write buffer (64 KiB), not held in memory until the body ends.
+    let sent = 200 * 1024;
+    let stalled = send_partial(&h, &head, &multipart_photo_head(sent)).await;
+    wait_for_spool(spool.path(), "a stalled upload's bytes on disk", |files| {
+        files.len() == 1 && files[0].1 >= (sent - 64 * 1024) as u64
+    })
+    .await;
+    // The client goes away: the partial upload is removed, and nothing was recorded.
+    drop(stalled);
+    wait_for_spool(spool.path(), "after the client hung up", <[_]>::is_empty).await;
+
+    // Past the photo cap: 413, and the spool file goes with the request.
+    let mut over = send_partial(&h, &head, &multipart_photo_head(MAX_PHOTO as usize + 1024)).await;
+    let response = read_response(&mut over, Duration::from_secs(5)).await;
+    assert_eq!(status_of(&response), 413, "{response}");
+    wait_for_spool(spool.path(), "after a photo over the cap", <[_]>::is_empty).await;
+    assert!(h.jobs().batches().await.unwrap().is_empty());
+
+    // A whole upload: stored byte for byte from its spool file, which is then removed.
+    let photo = support::png(5, 200);
+    let response = h.post_photo(photo.clone(), &[("batch", "spooled")], Some(TOKEN)).await;
+    assert_eq!(response.status(), 201);
+    let job: serde_json::Value = response.json().await.unwrap();
+    let stored = h.blobs.get(&mono2mesh_infra::blob::BlobKey::parse(job["input_key"].as_str().unwrap()).unwrap()).await.unwrap();
+    assert_eq!(stored.as_ref(), photo.as_slice());
+    assert_eq!(spool_files(spool.path()), vec![]);
+    // The same photo again is the same job (the hash taken while spooling dedupes).
+    let again: serde_json::Value =
+        h.post_photo(photo, &[("batch", "spooled")], Some(TOKEN)).await.json().await.unwrap();
+    assert_eq!(again["id"], job["id"]);
+    assert_eq!(spool_files(spool.path()), vec![]);
+    h.finish().await;
+}
+
 #[tokio::test]
 async fn a_slow_client_gets_503_at_the_time_limit() {
     let h = Harness::local_with(config(Duration::from_millis(800), 64)).await;

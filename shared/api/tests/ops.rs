@@ -38,6 +38,7 @@ async fn submit(jobs: &JobStore, batch: &str, n: u8) -> JobId {
         content_hash: format!("hash-{n}"),
         external_id: None,
         category: None,
+        size: None,
     };
     jobs.submit(&new).await.unwrap().job.id
 }

@@ -22,6 +22,8 @@ pub enum SizeError {
     NotPositive { field: &'static str, value: f64 },
     #[error("{field} of {value} mm is more than the largest accepted size ({MAX_SIZE_MM} mm = 100 m)")]
     TooLarge { field: &'static str, value: f64 },
+    #[error("{field} must be a number of millimetres, got {text:?}")]
+    NotANumber { field: &'static str, text: String },
     #[error("a size needs height_mm alone or all of width_mm, height_mm and depth_mm (got {0})")]
     Incomplete(String),
 }
@@ -94,6 +96,16 @@ impl RealSize {
         }
     }
 
+    /// For people: "910 mm high" or "600 x 900 x 550 mm (W x H x D)".
+    pub fn label(self) -> String {
+        match self {
+            RealSize::Height { height_mm } => format!("{height_mm} mm high"),
+            RealSize::Box { width_mm, height_mm, depth_mm } => {
+                format!("{width_mm} x {height_mm} x {depth_mm} mm (W x H x D)")
+            }
+        }
+    }
+
     pub fn height_mm(self) -> f64 {
         match self {
             RealSize::Height { height_mm } | RealSize::Box { height_mm, .. } => height_mm,
@@ -135,6 +147,24 @@ impl RealSize {
             Category::Tvmonitor => 500.0,
         };
         RealSize::Height { height_mm }
+    }
+}
+
+impl SizeFields {
+    /// The fields as text (manifest cells, form fields): blank means absent, anything else
+    /// must be a number of millimetres.
+    pub fn parse(width_mm: Option<&str>, height_mm: Option<&str>, depth_mm: Option<&str>) -> Result<SizeFields, SizeError> {
+        fn number(field: &'static str, text: Option<&str>) -> Result<Option<f64>, SizeError> {
+            match text.map(str::trim).filter(|t| !t.is_empty()) {
+                None => Ok(None),
+                Some(t) => t.parse::<f64>().map(Some).map_err(|_| SizeError::NotANumber { field, text: t.to_string() }),
+            }
+        }
+        Ok(SizeFields {
+            width_mm: number("width_mm", width_mm)?,
+            height_mm: number("height_mm", height_mm)?,
+            depth_mm: number("depth_mm", depth_mm)?,
+        })
     }
 }
 
@@ -185,8 +215,23 @@ mod tests {
             assert!(serde_json::from_str::<RealSize>(bad).is_err(), "{bad}");
         }
         assert_eq!(RealSize::from_fields(SizeFields::default()).unwrap(), None);
+        assert_eq!(height.label(), "900 mm high");
+        assert_eq!(full.label(), "600 x 900 x 550 mm (W x H x D)");
         let error = RealSize::from_fields(SizeFields { width_mm: Some(1.0), ..SizeFields::default() }).unwrap_err();
         assert!(error.to_string().contains("width_mm"), "{error}");
+    }
+
+    #[test]
+    fn text_fields_parse_blank_as_absent_and_name_what_is_not_a_number() {
+        let fields = SizeFields::parse(None, Some(" 900 "), Some("")).unwrap();
+        assert_eq!(RealSize::from_fields(fields).unwrap(), Some(RealSize::Height { height_mm: 900.0 }));
+        let fields = SizeFields::parse(Some("600"), Some("900.5"), Some("5.5e2")).unwrap();
+        assert_eq!(RealSize::from_fields(fields).unwrap(), Some(RealSize::Box { width_mm: 600.0, height_mm: 900.5, depth_mm: 550.0 }));
+        let error = SizeFields::parse(None, Some("90cm"), None).unwrap_err();
+        assert_eq!(error, SizeError::NotANumber { field: "height_mm", text: "90cm".into() });
+        // "NaN" and "inf" parse as floats, and the checked constructor refuses them.
+        let fields = SizeFields::parse(None, Some("NaN"), None).unwrap();
+        assert!(matches!(RealSize::from_fields(fields), Err(SizeError::NotFinite { .. })));
     }
 
     #[test]

@@ -89,6 +89,21 @@ pub struct ApiSettings {
     pub max_batch_items: usize,
     /// Batch of a photo posted without one.
     pub default_batch: String,
+    /// Directory photo uploads are spooled to while they arrive (each file removed once
+    /// its request is handled); empty means the system's temporary directory. At most
+    /// `max_in_flight` uploads of up to the gate's `max_input_bytes` each are there at once.
+    pub spool_dir: String,
+}
+
+impl ApiSettings {
+    /// `spool_dir`, or the system's temporary directory when it is empty.
+    pub fn spool_dir(&self) -> std::path::PathBuf {
+        if self.spool_dir.trim().is_empty() {
+            std::env::temp_dir()
+        } else {
+            std::path::PathBuf::from(&self.spool_dir)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use crate::blob::BlobKey;
 use crate::config::DatabaseSettings;
 use chrono::{DateTime, Utc};
 use crate::store::OutboxEntry;
-use mono2mesh_core::{Category, ErrorClass, JobId, JobState, Stage, StageError, StageMessage};
+use mono2mesh_core::{Category, ErrorClass, JobId, JobState, RealSize, Stage, StageError, StageMessage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
@@ -117,9 +117,14 @@ pub struct Job {
     pub external_id: Option<String>,
     pub category: Option<Category>,
     pub category_source: Option<CategorySource>,
+    /// Real-world size stated at submission; `None`: the category's typical size.
+    pub size: Option<RealSize>,
     pub model: Option<String>,
     /// Output blob keys by name, merged by each stage (`{"mesh": "jobs/.../mesh.obj"}`).
     pub outputs: Value,
+    /// The asset's quality as the refine stage judged it (`confidence`, its parts,
+    /// `needs_review`); `None` until then.
+    pub quality: Option<Value>,
     pub gate_scores: Option<Value>,
     pub state: JobState,
     pub attempts: i32,
@@ -146,6 +151,8 @@ pub struct NewJob {
     pub external_id: Option<String>,
     /// Category named by the manifest, if any.
     pub category: Option<Category>,
+    /// Real-world size named by the manifest or API fields, if any.
+    pub size: Option<RealSize>,
 }
 
 /// What a submission did.
@@ -180,6 +187,8 @@ pub struct JobUpdate {
     pub model: Option<String>,
     pub outputs: Option<Value>,
     pub gate_scores: Option<Value>,
+    /// Replaces the job's quality verdict.
+    pub quality: Option<Value>,
     pub error: Option<String>,
     /// Stored with the history event of this transition.
     pub detail: Option<Value>,
@@ -249,6 +258,8 @@ pub struct StatsReport {
     pub stages: Vec<StageStats>,
     pub rejected: i64,
     pub failed: i64,
+    /// Jobs done in the window whose asset was flagged for review (low quality confidence).
+    pub needs_review: i64,
 }
 
 /// The states a job may be in for a move to `to` to be legal.
@@ -278,7 +289,7 @@ fn allowed_predecessors(to: JobState) -> Vec<String> {
 macro_rules! job_select {
     () => {
         "SELECT j.id, b.name AS batch, j.input_key, j.content_hash, j.external_id, j.category, \
-         j.category_source, j.model, j.outputs, j.gate_scores, j.state, j.attempts, j.last_error, \
+         j.category_source, j.size, j.model, j.outputs, j.quality, j.gate_scores, j.state, j.attempts, j.last_error, \
          j.created_at, j.gated_at, j.classified_at, j.reconstructed_at, j.done_at, j.rejected_at, \
          j.failed_at, j.updated_at FROM jobs j JOIN batches b ON b.id = j.batch_id"
     };
@@ -292,6 +303,7 @@ fn job_from_row(row: &PgRow) -> Result<Job> {
     let input_key: String = row.try_get("input_key").map_err(corrupt)?;
     let category: Option<String> = row.try_get("category").map_err(corrupt)?;
     let category_source: Option<String> = row.try_get("category_source").map_err(corrupt)?;
+    let size: Option<Value> = row.try_get("size").map_err(corrupt)?;
     Ok(Job {
         id,
         batch: row.try_get("batch").map_err(corrupt)?,
@@ -308,8 +320,12 @@ fn job_from_row(row: &PgRow) -> Result<Job> {
                 _ => Err(parse_err("category source", &s)),
             })
             .transpose()?,
+        size: size
+            .map(|s| serde_json::from_value::<RealSize>(s.clone()).map_err(|_| parse_err("size", &s.to_string())))
+            .transpose()?,
         model: row.try_get("model").map_err(corrupt)?,
         outputs: row.try_get("outputs").map_err(corrupt)?,
+        quality: row.try_get("quality").map_err(corrupt)?,
         gate_scores: row.try_get("gate_scores").map_err(corrupt)?,
         state: state.parse().map_err(|_| parse_err("state", &state))?,
         attempts: row.try_get("attempts").map_err(corrupt)?,
@@ -427,8 +443,8 @@ impl JobStore {
         .and_then(|row| row.try_get(0))
         .map_err(sql_err("submit: batch"))?;
         let inserted = sqlx::query(
-            "INSERT INTO jobs (id, batch_id, input_key, content_hash, external_id, category, category_source) \
-             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $6::text IS NULL THEN NULL ELSE 'manifest' END) \
+            "INSERT INTO jobs (id, batch_id, input_key, content_hash, external_id, category, category_source, size) \
+             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $6::text IS NULL THEN NULL ELSE 'manifest' END, $7) \
              ON CONFLICT (batch_id, content_hash) DO NOTHING RETURNING id",
         )
         .bind(new.id.0)
@@ -437,6 +453,7 @@ impl JobStore {
         .bind(&new.content_hash)
         .bind(&new.external_id)
         .bind(new.category.map(|c| c.name()))
+        .bind(new.size.map(|size| serde_json::json!(size)))
         .fetch_optional(&mut *tx)
         .await
         .map_err(sql_err("submit: job"))?;
@@ -447,6 +464,7 @@ impl JobStore {
                 "content_hash": new.content_hash,
                 "external_id": new.external_id,
                 "category": new.category,
+                "size": new.size,
             });
             sqlx::query("INSERT INTO job_events (job_id, stage, event, detail) VALUES ($1, NULL, 'submitted', $2)")
                 .bind(new.id.0)
@@ -543,6 +561,7 @@ impl JobStore {
                  model = COALESCE($6, model), \
                  outputs = outputs || COALESCE($7::jsonb, '{}'::jsonb), \
                  gate_scores = COALESCE($8, gate_scores), \
+                 quality = COALESCE($12::jsonb, quality), \
                  last_error = COALESCE($9, last_error), \
                  gated_at = CASE WHEN $2 = 'gated' THEN now() ELSE gated_at END, \
                  classified_at = CASE WHEN $2 = 'classified' THEN now() ELSE classified_at END, \
@@ -572,6 +591,7 @@ impl JobStore {
         .bind(update.error)
         .bind(stage.map(Stage::name))
         .bind(detail)
+        .bind(update.quality)
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| JobStoreError::from_sqlx("advance job", e))?;
@@ -764,7 +784,9 @@ impl JobStore {
         }
         let row = sqlx::query(
             "SELECT count(*) FILTER (WHERE rejected_at >= now() - make_interval(secs => $1)) AS rejected, \
-                    count(*) FILTER (WHERE failed_at >= now() - make_interval(secs => $1)) AS failed FROM jobs",
+                    count(*) FILTER (WHERE failed_at >= now() - make_interval(secs => $1)) AS failed, \
+                    count(*) FILTER (WHERE needs_review AND done_at >= now() - make_interval(secs => $1)) AS needs_review \
+             FROM jobs",
         )
         .bind(secs)
         .fetch_one(&self.pool)
@@ -775,6 +797,7 @@ impl JobStore {
             stages,
             rejected: row.try_get("rejected").map_err(corrupt)?,
             failed: row.try_get("failed").map_err(corrupt)?,
+            needs_review: row.try_get("needs_review").map_err(corrupt)?,
         })
     }
 }

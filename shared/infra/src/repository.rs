@@ -170,8 +170,10 @@ impl JobRepository for MemoryJobStore {
             external_id: new.external_id.clone(),
             category: new.category,
             category_source: new.category.map(|_| CategorySource::Manifest),
+            size: new.size,
             model: None,
             outputs: Value::Object(Default::default()),
+            quality: None,
             gate_scores: None,
             state: JobState::Submitted,
             attempts: 0,
@@ -190,6 +192,7 @@ impl JobRepository for MemoryJobStore {
             "content_hash": new.content_hash,
             "external_id": new.external_id,
             "category": new.category,
+            "size": new.size,
         });
         memory.log(new.id, None, "submitted", detail);
         memory.by_content.insert(key, new.id);
@@ -229,6 +232,9 @@ impl JobRepository for MemoryJobStore {
         }
         if let Some(scores) = update.gate_scores {
             job.gate_scores = Some(scores);
+        }
+        if let Some(quality) = update.quality {
+            job.quality = Some(quality);
         }
         if let Some(error) = &update.error {
             job.last_error = Some(error.clone());
@@ -346,6 +352,7 @@ mod tests {
             content_hash: hash.into(),
             external_id: None,
             category: None,
+            size: None,
         }
     }
 

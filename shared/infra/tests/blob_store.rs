@@ -60,6 +60,25 @@ async fn suite(store: Arc<dyn BlobStore>, atomic_same_key_puts: bool) {
     assert_eq!(store.get(&empty).await.unwrap().len(), 0);
     assert_eq!(store.head(&empty).await.unwrap().size, 0);
 
+    // A file streamed in (the API's spooled uploads): the same object as a put of its
+    // bytes, replacing what was there. 3 MiB + 5: more than one read buffer or S3 chunk.
+    let spool = tempfile::tempdir().unwrap();
+    let file = spool.path().join("upload");
+    let streamed = payload(3, (3 << 20) + 5);
+    std::fs::write(&file, &streamed).unwrap();
+    store.put_file(&gated, &file, streamed.len() as u64).await.unwrap();
+    assert_eq!(store.get(&gated).await.unwrap(), streamed);
+    assert_eq!(store.head(&gated).await.unwrap().size, streamed.len() as u64);
+    // A file that is not the size it was said to be is refused, and what was stored stays.
+    let err = store.put_file(&gated, &file, 10).await.unwrap_err();
+    assert!(!err.is_not_found(), "{err}");
+    assert_eq!(store.get(&gated).await.unwrap(), streamed, "a refused put_file must not replace the object");
+    // A missing file is an error, not an empty object.
+    let missing = keys::stage_artifact(job, Stage::Gate, "missing.bin").unwrap();
+    store.put_file(&missing, &spool.path().join("nope"), 0).await.unwrap_err();
+    assert!(!store.exists(&missing).await.unwrap());
+    store.put(&gated, second.clone()).await.unwrap();
+
     // Listing by prefix: exact, sorted, other jobs excluded.
     let voxels = keys::stage_artifact(job, Stage::Reconstruct, keys::VOXELS_BINVOX).unwrap();
     let mesh = keys::stage_artifact(job, Stage::Refine, keys::MESH_OBJ).unwrap();

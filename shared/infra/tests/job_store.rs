@@ -20,6 +20,7 @@ fn new_job(batch: &str, content_hash: &str) -> NewJob {
         content_hash: content_hash.to_string(),
         external_id: Some(format!("sku-{content_hash}")),
         category: None,
+        size: None,
     }
 }
 

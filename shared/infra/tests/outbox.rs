@@ -24,6 +24,7 @@ fn new_job(batch: &str, n: usize) -> NewJob {
         content_hash: format!("hash-{n}"),
         external_id: Some(format!("SKU-{n}")),
         category: None,
+        size: None,
     }
 }
 

@@ -46,6 +46,7 @@ async fn submit(store: &dyn JobRepository, n: usize, category: Option<Category>)
             content_hash: format!("{:064x}", i + 1 + (id.0.as_u128() as usize % 1000) * 1000),
             external_id: None,
             category,
+            size: None,
         };
         ids.push(store.submit(&new).await.unwrap().job.id);
     }

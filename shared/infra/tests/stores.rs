@@ -22,6 +22,7 @@ async fn submit(store: &JobStore, batch: &str, hash: &str) -> JobId {
         content_hash: hash.to_string(),
         external_id: None,
         category: None,
+        size: None,
     };
     store.submit(&new).await.unwrap().job.id
 }

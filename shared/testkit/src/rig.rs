@@ -7,7 +7,7 @@ use mono2mesh_infra::blob::{keys, BlobKey, BlobStore};
 use mono2mesh_infra::jobs::{JobStore, NewJob};
 use mono2mesh_infra::queue::{Lane, MessageQueue, RabbitQueue, Topology};
 use mono2mesh_infra::secret::SecretUrl;
-use mono2mesh_core::{JobId, JobState, StageMessage};
+use mono2mesh_core::{JobId, JobState, RealSize, StageMessage};
 use crate::services::{TestDatabase, TestS3};
 use std::collections::HashMap;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -98,6 +98,11 @@ impl PipelineRig {
     /// Records a job whose input photo is `photo` (stored under the job's input key);
     /// nothing is queued.
     pub async fn submit_job(&self, batch: &str, photo: Vec<u8>) -> JobId {
+        self.submit_sized_job(batch, photo, None).await
+    }
+
+    /// [`PipelineRig::submit_job`] with the real size a manifest or the API would state.
+    pub async fn submit_sized_job(&self, batch: &str, photo: Vec<u8>, size: Option<RealSize>) -> JobId {
         let id = JobId::new();
         let key = keys::input(id, "photo.png").unwrap_or_else(|e| panic!("input key: {e}"));
         self.put(&key, photo).await;
@@ -108,6 +113,7 @@ impl PipelineRig {
             content_hash: id.to_string(),
             external_id: None,
             category: None,
+            size,
         };
         let submitted = self.db.store.submit(&new).await.unwrap_or_else(|e| panic!("submit: {e}"));
         assert!(submitted.created);

@@ -1,6 +1,6 @@
 //! The refine stage as a queue handler: takes a refine message, meshes the job's stored
-//! probability grid (`reconstruct/probabilities.npy`) with [`crate::refine_asset`] for the
-//! job's category (its typical size; no per-job size is carried yet), stores one mesh file
+//! probability grid (`reconstruct/probabilities.npy`) with [`crate::refine_asset`] at the
+//! job's real size (stated at submission, else its category's typical size), stores one mesh file
 //! per configured format and the mesh measurements (scale included) under the job's refine
 //! keys, and marks the job done. The worker binary and `mono2mesh run` run this handler.
 
@@ -42,8 +42,9 @@ impl StageHandler for RefineHandler {
         };
         let grid = blobs.get(&keys::stage_artifact(job.id, Stage::Reconstruct, keys::VOXEL_PROBABILITIES)?).await?;
         let settings = self.settings.clone();
-        // The job's category (classified or named by the submitter) sets the typical size.
-        let spec = AssetSpec::for_category(job.category.or(message.category));
+        // A size stated at submission wins; else the job's category (classified or named
+        // by the submitter) sets the typical size.
+        let spec = AssetSpec::for_category(job.category.or(message.category)).with_size(job.size);
         let output = tokio::task::spawn_blocking(move || {
             let grid = npy::npy_to_grid(&grid).map_err(RefineError::from)?;
             refine_asset(&grid, &settings, &spec)
@@ -65,6 +66,7 @@ impl StageHandler for RefineHandler {
         outputs.insert("mesh_stats".into(), Value::String(stats_key.as_str().to_string()));
         let update = JobUpdate {
             outputs: Some(Value::Object(outputs)),
+            quality: Some(json!(output.stats.quality)),
             detail: Some(json!({ "mesh": stats })),
             ..JobUpdate::default()
         };

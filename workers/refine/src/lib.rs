@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub mod handler;
+pub mod quality;
 
 /// The surface level on the predicted probabilities: 0.3, the threshold the models are
 /// evaluated at (IoU in `docs/experiments/model-pack.md`) and `voxels.binvox` is cut at,
@@ -68,6 +69,9 @@ pub struct RefineSettings {
     pub formats: Vec<MeshFormat>,
     /// Polycount cap, applied after smoothing (at least 4, a tetrahedron).
     pub max_triangles: usize,
+    /// Assets whose quality confidence is below this are flagged `needs_review`
+    /// (see [`quality`]); in [0, 1], 0 flags nothing.
+    pub min_confidence: f64,
 }
 
 impl Default for RefineSettings {
@@ -77,6 +81,7 @@ impl Default for RefineSettings {
             smoothing: smooth::DEFAULT_LAPLACIAN,
             formats: vec![MeshFormat::Glb, MeshFormat::Obj, MeshFormat::Ply, MeshFormat::Stl],
             max_triangles: DEFAULT_MAX_TRIANGLES,
+            min_confidence: quality::DEFAULT_MIN_CONFIDENCE,
         }
     }
 }
@@ -103,6 +108,9 @@ impl RefineSettings {
         }
         if self.max_triangles < simplify::MIN_TRIANGLES {
             return Err(RefineError::Simplify(SimplifyError::CapTooSmall(self.max_triangles)).to_string());
+        }
+        if !(0.0..=1.0).contains(&self.min_confidence) {
+            return Err(format!("min_confidence {} must lie in [0, 1]", self.min_confidence));
         }
         Ok(())
     }
@@ -223,10 +231,12 @@ pub struct MeshStats {
     pub scale: ScaleReport,
     /// The polycount cap's work (`triangles_before` is the smoothed marching-cubes mesh).
     pub polycount: SimplifyReport,
+    /// Confidence in the asset and its parts (see [`quality`]).
+    pub quality: quality::Quality,
 }
 
 impl MeshStats {
-    pub fn of(mesh: &Mesh, scale: ScaleReport, polycount: SimplifyReport) -> MeshStats {
+    pub fn of(mesh: &Mesh, scale: ScaleReport, polycount: SimplifyReport, quality: quality::Quality) -> MeshStats {
         MeshStats {
             vertices: mesh.vertex_count(),
             triangles: mesh.triangle_count(),
@@ -236,6 +246,7 @@ impl MeshStats {
             euler_characteristic: mesh.euler_characteristic(),
             scale,
             polycount,
+            quality,
         }
     }
 }
@@ -268,7 +279,8 @@ pub fn refine_asset(grid: &VoxelGrid, settings: &RefineSettings, spec: &AssetSpe
         .iter()
         .map(|&format| Ok(MeshFile { format, bytes: export::encode(&mesh, format)? }))
         .collect::<Result<Vec<_>, RefineError>>()?;
-    let stats = MeshStats::of(&mesh, scale, polycount);
+    let quality = quality::assess(&mesh, grid, spec.category, settings.min_confidence);
+    let stats = MeshStats::of(&mesh, scale, polycount, quality);
     Ok(RefineOutput { mesh, files, stats })
 }
 

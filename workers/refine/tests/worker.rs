@@ -2,7 +2,7 @@
 //! `mono2mesh_testkit::rig`), fed with stored probability grids as reconstruct leaves them.
 //! Fails, rather than skips, when RabbitMQ or Postgres is missing.
 
-use mono2mesh_core::{Category, JobId, JobState, Stage, StageMessage};
+use mono2mesh_core::{Category, JobId, JobState, RealSize, Stage, StageMessage};
 use mono2mesh_geometry::{npy, VoxelGrid};
 use mono2mesh_infra::blob::{keys, BlobStore};
 use mono2mesh_infra::jobs::JobUpdate;
@@ -20,7 +20,12 @@ fn box_grid(size: usize) -> VoxelGrid {
 /// A job that reconstruct has finished: state `reconstructed`, probabilities stored
 /// (unless `voxels` is `None`), refine message queued.
 async fn reconstructed_job(rig: &PipelineRig, voxels: Option<Vec<u8>>) -> JobId {
-    let id = rig.submit_job("refine-batch", b"photo bytes are not read by refine".to_vec()).await;
+    sized_reconstructed_job(rig, voxels, None).await
+}
+
+/// [`reconstructed_job`] for a job submitted with a real size.
+async fn sized_reconstructed_job(rig: &PipelineRig, voxels: Option<Vec<u8>>, size: Option<RealSize>) -> JobId {
+    let id = rig.submit_sized_job("refine-batch", b"photo bytes are not read by refine".to_vec(), size).await;
     if let Some(voxels) = voxels {
         rig.put(&keys::stage_artifact(id, Stage::Reconstruct, keys::VOXEL_PROBABILITIES).unwrap(), voxels).await;
     }
@@ -37,12 +42,15 @@ async fn stored_voxel_grids_become_meshes_and_bad_ones_end_cleanly() {
     for size in 6..16 {
         good.push(reconstructed_job(&rig, Some(npy::grid_to_npy(&box_grid(size)))).await);
     }
+    // A size stated at submission wins over the category's typical one.
+    let boxed = RealSize::dimensions(450.0, 900.0, 520.0).unwrap();
+    let sized = sized_reconstructed_job(&rig, Some(npy::grid_to_npy(&box_grid(10))), Some(boxed)).await;
     let empty = reconstructed_job(&rig, Some(npy::grid_to_npy(&VoxelGrid::new([32, 32, 32])))).await;
     let missing = reconstructed_job(&rig, None).await;
     let corrupt = reconstructed_job(&rig, Some(b"\x93NUMPY truncated".to_vec())).await;
 
     let worker = rig.spawn_worker(REFINE, &[]);
-    let all: Vec<JobId> = good.iter().copied().chain([empty, missing, corrupt]).collect();
+    let all: Vec<JobId> = good.iter().copied().chain([sized, empty, missing, corrupt]).collect();
     let ended = [JobState::Done, JobState::Rejected, JobState::Failed];
     rig.wait_for_states(&all, &ended, Duration::from_secs(60)).await;
     assert!(stop_gracefully(worker).success());
@@ -66,6 +74,23 @@ async fn stored_voxel_grids_become_meshes_and_bad_ones_end_cleanly() {
         assert_eq!(names, vec!["submitted", "reconstructed", "done"]);
         // The scale is in the job's history too, beside the other mesh measurements.
         assert_eq!(events[2].detail["mesh"]["scale"], stats["scale"]);
+        // A solid block fills all of its bounding box; chairs fill 11-20% of theirs: the
+        // asset is done but flagged for review, with the reason in its quality parts.
+        let quality = job.quality.clone().expect("the refine stage judges every asset");
+        assert_eq!(quality, stats["quality"], "the job's verdict is the stored mesh.json's");
+        assert_eq!((quality["watertight"].as_f64(), quality["one_component"].as_f64()), (Some(1.0), Some(1.0)), "{quality}");
+        assert_eq!((quality["plausible_volume"].as_f64(), quality["needs_review"].as_bool()), (Some(0.0), Some(true)), "{quality}");
+    }
+    let flagged = rig.jobs().stats(Duration::from_secs(3600)).await.unwrap().needs_review;
+    assert_eq!(flagged, good.len() as i64 + 1, "every block-shaped chair (and the sized one) is counted for review");
+    let sized = rig.jobs().get_job(sized).await.unwrap();
+    assert_eq!(sized.state, JobState::Done, "{:?}", sized.last_error);
+    let stats_key = keys::stage_artifact(sized.id, Stage::Refine, "mesh.json").unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&rig.s3.store.get(&stats_key).await.unwrap()).unwrap();
+    assert_eq!(stats["scale"]["source"], "job", "{stats}");
+    let extents: Vec<f64> = stats["scale"]["size_m"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    for (got, want) in extents.iter().zip([0.45, 0.9, 0.52]) {
+        assert!((got - want).abs() < 1e-4, "each axis scaled to the stated box: {extents:?}");
     }
     // Nothing solid predicted: the user's photo gave no shape, a rejection.
     let empty = rig.jobs().get_job(empty).await.unwrap();

@@ -100,7 +100,9 @@ impl From<IngestError> for ApiError {
                 format!("webhook_url ({}): {ip} is not a public address, and this deployment calls only public ones", mask_url(&url)),
             ),
             IngestError::EmptyPhoto => ApiError::bad_request("empty_photo", message),
-            IngestError::PhotoTooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "photo_too_large", message),
+            IngestError::PhotoTooLarge { .. } | IngestError::UploadTooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "photo_too_large", message)
+            }
             IngestError::NotAnImage => ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_an_image", message),
             IngestError::MissingObject(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "object_not_found", message),
             // Only the CLI reads local files; the server never does.
@@ -108,6 +110,8 @@ impl From<IngestError> for ApiError {
             IngestError::Blob(e) => e.into(),
             IngestError::Jobs(e) => e.into(),
             IngestError::Queue(e) => ApiError::service(ErrorClass::Retryable, "the queue", &e),
+            // A full or unwritable spool disk passes (space frees as uploads finish).
+            spool @ IngestError::Spool { .. } => ApiError::service(ErrorClass::Retryable, "the upload spool", &spool),
         }
     }
 }

@@ -7,7 +7,7 @@ use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
-use mono2mesh_core::{Category, JobId};
+use mono2mesh_core::{Category, JobId, RealSize, SizeFields};
 use mono2mesh_infra::blob::{content_type_for, BlobKey};
 use mono2mesh_infra::jobs::{Job, Page};
 use mono2mesh_infra::store::KeyLookup;
@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::{ApiError, AppState, QueueProbe, OPENAPI_YAML};
 use crate::idempotency;
-use crate::ingest::{content_hash, PhotoMeta, Submitted};
+use crate::ingest::{PhotoMeta, PhotoSpool, SpooledPhoto, Submitted};
 use crate::stats::{job_stats, parse_window, OpsStats};
 use crate::views::{job_path, mask_url, mask_url_in, outputs_of, output_keys, BatchView, JobView};
 
@@ -39,6 +39,11 @@ pub async fn openapi() -> impl IntoResponse {
 
 fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {
     raw.parse().map_err(|_| ApiError::bad_request("invalid_job_id", format!("{raw:?} is not a job id (a UUID)")))
+}
+
+/// The real size from its fields: none given is `None`; a partial or absurd size is refused.
+fn parse_size(fields: SizeFields) -> Result<Option<RealSize>, ApiError> {
+    RealSize::from_fields(fields).map_err(|e| ApiError::bad_request("invalid_size", e.to_string()))
 }
 
 fn parse_category(raw: Option<&str>) -> Result<Option<Category>, ApiError> {
@@ -76,32 +81,39 @@ struct CreateJobFromKey {
     external_id: Option<String>,
     category: Option<String>,
     webhook_url: Option<String>,
+    width_mm: Option<f64>,
+    height_mm: Option<f64>,
+    depth_mm: Option<f64>,
 }
 
 /// What a create-job request asks for, before it is carried out.
 enum NewPhoto {
-    Upload { photo: Bytes, meta: PhotoMeta },
+    Upload { photo: SpooledPhoto, meta: PhotoMeta },
     Object { key: BlobKey, meta: PhotoMeta },
 }
 
 /// Everything a job-creating request asks for: a retry must repeat all of it to be
 /// answered with the first result (a changed SKU, category or webhook is a new request).
-fn request_parts<'a>(kind: &'a str, photo: &'a str, meta: &'a PhotoMeta) -> [&'a str; 6] {
-    [
+/// The size is a part only when given, so keys remembered before sizes existed still match.
+fn request_fingerprint(kind: &str, photo: &str, meta: &PhotoMeta) -> String {
+    let size = meta.size.map(|size| json!(size).to_string());
+    let mut parts = vec![
         kind,
         photo,
         &meta.batch,
         meta.external_id.as_deref().unwrap_or(""),
         meta.category.map_or("", |c| c.name()),
         meta.webhook_url.as_deref().unwrap_or(""),
-    ]
+    ];
+    parts.extend(size.as_deref());
+    idempotency::fingerprint(&parts)
 }
 
 impl NewPhoto {
     fn fingerprint(&self) -> String {
         match self {
-            NewPhoto::Upload { photo, meta } => idempotency::fingerprint(&request_parts("upload", &content_hash(photo), meta)),
-            NewPhoto::Object { key, meta } => idempotency::fingerprint(&request_parts("object", key.as_str(), meta)),
+            NewPhoto::Upload { photo, meta } => request_fingerprint("upload", &photo.hash, meta),
+            NewPhoto::Object { key, meta } => request_fingerprint("object", key.as_str(), meta),
         }
     }
 }
@@ -121,14 +133,12 @@ async fn read_multipart(request: Request, state: &AppState) -> Result<NewPhoto, 
     let mut meta = PhotoMeta::default();
     let mut batch = None;
     let mut category = None;
+    let mut size_text: [Option<String>; 3] = Default::default();
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or("").to_string();
         if name == "photo" {
             meta.file_name = field.file_name().map(str::to_string);
-            photo = Some(read_photo_field(field, state.ingest.max_photo_bytes).await.map_err(|e| match e {
-                FieldError::Multipart(e) => multipart_error(e),
-                FieldError::TooLarge(e) => e,
-            })?);
+            photo = Some(spool_photo_field(field, state, multipart_error).await?);
             continue;
         }
         let text = field.text().await.map_err(multipart_error)?;
@@ -140,42 +150,43 @@ async fn read_multipart(request: Request, state: &AppState) -> Result<NewPhoto, 
             "external_id" => meta.external_id = Some(text).filter(|t| !t.is_empty()),
             "category" => category = Some(text),
             "webhook_url" => meta.webhook_url = Some(text).filter(|t| !t.is_empty()),
+            "width_mm" => size_text[0] = Some(text),
+            "height_mm" => size_text[1] = Some(text),
+            "depth_mm" => size_text[2] = Some(text),
             other => {
                 return Err(ApiError::bad_request(
                     "invalid_multipart",
-                    format!("unknown field {other:?}; expected photo, batch, external_id, category, webhook_url"),
+                    format!(
+                        "unknown field {other:?}; expected photo, batch, external_id, category, webhook_url, \
+                         width_mm, height_mm, depth_mm"
+                    ),
                 ))
             }
         }
     }
+    let [width, height, depth] = size_text.each_ref().map(Option::as_deref);
+    let size = SizeFields::parse(width, height, depth).map_err(|e| ApiError::bad_request("invalid_size", e.to_string()))?;
+    meta.size = parse_size(size)?;
     let photo = photo.ok_or_else(|| ApiError::bad_request("missing_photo", "the multipart body has no `photo` file field"))?;
     meta.batch = batch.unwrap_or_else(|| state.config.default_batch.clone());
     meta.category = parse_category(category.as_deref())?;
     Ok(NewPhoto::Upload { photo, meta })
 }
 
-enum FieldError {
-    Multipart(axum::extract::multipart::MultipartError),
-    TooLarge(ApiError),
-}
-
-/// The photo field, read chunk by chunk as it arrives, refused (413) as soon as it
-/// passes `max_photo_bytes` rather than after the whole body is in. The blob store
-/// takes whole objects (`BlobStore::put` has no streaming form), so the photo ends in
-/// a buffer of at most `max_photo_bytes`; it is hashed and sniffed whole anyway.
-async fn read_photo_field(mut field: axum::extract::multipart::Field<'_>, max_photo_bytes: u64) -> Result<Bytes, FieldError> {
-    let mut photo = bytes::BytesMut::new();
-    while let Some(chunk) = field.chunk().await.map_err(FieldError::Multipart)? {
-        if (photo.len() + chunk.len()) as u64 > max_photo_bytes {
-            return Err(FieldError::TooLarge(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "photo_too_large",
-                format!("the photo is larger than the limit of {max_photo_bytes} bytes"),
-            )));
-        }
-        photo.extend_from_slice(&chunk);
+/// The photo field, spooled to a temporary file chunk by chunk as it arrives (hashed
+/// and sniffed on the way), and refused (413) as soon as it passes `max_photo_bytes`
+/// rather than after the whole body is in. Memory per upload is a chunk and a write
+/// buffer, whatever the photo's size.
+async fn spool_photo_field(
+    mut field: axum::extract::multipart::Field<'_>,
+    state: &AppState,
+    multipart_error: impl Fn(axum::extract::multipart::MultipartError) -> ApiError,
+) -> Result<SpooledPhoto, ApiError> {
+    let mut spool = PhotoSpool::create(&state.config.spool_dir, state.ingest.max_photo_bytes)?;
+    while let Some(chunk) = field.chunk().await.map_err(&multipart_error)? {
+        spool.write(&chunk).await?;
     }
-    Ok(photo.freeze())
+    Ok(spool.finish().await?)
 }
 
 async fn read_new_photo(request: Request, state: &AppState) -> Result<NewPhoto, ApiError> {
@@ -189,6 +200,7 @@ async fn read_new_photo(request: Request, state: &AppState) -> Result<NewPhoto, 
             batch: body.batch.unwrap_or_else(|| state.config.default_batch.clone()),
             external_id: body.external_id,
             category: parse_category(body.category.as_deref())?,
+            size: parse_size(SizeFields { width_mm: body.width_mm, height_mm: body.height_mm, depth_mm: body.depth_mm })?,
             file_name: None,
             webhook_url: body.webhook_url,
         };
@@ -235,7 +247,7 @@ pub async fn create_job(State(state): State<AppState>, request: Request) -> Resu
         }
     }
     let Submitted { job, created, .. } = match &new {
-        NewPhoto::Upload { photo, meta } => state.ingest.submit_photo(photo.clone(), meta).await?,
+        NewPhoto::Upload { photo, meta } => state.ingest.submit_spooled(photo, meta).await?,
         NewPhoto::Object { key, meta } => state.ingest.submit_object(key, meta).await?,
     };
     if let Some(key) = &idempotency_key {
@@ -270,6 +282,9 @@ struct BatchItem {
     external_id: Option<String>,
     category: Option<String>,
     webhook_url: Option<String>,
+    width_mm: Option<f64>,
+    height_mm: Option<f64>,
+    depth_mm: Option<f64>,
 }
 
 /// `POST /v1/batches`: many uploaded objects at once. Items are independent: one bad
@@ -295,6 +310,7 @@ pub async fn create_batch(State(state): State<AppState>, request: Request) -> Re
                 batch: body.name.clone(),
                 external_id: item.external_id,
                 category: parse_category(item.category.as_deref())?,
+                size: parse_size(SizeFields { width_mm: item.width_mm, height_mm: item.height_mm, depth_mm: item.depth_mm })?,
                 file_name: None,
                 webhook_url: item.webhook_url.or_else(|| body.webhook_url.clone()),
             };

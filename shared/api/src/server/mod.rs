@@ -21,6 +21,7 @@ use axum::Router;
 use mono2mesh_infra::secret::SecretString;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +51,8 @@ pub struct ApiConfig {
     pub max_batch_items: usize,
     /// Batch of a photo posted without one.
     pub default_batch: String,
+    /// Directory uploads are spooled to while they arrive (removed when handled).
+    pub spool_dir: PathBuf,
 }
 
 impl Default for ApiConfig {
@@ -63,6 +66,7 @@ impl Default for ApiConfig {
             presign_expiry: Duration::from_secs(900),
             max_batch_items: 1000,
             default_batch: "api".to_string(),
+            spool_dir: std::env::temp_dir(),
         }
     }
 }

@@ -161,7 +161,11 @@ pub fn render(stats: &OpsStats, jobs: &[Job]) -> String {
             fmt_ms(s.latency_p95_ms)
         );
     }
-    let _ = write!(html, "</table><p>rejected {} · failed {}</p><h2>Queues</h2>", stats.report.rejected, stats.report.failed);
+    let _ = write!(
+        html,
+        "</table><p>rejected {} · failed {} · needs review {}</p><h2>Queues</h2>",
+        stats.report.rejected, stats.report.failed, stats.report.needs_review
+    );
     if stats.queues.is_empty() {
         let note = stats.queues_note.as_deref().unwrap_or("no broker asked");
         let _ = write!(html, "<p id=\"queues\">{}</p>", escape(note));
@@ -204,9 +208,16 @@ pub fn render(stats: &OpsStats, jobs: &[Job]) -> String {
         }
         let _ = write!(
             html,
-            "<div>category: {category}</div><div>gate: {scores}</div>",
+            "<div>category: {category}</div><div>size: {size}</div><div>gate: {scores}</div>",
+            // The size the mesh is scaled to: the submitter's, else the category's typical one.
+            size = escape(&job.size.map_or_else(|| "typical for the category".to_string(), |s| s.label())),
             scores = escape(&scores_text(job))
         );
+        if let Some(quality) = &job.quality {
+            let confidence = quality["confidence"].as_f64().map_or("-".to_string(), |c| format!("{c:.2}"));
+            let flag = if quality["needs_review"] == serde_json::Value::Bool(true) { " <b>needs review</b>" } else { "" };
+            let _ = write!(html, "<div>confidence: {}{flag}</div>", escape(&confidence));
+        }
         if let Some(error) = &job.last_error {
             let _ = write!(html, "<div>reason: {}</div>", escape(error));
         }

@@ -2,7 +2,7 @@
 //! the target directory, are fsynced, then renamed over the target, so readers and
 //! crashes never see a partial object.
 
-use super::{BlobError, BlobKey, BlobMeta, BlobStore};
+use super::{check_file, BlobError, BlobKey, BlobMeta, BlobStore};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -34,16 +34,30 @@ impl LocalBlobStore {
         self.root.join(key.as_str())
     }
 
-    async fn write_atomically(&self, path: &Path, body: &[u8]) -> io::Result<()> {
+    async fn write_atomically(&self, path: &Path, body: Body<'_>) -> io::Result<()> {
         let dir = path.parent().unwrap_or(&self.root);
         tokio::fs::create_dir_all(dir).await?;
         let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("blob");
         let temp = dir.join(format!("{TEMP_PREFIX}{}-{file_name}", uuid::Uuid::new_v4().simple()));
         let written = async {
-            let mut file = tokio::fs::File::create(&temp).await?;
-            file.write_all(body).await?;
-            file.sync_all().await?;
-            drop(file);
+            match body {
+                Body::Bytes(bytes) => {
+                    let mut file = tokio::fs::File::create(&temp).await?;
+                    file.write_all(bytes).await?;
+                    file.sync_all().await?;
+                }
+                Body::File { path: source, size } => {
+                    // copy_file_range/sendfile where the kernel has them: no user-space buffer.
+                    let copied = tokio::fs::copy(source, &temp).await?;
+                    if copied != size {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("{} is {copied} bytes, not the {size} it was when spooled", source.display()),
+                        ));
+                    }
+                    tokio::fs::File::open(&temp).await?.sync_all().await?;
+                }
+            }
             tokio::fs::rename(&temp, path).await?;
             // The rename itself is durable only once the directory entry is synced.
             tokio::fs::File::open(dir).await?.sync_all().await
@@ -54,6 +68,12 @@ impl LocalBlobStore {
         }
         written
     }
+}
+
+/// What `write_atomically` writes.
+enum Body<'a> {
+    Bytes(&'a [u8]),
+    File { path: &'a Path, size: u64 },
 }
 
 fn io_error(op: &'static str, key: &str, err: io::Error) -> BlobError {
@@ -106,7 +126,14 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<BlobMeta>) -> io::R
 #[async_trait]
 impl BlobStore for LocalBlobStore {
     async fn put(&self, key: &BlobKey, body: Bytes) -> Result<(), BlobError> {
-        self.write_atomically(&self.path_of(key), &body).await.map_err(|e| io_error("put", key.as_str(), e))
+        self.write_atomically(&self.path_of(key), Body::Bytes(&body)).await.map_err(|e| io_error("put", key.as_str(), e))
+    }
+
+    async fn put_file(&self, key: &BlobKey, path: &Path, size: u64) -> Result<(), BlobError> {
+        check_file(key, path, size).await?;
+        self.write_atomically(&self.path_of(key), Body::File { path, size })
+            .await
+            .map_err(|e| io_error("put", key.as_str(), e))
     }
 
     async fn get(&self, key: &BlobKey) -> Result<Bytes, BlobError> {

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use mono2mesh_core::{ErrorClass, StageError};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,6 +72,18 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Stores `body` under `key`, replacing any existing object.
     async fn put(&self, key: &BlobKey, body: Bytes) -> Result<(), BlobError>;
 
+    /// Stores the `size` bytes of the file at `path` under `key`, streaming them
+    /// rather than holding them in memory, where the backend can (the default reads
+    /// the file whole and calls [`BlobStore::put`]). The file must not change meanwhile.
+    async fn put_file(&self, key: &BlobKey, path: &Path, size: u64) -> Result<(), BlobError> {
+        check_file(key, path, size).await?;
+        let body = tokio::fs::read(path).await.map_err(|e| file_error(key, path, e))?;
+        if body.len() as u64 != size {
+            return Err(file_changed(key, path, size, body.len() as u64));
+        }
+        self.put(key, Bytes::from(body)).await
+    }
+
     /// The whole object; `BlobError::NotFound` when absent.
     async fn get(&self, key: &BlobKey) -> Result<Bytes, BlobError>;
 
@@ -98,6 +111,31 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
             Err(e) if e.is_not_found() => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// The local file a `put_file` was to send could not be read: the caller's side.
+pub(crate) fn file_error(key: &BlobKey, path: &Path, err: std::io::Error) -> BlobError {
+    BlobError::Unavailable { op: "put", key: key.to_string(), message: format!("reading {}: {err}", path.display()) }
+}
+
+/// Checks, before anything is sent, that the file a `put_file` is to send exists and
+/// has the size the caller gave (a shorter or longer body must not become the object).
+pub(crate) async fn check_file(key: &BlobKey, path: &Path, size: u64) -> Result<(), BlobError> {
+    let found = tokio::fs::metadata(path).await.map_err(|e| file_error(key, path, e))?.len();
+    if found == size {
+        Ok(())
+    } else {
+        Err(file_changed(key, path, size, found))
+    }
+}
+
+/// The local file a `put_file` was to send is not the size it was said to be.
+fn file_changed(key: &BlobKey, path: &Path, expected: u64, found: u64) -> BlobError {
+    BlobError::Refused {
+        op: "put",
+        key: key.to_string(),
+        message: format!("{} is {found} bytes, not the {expected} it was when spooled", path.display()),
     }
 }
 
@@ -140,6 +178,9 @@ impl MeteredBlobStore {
 impl BlobStore for MeteredBlobStore {
     async fn put(&self, key: &BlobKey, body: Bytes) -> Result<(), BlobError> {
         Self::timed("put", self.0.put(key, body)).await
+    }
+    async fn put_file(&self, key: &BlobKey, path: &Path, size: u64) -> Result<(), BlobError> {
+        Self::timed("put", self.0.put_file(key, path, size)).await
     }
     async fn get(&self, key: &BlobKey) -> Result<Bytes, BlobError> {
         Self::timed("get", self.0.get(key)).await

@@ -1,7 +1,7 @@
 //! Blob store on S3 or an S3-compatible server (MinIO, s3s-fs, Garage), with a
 //! custom endpoint, path-style addressing and static credentials from the settings.
 
-use super::{content_type_for, BlobError, BlobKey, BlobMeta, BlobStore};
+use super::{check_file, content_type_for, file_error, BlobError, BlobKey, BlobMeta, BlobStore};
 use crate::config::S3Settings;
 use async_trait::async_trait;
 use aws_sdk_s3::config::retry::RetryConfig;
@@ -11,10 +11,11 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use std::path::Path;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -157,6 +158,29 @@ impl BlobStore for S3BlobStore {
             .key(key.as_str())
             .content_type(content_type_for(key))
             .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| sdk_error("put", key.as_str(), e))?;
+        Ok(())
+    }
+
+    async fn put_file(&self, key: &BlobKey, path: &Path, size: u64) -> Result<(), BlobError> {
+        // A body read from the file in chunks as it is sent, reopened on a retry.
+        // `Length::Exact` would send a prefix of a longer file: check the size first.
+        check_file(key, path, size).await?;
+        let body = ByteStream::read_from()
+            .path(path)
+            .length(Length::Exact(size))
+            .build()
+            .await
+            .map_err(|e| file_error(key, path, std::io::Error::other(DisplayErrorContext(&e).to_string())))?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .content_type(content_type_for(key))
+            .content_length(size as i64)
+            .body(body)
             .send()
             .await
             .map_err(|e| sdk_error("put", key.as_str(), e))?;
