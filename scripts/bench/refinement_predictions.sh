@@ -9,7 +9,7 @@
 # 2. `mono2mesh run --category C` on each test-split photo (the category's specialist, or
 #    the general model where there is none), one output folder per model id;
 # 3. the smoothing_before_after example in --predictions mode on those folders: the sweep
-#    of mesh levels (ISO_LEVELS, default 0.3,0.4,0.5,0.6) on probabilities.npy times the
+#    of mesh levels (ISO_LEVELS, default 0.3,0.4,0.5,0.6,0.7) on probabilities.npy times the
 #    smoothing methods and Laplacian iteration counts, and once the thresholded
 #    voxels.binvox (cut at the reconstruct threshold, 0.3) meshed at 0.5.
 # A category whose outputs are all there is not run again (delete $WORK/out to redo them).
@@ -58,7 +58,7 @@ for dir in "$WORK"/photos/*/; do
 done
 $NICE cargo run --release -q -p mono2mesh-catalog --example smoothing_before_after -- \
   --predictions "$WORK/out" --seed "$SEED" --models-per-category "$PER" --source npy \
-  --iso "${ISO_LEVELS:-0.3,0.4,0.5,0.6}" --laplacian 5,10,20,40 \
+  --iso "${ISO_LEVELS:-0.3,0.4,0.5,0.6,0.7}" --laplacian 5,10,20,40 --also 0.5:laplacian:10,0.6:laplacian:5 \
   | tee "$WORK/table-npy.md"
 $NICE cargo run --release -q -p mono2mesh-catalog --example smoothing_before_after -- \
   --predictions "$WORK/out" --seed "$SEED" --models-per-category "$PER" --source binvox \

@@ -15,7 +15,7 @@
 //!
 //! cargo run --release -p mono2mesh-catalog --example smoothing_before_after -- \
 //!     --predictions DIR [--seed 7919] [--models-per-category 50] [--source npy|binvox] \
-//!     [--iso 0.3,0.4,0.5] [--laplacian 5,10,20,40] [--best 4]
+//!     [--iso 0.3,0.4,0.5] [--laplacian 5,10,20,40] [--best 4] [--also 0.5:laplacian:10,...]
 //!
 //! DIR holds `mono2mesh run` output folders named after the catalog's model ids (one photo
 //! per test-split model of a `dataset synth` catalog with that seed and size). `npy` (the
@@ -26,7 +26,8 @@
 //! x10 and Taubin x10. Per level it prints the tables of the noisy-ground-truth mode (plus
 //! F@2%); with several levels then every (level, method) pair on the models that have a
 //! surface at every level, and F@1%, Chamfer-L1 and volume per category for the level 0.3
-//! Laplacian x10 pair and the `--best` pairs by F@1%. The predicted grid is placed where
+//! Laplacian x10 pair, the `--also` pairs (as in `--picture-meshes`) and the `--best` pairs
+//! by F@1%. The predicted grid is placed where
 //! the ground truth's 32^3 voxelisation sits (the frame Pix2Vox is trained in), so the
 //! scores include the network's error, not only the refinement's.
 //!
@@ -549,6 +550,7 @@ fn predictions(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let mut levels: Option<Vec<f32>> = None;
     let mut laplacian = vec![5u32, 10, 20, 40];
     let mut best = 4usize;
+    let mut also: Vec<(f32, Smoothing)> = Vec::new();
     let (mut picture_path, mut picture_model, mut photo, mut meshes) = (None, None, None, None);
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
@@ -560,6 +562,7 @@ fn predictions(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             "--iso" => levels = Some(parse_list(arg, value()?)?),
             "--laplacian" => laplacian = parse_list(arg, value()?)?,
             "--best" => best = value()?.parse()?,
+            "--also" => also = value()?.split(',').map(parse_mesh_spec).collect::<Result<Vec<_>, _>>()?,
             "--picture" => picture_path = Some(value()?.clone()),
             "--picture-model" => picture_model = Some(value()?.clone()),
             "--picture-photo" => photo = Some(std::path::PathBuf::from(value()?)),
@@ -657,7 +660,7 @@ fn predictions(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         .map(|(c, per_level)| (*c, per_level.iter().flatten().cloned().collect()))
         .collect();
     if levels.len() > 1 && !complete.is_empty() {
-        print_sweep(&levels, &methods, &complete, best);
+        print_sweep(&levels, &methods, &complete, best, &also);
     }
     println!("\nVoxel IoU at 0.3 per category:\n");
     for category in Category::ALL {
@@ -669,9 +672,16 @@ fn predictions(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Every (level, method) pair on the same models, then per category for the `best` pairs
-/// by mean F@1% and the refine stage's previous default (level 0.3, Laplacian x10).
-fn print_sweep(levels: &[f32], methods: &[(String, Smoothing)], complete: &[(Category, Vec<Vec<Score>>)], best: usize) {
+/// Every (level, method) pair on the same models, then per category for the refine
+/// stage's previous default (level 0.3, Laplacian x10), the `also` pairs and the `best`
+/// pairs by mean F@1%.
+fn print_sweep(
+    levels: &[f32],
+    methods: &[(String, Smoothing)],
+    complete: &[(Category, Vec<Vec<Score>>)],
+    best: usize,
+    also: &[(f32, Smoothing)],
+) {
     let n = complete.len() as f64;
     let pairs: Vec<(usize, usize)> = (0..levels.len()).flat_map(|l| (0..methods.len()).map(move |m| (l, m))).collect();
     let values = |(l, m): (usize, usize), f: &dyn Fn(&Score) -> f64| -> Vec<f64> { complete.iter().map(|(_, s)| f(&s[l][m])).collect() };
@@ -704,7 +714,16 @@ fn print_sweep(levels: &[f32], methods: &[(String, Smoothing)], complete: &[(Cat
         .position(|&l| (l - 0.3).abs() < 1e-6)
         .zip(methods.iter().position(|(name, _)| name == "Laplacian 0.5 x10"));
     let mut shown: Vec<(usize, usize)> = old.into_iter().collect();
-    shown.extend(ranked.into_iter().filter(|p| Some(*p) != old).take(best));
+    for &(iso, smoothing) in also {
+        let pair = levels.iter().position(|&l| (l - iso).abs() < 1e-6).zip(methods.iter().position(|(_, m)| *m == smoothing));
+        match pair {
+            Some(pair) if !shown.contains(&pair) => shown.push(pair),
+            Some(_) => {}
+            None => eprintln!("--also {iso} {smoothing:?}: not in the sweep"),
+        }
+    }
+    let top: Vec<(usize, usize)> = ranked.into_iter().filter(|p| !shown.contains(p)).take(best).collect();
+    shown.extend(top);
     let header = shown.iter().map(|&(l, m)| format!("{} {}", levels[l], methods[m].0)).collect::<Vec<_>>().join(" | ");
     let n_ok = n as usize;
     for (title, f, percent) in [
@@ -712,7 +731,7 @@ fn print_sweep(levels: &[f32], methods: &[(String, Smoothing)], complete: &[(Cat
         ("Chamfer-L1 (x1e-3 diag)", &|s: &Score| 1e3 * s.chamfer, false),
         ("Volume change", &|s: &Score| s.volume_change, true),
     ] {
-        println!("\n{title} per category, the previous default and the {best} best pairs by F@1% ({n_ok} models):\n");
+        println!("\n{title} per category, the previous default, {} and the {best} best pairs by F@1% ({n_ok} models):\n", if also.is_empty() { "" } else { "the --also pairs" });
         println!("| category | {header} |");
         println!("|---|{}", "---:|".repeat(shown.len()));
         for category in Category::ALL {
