@@ -8,9 +8,11 @@
 #    category (as scripts/train-pack.sh makes it; its test split is 10 models per category);
 # 2. `mono2mesh run --category C` on each test-split photo (the category's specialist, or
 #    the general model where there is none), one output folder per model id;
-# 3. the smoothing_before_after example in --predictions mode on those folders, once on
-#    probabilities.npy at the refine stage's iso 0.3 and once on the thresholded
-#    voxels.binvox at 0.5.
+# 3. the smoothing_before_after example in --predictions mode on those folders: the sweep
+#    of mesh levels (ISO_LEVELS, default 0.3,0.4,0.5,0.6,0.7) on probabilities.npy times the
+#    smoothing methods and Laplacian iteration counts, and once the thresholded
+#    voxels.binvox (cut at the reconstruct threshold, 0.3) meshed at 0.5.
+# A category whose outputs are all there is not run again (delete $WORK/out to redo them).
 # Env: MONO2MESH_BIN (default target/debug/mono2mesh), MODELS (default models),
 # REFINE_WORK (default ~/.cache/mono2mesh/refinement).
 set -euo pipefail
@@ -46,11 +48,18 @@ mkdir -p "$WORK/out"
 # the 120), so both are off here; the pack's own evaluation skips the gate altogether.
 for dir in "$WORK"/photos/*/; do
   category="$(basename "$dir")"
+  done_all=1
+  for photo in "$dir"*.png; do
+    [ -f "$WORK/out/$(basename "$photo" .png)/probabilities.npy" ] || done_all=0
+  done
+  [ "$done_all" = 1 ] && continue
   $NICE "$BIN" run --set gate.min_blur_variance=0 --set gate.max_mean_intensity=255 --category "$category" --models "$MODELS" --device cpu --no-preview --formats obj \
     -o "$WORK/out" "$dir"*.png
 done
-for source in npy binvox; do
-  $NICE cargo run --release -q -p mono2mesh-catalog --example smoothing_before_after -- \
-    --predictions "$WORK/out" --seed "$SEED" --models-per-category "$PER" --source "$source" \
-    | tee "$WORK/table-$source.md"
-done
+$NICE cargo run --release -q -p mono2mesh-catalog --example smoothing_before_after -- \
+  --predictions "$WORK/out" --seed "$SEED" --models-per-category "$PER" --source npy \
+  --iso "${ISO_LEVELS:-0.3,0.4,0.5,0.6,0.7}" --laplacian 5,10,20,40 --also 0.5:laplacian:10,0.6:laplacian:5 \
+  | tee "$WORK/table-npy.md"
+$NICE cargo run --release -q -p mono2mesh-catalog --example smoothing_before_after -- \
+  --predictions "$WORK/out" --seed "$SEED" --models-per-category "$PER" --source binvox \
+  | tee "$WORK/table-binvox.md"

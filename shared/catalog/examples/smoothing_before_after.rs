@@ -14,14 +14,30 @@
 //! `scripts/bench/refinement_predictions.sh` runs):
 //!
 //! cargo run --release -p mono2mesh-catalog --example smoothing_before_after -- \
-//!     --predictions DIR [--seed 7919] [--models-per-category 50] [--source npy|binvox] [--iso 0.3]
+//!     --predictions DIR [--seed 7919] [--models-per-category 50] [--source npy|binvox] \
+//!     [--iso 0.3,0.4,0.5] [--laplacian 5,10,20,40] [--best 4] [--also 0.5:laplacian:10,...]
 //!
 //! DIR holds `mono2mesh run` output folders named after the catalog's model ids (one photo
 //! per test-split model of a `dataset synth` catalog with that seed and size). `npy` (the
-//! default) meshes `probabilities.npy` at `--iso` (0.3, the refine stage's default, as the
-//! pipeline does); `binvox` meshes the thresholded `voxels.binvox` at 0.5. The predicted
-//! grid is placed where the ground truth's 32^3 voxelisation sits (the frame Pix2Vox is
-//! trained in), so the scores include the network's error, not only the refinement's.
+//! default) meshes `probabilities.npy` at each `--iso` level (default 0.3, the pipeline's
+//! level before 2026-12-06); `binvox` meshes the thresholded `voxels.binvox` (cut at the
+//! reconstruct stage's threshold, 0.3) at 0.5 by default. Each level's mesh gets the raw
+//! surface, the uniform Laplacian (lambda 0.5) at each `--laplacian` iteration count, HC
+//! x10 and Taubin x10. Per level it prints the tables of the noisy-ground-truth mode (plus
+//! F@2%); with several levels then every (level, method) pair on the models that have a
+//! surface at every level, and F@1%, Chamfer-L1 and volume per category for the level 0.3
+//! Laplacian x10 pair, the `--also` pairs (as in `--picture-meshes`) and the `--best` pairs
+//! by F@1%. The predicted grid is placed where
+//! the ground truth's 32^3 voxelisation sits (the frame Pix2Vox is trained in), so the
+//! scores include the network's error, not only the refinement's.
+//!
+//! A picture of one prediction instead of the tables:
+//!
+//! ... --predictions DIR --picture OUT.png --picture-model ID [--picture-photo PNG] \
+//!     --picture-meshes 0.5:raw,0.5:laplacian:20,0.3:laplacian:10,0.5:hc,0.5:taubin
+//!
+//! draws the photo, the ground-truth mesh, then the prediction at each LEVEL:METHOD[:N]
+//! (raw, laplacian, hc or taubin at their usual parameters; N iterations, default 10).
 //!
 //! Ground truth. Catalog meshes are unions of overlapping closed parts, so their raw
 //! triangles include surfaces buried inside other parts, and the sum of the parts' volumes
@@ -282,6 +298,8 @@ impl PointGrid {
 struct Score {
     chamfer: f64,
     fscore: f64,
+    /// F-score at 2% of the diagonal.
+    fscore2: f64,
     volume_change: f64,
     /// Against the raw marching-cubes mesh: the smoothing's own shrinkage or growth.
     volume_vs_raw: f64,
@@ -315,15 +333,19 @@ fn reference(mesh: &Mesh, rng: &mut Rng) -> Reference {
 fn score(mesh: &Mesh, reference: &Reference, rng: &mut Rng) -> Score {
     let points: Vec<[f32; 3]> = sample_surface(mesh, SAMPLES, rng).into_iter().map(|(p, _)| p).collect();
     let grid = PointGrid::new(&points);
-    let tau = 0.01 * reference.diagonal;
     let to_reference: Vec<f32> = points.iter().map(|&p| reference.grid.nearest(p)).collect();
     let to_prediction: Vec<f32> = reference.points.iter().map(|&p| grid.nearest(p)).collect();
     let mean = |d: &[f32]| d.iter().map(|&x| f64::from(x)).sum::<f64>() / d.len() as f64;
-    let within = |d: &[f32]| d.iter().filter(|&&x| x <= tau).count() as f64 / d.len() as f64;
-    let (precision, recall) = (within(&to_reference), within(&to_prediction));
+    let fscore = |fraction: f32| {
+        let tau = fraction * reference.diagonal;
+        let within = |d: &[f32]| d.iter().filter(|&&x| x <= tau).count() as f64 / d.len() as f64;
+        let (precision, recall) = (within(&to_reference), within(&to_prediction));
+        if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 }
+    };
     Score {
         chamfer: 0.5 * (mean(&to_reference) + mean(&to_prediction)),
-        fscore: if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 },
+        fscore: fscore(0.01),
+        fscore2: fscore(0.02),
         volume_change: mesh.signed_volume() / reference.volume - 1.0,
         volume_vs_raw: 0.0,
     }
@@ -424,14 +446,15 @@ fn score_methods(methods: &[(String, Smoothing)], raw: &Mesh, reference: &Refere
 
 fn print_tables(methods: &[(String, Smoothing)], results: &[(Category, Vec<Score>)]) {
     let n = results.len() as f64;
-    println!("| method | Chamfer-L1 (x1e-3 diag) | F@1% | volume vs ground truth (mean) | (mean abs) | volume vs raw MC |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| method | Chamfer-L1 (x1e-3 diag) | F@1% | F@2% | volume vs ground truth (mean) | (mean abs) | volume vs raw MC |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for (m, (name, _)) in methods.iter().enumerate() {
         let mean = |f: &dyn Fn(&Score) -> f64| results.iter().map(|(_, s)| f(&s[m])).sum::<f64>() / n;
         println!(
-            "| {name} | {:.2} | {:.3} | {:+.1}% | {:.1}% | {:+.1}% |",
+            "| {name} | {:.2} | {:.3} | {:.3} | {:+.1}% | {:.1}% | {:+.1}% |",
             1e3 * mean(&|s| s.chamfer),
             mean(&|s| s.fscore),
+            mean(&|s| s.fscore2),
             100.0 * mean(&|s| s.volume_change),
             100.0 * mean(&|s| s.volume_change.abs()),
             100.0 * mean(&|s| s.volume_vs_raw),
@@ -462,11 +485,73 @@ fn print_tables(methods: &[(String, Smoothing)], results: &[(Category, Vec<Score
     }
 }
 
-/// `--predictions DIR ...`: the same table on the trained pack's output for the catalog's
-/// test split.
+/// The methods swept on predictions: the uniform Laplacian at each of `laplacian`'s
+/// iteration counts, HC and Taubin at their defaults (their other counts score alike on
+/// predictions: the 2026-12-05 table in docs/experiments/refinement.md).
+fn prediction_methods(laplacian: &[u32]) -> Vec<(String, Smoothing)> {
+    let mut out = vec![("raw marching cubes".to_string(), Smoothing::None)];
+    for &iterations in laplacian {
+        out.push((format!("Laplacian 0.5 x{iterations}"), Smoothing::Laplacian { lambda: 0.5, iterations }));
+    }
+    out.push(("HC 0.1/0.5 x10".to_string(), Smoothing::Hc { alpha: 0.1, beta: 0.5, iterations: 10 }));
+    out.push(("Taubin 0.5/-0.53 x10".to_string(), Smoothing::Taubin { lambda: 0.5, mu: -0.53, iterations: 10 }));
+    out
+}
+
+/// `LEVEL:METHOD[:ITERATIONS]` with METHOD raw, laplacian (lambda 0.5), hc (0.1/0.5) or
+/// taubin (0.5/-0.53); iterations default to 10.
+fn parse_mesh_spec(spec: &str) -> Result<(f32, Smoothing), String> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let bad = || format!("mesh {spec:?}: expected LEVEL:raw|laplacian|hc|taubin[:ITERATIONS]");
+    if parts.len() < 2 || parts.len() > 3 {
+        return Err(bad());
+    }
+    let iso: f32 = parts[0].parse().map_err(|_| bad())?;
+    let iterations: u32 = parts.get(2).map(|s| s.parse()).transpose().map_err(|_| bad())?.unwrap_or(10);
+    let smoothing = match parts[1] {
+        "raw" | "none" => Smoothing::None,
+        "laplacian" => Smoothing::Laplacian { lambda: 0.5, iterations },
+        "hc" => Smoothing::Hc { alpha: 0.1, beta: 0.5, iterations },
+        "taubin" => Smoothing::Taubin { lambda: 0.5, mu: -0.53, iterations },
+        _ => return Err(bad()),
+    };
+    Ok((iso, smoothing))
+}
+
+fn parse_list<T: std::str::FromStr>(arg: &str, value: &str) -> Result<Vec<T>, String> {
+    let out: Result<Vec<T>, _> = value.split(',').map(|s| s.trim().parse::<T>()).collect();
+    out.ok().filter(|v| !v.is_empty()).ok_or_else(|| format!("{arg}: expected a comma-separated list, got {value:?}"))
+}
+
+/// One predicted grid in the ground truth's 32^3 frame, with that ground truth.
+fn load_prediction(dir: &std::path::Path, id: &str, source: &str, truth: &VoxelGrid) -> Result<VoxelGrid, String> {
+    let folder = dir.join(id);
+    let mut grid = if source == "npy" {
+        let path = folder.join("probabilities.npy");
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        npy_to_grid(&bytes).map_err(|e| e.to_string())?
+    } else {
+        VoxelGrid::read_binvox(folder.join("voxels.binvox")).map_err(|e| e.to_string())?
+    };
+    if grid.dims != truth.dims {
+        return Err(format!("predicted grid is {:?}, ground truth {:?}", grid.dims, truth.dims));
+    }
+    grid.translate = truth.translate;
+    grid.scale = truth.scale;
+    Ok(grid)
+}
+
+/// `--predictions DIR ...`: the tables on the trained pack's output for the catalog's test
+/// split, once per mesh level, then every (level, method) pair side by side and F@1% per
+/// category for the best pairs. With `--picture`, only the picture.
 fn predictions(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let mut dir = None;
-    let (mut seed, mut per_category, mut source, mut iso) = (7919u64, 50usize, "npy".to_string(), None);
+    let (mut seed, mut per_category, mut source) = (7919u64, 50usize, "npy".to_string());
+    let mut levels: Option<Vec<f32>> = None;
+    let mut laplacian = vec![5u32, 10, 20, 40];
+    let mut best = 4usize;
+    let mut also: Vec<(f32, Smoothing)> = Vec::new();
+    let (mut picture_path, mut picture_model, mut photo, mut meshes) = (None, None, None, None);
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         let mut value = || rest.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -474,15 +559,32 @@ fn predictions(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             "--seed" => seed = value()?.parse()?,
             "--models-per-category" => per_category = value()?.parse()?,
             "--source" => source = value()?.clone(),
-            "--iso" => iso = Some(value()?.parse::<f32>()?),
+            "--iso" => levels = Some(parse_list(arg, value()?)?),
+            "--laplacian" => laplacian = parse_list(arg, value()?)?,
+            "--best" => best = value()?.parse()?,
+            "--also" => also = value()?.split(',').map(parse_mesh_spec).collect::<Result<Vec<_>, _>>()?,
+            "--picture" => picture_path = Some(value()?.clone()),
+            "--picture-model" => picture_model = Some(value()?.clone()),
+            "--picture-photo" => photo = Some(std::path::PathBuf::from(value()?)),
+            "--picture-meshes" => {
+                meshes = Some(value()?.split(',').map(parse_mesh_spec).collect::<Result<Vec<_>, _>>()?);
+            }
             other if dir.is_none() && !other.starts_with("--") => dir = Some(std::path::PathBuf::from(other)),
             other => return Err(format!("unexpected argument {other:?}").into()),
         }
     }
     let dir = dir.ok_or("--predictions needs the directory of `mono2mesh run` output")?;
-    let iso = iso.unwrap_or(if source == "binvox" { 0.5 } else { 0.3 });
     if source != "npy" && source != "binvox" {
         return Err(format!("--source is npy or binvox, not {source:?}").into());
+    }
+    if let Some(path) = picture_path {
+        let id = picture_model.ok_or("--picture needs --picture-model ID")?;
+        let meshes = meshes.ok_or("--picture needs --picture-meshes LEVEL:METHOD[:N],...")?;
+        return prediction_picture(&path, &dir, &id, &source, seed, photo.as_deref(), &meshes);
+    }
+    let levels = levels.unwrap_or_else(|| vec![if source == "binvox" { 0.5 } else { 0.3 }]);
+    if let Some(bad) = levels.iter().find(|l| !(**l > 0.0 && **l < 1.0)) {
+        return Err(format!("--iso levels lie strictly between 0 and 1, not {bad}").into());
     }
     let cfg = SynthConfig { seed, models_per_category: per_category, views: 1, ..SynthConfig::default() };
     let mut jobs = Vec::new();
@@ -492,46 +594,40 @@ fn predictions(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             jobs.push((*category, index, id));
         }
     }
-    let methods = methods();
-    // Per model: scores per method and the prediction's voxel IoU at 0.3 (a check that the
-    // grid is read in the ground truth's frame: it should match the pack's evaluation).
-    let results: Vec<Result<(Category, Vec<Score>, f32), String>> = jobs
+    let methods = prediction_methods(&laplacian);
+    // Per model: per level the scores per method (None where the level finds no surface),
+    // and the prediction's voxel IoU at 0.3 (a check that the grid is read in the ground
+    // truth's frame: it should match the pack's evaluation).
+    type Scored = (Category, Vec<Option<Vec<Score>>>, f32);
+    let results: Vec<Result<Scored, String>> = jobs
         .par_iter()
         .map(|(category, index, id)| {
             let fail = |what: String| format!("{id}: {what}");
             let model = generate(*category, seed, *index);
             let truth = voxelize(&model.mesh.mesh, 32).map_err(|e| fail(e.to_string()))?;
-            let folder = dir.join(id);
-            let mut grid = if source == "npy" {
-                let path = folder.join("probabilities.npy");
-                let bytes = std::fs::read(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
-                npy_to_grid(&bytes).map_err(|e| fail(e.to_string()))?
-            } else {
-                VoxelGrid::read_binvox(folder.join("voxels.binvox")).map_err(|e| fail(e.to_string()))?
-            };
-            if grid.dims != truth.dims {
-                return Err(fail(format!("predicted grid is {:?}, ground truth {:?}", grid.dims, truth.dims)));
-            }
-            grid.translate = truth.translate;
-            grid.scale = truth.scale;
+            let grid = load_prediction(&dir, id, &source, &truth).map_err(fail)?;
             let iou = iou_at_thresholds(&grid, &truth, &[0.3]).map_err(|e| fail(e.to_string()))?[0];
-            let raw = marching_cubes(&grid, iso).map_err(|e| fail(e.to_string()))?;
-            if raw.triangles.is_empty() {
-                return Err(fail(format!("no surface at iso {iso}")));
-            }
             let key = category.index() as u64 * 1000 + index;
             let reference = reference(&model.mesh.mesh, &mut Rng::derive(seed, "smoothing-reference", key));
-            let scores = score_methods(&methods, &raw, &reference, key).map_err(|e| fail(e.to_string()))?;
+            let mut per_level = Vec::with_capacity(levels.len());
+            for &iso in &levels {
+                let raw = marching_cubes(&grid, iso).map_err(|e| fail(e.to_string()))?;
+                per_level.push(if raw.triangles.is_empty() {
+                    None
+                } else {
+                    Some(score_methods(&methods, &raw, &reference, key).map_err(|e| fail(e.to_string()))?)
+                });
+            }
             eprintln!("{id} done (IoU {iou:.3})");
-            Ok((*category, scores, iou))
+            Ok((*category, per_level, iou))
         })
         .collect();
-    let mut scored = Vec::new();
+    let mut scored: Vec<(Category, Vec<Option<Vec<Score>>>)> = Vec::new();
     let mut ious: Vec<(Category, f32)> = Vec::new();
     for result in results {
         match result {
-            Ok((category, scores, iou)) => {
-                scored.push((category, scores));
+            Ok((category, per_level, iou)) => {
+                scored.push((category, per_level));
                 ious.push((category, iou));
             }
             Err(why) => eprintln!("skipped {why}"),
@@ -541,13 +637,31 @@ fn predictions(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         return Err("no prediction could be scored".into());
     }
     let mean_iou = ious.iter().map(|(_, i)| f64::from(*i)).sum::<f64>() / ious.len() as f64;
+    let what = if source == "npy" { "probabilities.npy" } else { "voxels.binvox" };
+    let level_list = levels.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ");
     println!(
-        "{} of {} test-split models (catalog seed {seed}, {per_category} per category), trained pack's {} meshed at {iso}; voxel IoU at 0.3 {mean_iou:.3}\n",
+        "{} of {} test-split models (catalog seed {seed}, {per_category} per category), trained pack's {what} meshed at {level_list}; voxel IoU at 0.3 {mean_iou:.3}",
         scored.len(),
         jobs.len(),
-        if source == "npy" { "probabilities.npy" } else { "voxels.binvox" }
     );
-    print_tables(&methods, &scored);
+    for (l, level) in levels.iter().enumerate() {
+        let at_level: Vec<(Category, Vec<Score>)> =
+            scored.iter().filter_map(|(c, per_level)| per_level[l].clone().map(|s| (*c, s))).collect();
+        let missing = scored.len() - at_level.len();
+        println!("\n### Level {level}: {} models{}\n", at_level.len(), if missing > 0 { format!(" ({missing} with no surface at this level)") } else { String::new() });
+        if !at_level.is_empty() {
+            print_tables(&methods, &at_level);
+        }
+    }
+    // Side by side, over the models every level gives a surface for.
+    let complete: Vec<(Category, Vec<Vec<Score>>)> = scored
+        .iter()
+        .filter(|(_, per_level)| per_level.iter().all(Option::is_some))
+        .map(|(c, per_level)| (*c, per_level.iter().flatten().cloned().collect()))
+        .collect();
+    if levels.len() > 1 && !complete.is_empty() {
+        print_sweep(&levels, &methods, &complete, best, &also);
+    }
     println!("\nVoxel IoU at 0.3 per category:\n");
     for category in Category::ALL {
         let v: Vec<f64> = ious.iter().filter(|(c, _)| *c == category).map(|(_, i)| f64::from(*i)).collect();
@@ -555,5 +669,127 @@ fn predictions(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             println!("- {}: {:.3} ({} models)", category.name(), v.iter().sum::<f64>() / v.len() as f64, v.len());
         }
     }
+    Ok(())
+}
+
+/// Every (level, method) pair on the same models, then per category for the refine
+/// stage's previous default (level 0.3, Laplacian x10), the `also` pairs and the `best`
+/// pairs by mean F@1%.
+fn print_sweep(
+    levels: &[f32],
+    methods: &[(String, Smoothing)],
+    complete: &[(Category, Vec<Vec<Score>>)],
+    best: usize,
+    also: &[(f32, Smoothing)],
+) {
+    let n = complete.len() as f64;
+    let pairs: Vec<(usize, usize)> = (0..levels.len()).flat_map(|l| (0..methods.len()).map(move |m| (l, m))).collect();
+    let values = |(l, m): (usize, usize), f: &dyn Fn(&Score) -> f64| -> Vec<f64> { complete.iter().map(|(_, s)| f(&s[l][m])).collect() };
+    let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let k = v.len() / 2;
+        if v.len() % 2 == 1 { v[k] } else { 0.5 * (v[k - 1] + v[k]) }
+    };
+    println!("\n### Every level and method ({} models with a surface at every level)\n", complete.len());
+    println!("| level | method | Chamfer-L1 (x1e-3 diag) | F@1% | F@2% | volume vs ground truth (mean) | (median) | (mean abs) |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    for &(l, m) in &pairs {
+        println!(
+            "| {} | {} | {:.2} | {:.3} | {:.3} | {:+.1}% | {:+.1}% | {:.1}% |",
+            levels[l],
+            methods[m].0,
+            1e3 * mean(values((l, m), &|s| s.chamfer)),
+            mean(values((l, m), &|s| s.fscore)),
+            mean(values((l, m), &|s| s.fscore2)),
+            100.0 * mean(values((l, m), &|s| s.volume_change)),
+            100.0 * median(values((l, m), &|s| s.volume_change)),
+            100.0 * mean(values((l, m), &|s| s.volume_change.abs())),
+        );
+    }
+    let mut ranked = pairs.clone();
+    ranked.sort_by(|&a, &b| mean(values(b, &|s| s.fscore)).total_cmp(&mean(values(a, &|s| s.fscore))));
+    let old = levels
+        .iter()
+        .position(|&l| (l - 0.3).abs() < 1e-6)
+        .zip(methods.iter().position(|(name, _)| name == "Laplacian 0.5 x10"));
+    let mut shown: Vec<(usize, usize)> = old.into_iter().collect();
+    for &(iso, smoothing) in also {
+        let pair = levels.iter().position(|&l| (l - iso).abs() < 1e-6).zip(methods.iter().position(|(_, m)| *m == smoothing));
+        match pair {
+            Some(pair) if !shown.contains(&pair) => shown.push(pair),
+            Some(_) => {}
+            None => eprintln!("--also {iso} {smoothing:?}: not in the sweep"),
+        }
+    }
+    let top: Vec<(usize, usize)> = ranked.into_iter().filter(|p| !shown.contains(p)).take(best).collect();
+    shown.extend(top);
+    let header = shown.iter().map(|&(l, m)| format!("{} {}", levels[l], methods[m].0)).collect::<Vec<_>>().join(" | ");
+    let n_ok = n as usize;
+    for (title, f, percent) in [
+        ("F@1%", (&|s: &Score| s.fscore) as &dyn Fn(&Score) -> f64, false),
+        ("Chamfer-L1 (x1e-3 diag)", &|s: &Score| 1e3 * s.chamfer, false),
+        ("Volume change", &|s: &Score| s.volume_change, true),
+    ] {
+        println!("\n{title} per category, the previous default, {} and the {best} best pairs by F@1% ({n_ok} models):\n", if also.is_empty() { "" } else { "the --also pairs" });
+        println!("| category | {header} |");
+        println!("|---|{}", "---:|".repeat(shown.len()));
+        for category in Category::ALL {
+            let rows: Vec<&Vec<Vec<Score>>> = complete.iter().filter(|(c, _)| *c == category).map(|(_, s)| s).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let cells: Vec<String> = shown
+                .iter()
+                .map(|&(l, m)| {
+                    let v = rows.iter().map(|s| f(&s[l][m])).sum::<f64>() / rows.len() as f64;
+                    if percent { format!("{:+.1}%", 100.0 * v) } else if title == "F@1%" { format!("{v:.3}") } else { format!("{v:.2}") }
+                })
+                .collect();
+            println!("| {} | {} |", category.name(), cells.join(" | "));
+        }
+    }
+}
+
+/// One test model: the input photo (if given), the ground-truth mesh, then the prediction
+/// meshed at each `(level, smoothing)`, left to right.
+fn prediction_picture(
+    path: &str,
+    dir: &std::path::Path,
+    id: &str,
+    source: &str,
+    seed: u64,
+    photo: Option<&std::path::Path>,
+    meshes: &[(f32, Smoothing)],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let category: Category = id.split('-').nth(1).ok_or_else(|| format!("model id {id:?} has no category"))?.parse()?;
+    let index: u64 = id.rsplit('-').next().and_then(|s| s.parse().ok()).ok_or_else(|| format!("model id {id:?} has no index"))?;
+    let model = generate(category, seed, index);
+    let truth = voxelize(&model.mesh.mesh, 32)?;
+    let grid = load_prediction(dir, id, source, &truth)?;
+    let tile = 200u32;
+    let camera = Camera::look_at([1.25, 0.75, 0.9], [0.0; 3], 0.0, tile as f32 * 1.8, tile as usize, tile as usize);
+    let grey = Material::matte([0.72, 0.74, 0.78]);
+    let mut tiles: Vec<image::RgbImage> = Vec::new();
+    if let Some(photo) = photo {
+        let img = image::open(photo)?.to_rgb8();
+        tiles.push(image::imageops::resize(&img, tile, tile, image::imageops::FilterType::CatmullRom));
+    }
+    let mut rendered = vec![model.mesh.clone()];
+    for &(iso, smoothing) in meshes {
+        let mut mesh = marching_cubes(&grid, iso)?;
+        smooth(&mut mesh, smoothing)?;
+        rendered.push(ColoredMesh::uniform(mesh, grey));
+    }
+    for mesh in &rendered {
+        let img = render(&ShadedMesh::new(mesh), &camera, &Lighting::default(), 2);
+        tiles.push(over_background(&img, [255, 255, 255]));
+    }
+    let mut sheet = image::RgbImage::from_pixel(tiles.len() as u32 * tile, tile, image::Rgb([255, 255, 255]));
+    for (i, t) in tiles.iter().enumerate() {
+        image::imageops::replace(&mut sheet, t, i as i64 * i64::from(tile), 0);
+    }
+    sheet.save(path)?;
+    eprintln!("wrote {path}: {id}, {} tiles", tiles.len());
     Ok(())
 }
