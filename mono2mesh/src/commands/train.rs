@@ -393,8 +393,8 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
     /// Marching-cubes level the predictions are meshed at for the surface metrics
-    /// (Chamfer-L1, F-score at 1% and 2%, normal consistency) [default: refine.iso, 0.3]
-    #[arg(long, default_value_t = 0.3)]
+    /// (Chamfer-L1, F-score at 1% and 2%, normal consistency), the refine stage's default
+    #[arg(long, default_value_t = 0.5)]
     surface_iso: f32,
     /// Area-uniform samples per surface for the surface metrics
     #[arg(long, default_value_t = mono2mesh_geometry::surface::DEFAULT_SAMPLES)]

@@ -52,7 +52,7 @@ pub struct SurfaceConfig {
 
 impl Default for SurfaceConfig {
     fn default() -> Self {
-        SurfaceConfig { iso: 0.3, samples: surface::DEFAULT_SAMPLES }
+        SurfaceConfig { iso: 0.5, samples: surface::DEFAULT_SAMPLES }
     }
 }
 
