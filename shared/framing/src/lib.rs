@@ -33,16 +33,17 @@ use serde::{Deserialize, Serialize};
 
 /// Fraction of the output square's side that the object's longer side fills.
 ///
-/// Measured on the training renders as the training pipeline sees them: the model pack's
+/// Measured on the training renders as the model pack's training saw them: the pack's
 /// catalog (`dataset synth`, catalog style, seed 2026, 137 px), every category, models 0-9,
-/// all 6 views (720 renders); the object's silhouette (render alpha >= 128) inside the
-/// 128x128 centre crop that Pix2Vox's test transform takes (and its training random crop
-/// centres on), its bounding box's longer side over 128: median 0.797, quartiles 0.68 and 0.88,
-/// mean 0.78, range 0.38-1.00 (`FRAMING_MODELS=10 cargo test -p mono2mesh-framing --release
-/// --test catalog -- --nocapture` prints the figures). A photo framed at
-/// this fill and shrunk whole to the network's 128 crop (the photo path of
-/// `pix2vox_preprocess`) shows its object at the renders' median size.
-pub const DEFAULT_FILL: f32 = 0.80;
+/// all 6 views (720 renders); the object's silhouette (render alpha >= 128), its bounding
+/// box's longer side over the side of what the network is shown. The pack trains with a
+/// cached trunk, without online augmentation, through `pix2vox_preprocess::preprocess_image`,
+/// whose photo path shrinks the whole 137 render to the network's 128 crop (as inference
+/// shrinks the gate's 600 image): over 137, **median 0.752** (quartiles 0.64 and 0.83).
+/// The official live-trunk training takes a random 128 crop instead, where the same renders
+/// fill 0.797 (quartiles 0.68 and 0.88) at the centre crop. `FRAMING_MODELS=10 cargo test
+/// -p mono2mesh-framing --release --test catalog -- --nocapture` prints both.
+pub const DEFAULT_FILL: f32 = 0.75;
 
 /// Longest side of the box-averaged copy the mask is computed on.
 pub const ANALYSIS_SIDE: u32 = 320;
@@ -727,7 +728,10 @@ mod tests {
         let image = framed.image.as_ref().expect("framed");
         assert_eq!(image.dimensions(), (size, size));
         let (x0, y0, x1, y1) = object_box(image, backdrop);
-        assert_eq!((x0, y0, x1, y1), mask_box(framed.mask.as_ref().unwrap()), "image and mask agree");
+        // Image and mask agree to the pixel the resampling filter blurs the edge over.
+        let m = mask_box(framed.mask.as_ref().unwrap());
+        let close = |a: u32, b: u32| a.abs_diff(b) <= 1;
+        assert!(close(x0, m.0) && close(y0, m.1) && close(x1, m.2) && close(y1, m.3), "image {:?} mask {m:?}", (x0, y0, x1, y1));
         let longer = (x1 - x0).max(y1 - y0) as f32;
         let fill = longer / size as f32;
         assert!((fill - DEFAULT_FILL).abs() < 0.03, "fill {fill}, box {:?}", (x0, y0, x1, y1));

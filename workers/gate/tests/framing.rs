@@ -57,7 +57,7 @@ fn an_alpha_cut_out_is_framed_from_its_alpha() {
     assert_eq!((b.x, b.y, b.width, b.height), (150, 60, 100, 200));
     let image = assessment.standardised.expect("standardised");
     assert_eq!(image.dimensions(), (600, 600));
-    // The object's height (the longer side) fills 80% of the frame: 120 white rows around it.
+    // The object's height (the longer side) fills 75% of the frame: 75 white rows above it.
     assert_eq!(image.get_pixel(300, 50), &Rgb([255, 255, 255]));
     assert_ne!(image.get_pixel(300, 300), &Rgb([255, 255, 255]));
 }
