@@ -43,7 +43,7 @@ impl ResizeFilter {
 }
 
 /// Whether the gate frames the object before standardising (`mono2mesh-framing`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum FramingMode {
     /// Standardise the whole photo (the paper's behaviour).
