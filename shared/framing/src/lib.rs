@@ -307,6 +307,9 @@ pub fn frame_parts(rgb: &RgbImage, alpha: Option<&GrayImage>, settings: &Framing
     })
 }
 
+/// A cell rectangle `(x0, y0, x1, y1)`, exclusive ends.
+type Cells = (usize, usize, usize, usize);
+
 /// The box-averaged analysis copy.
 struct Grid {
     width: usize,
@@ -350,7 +353,7 @@ impl Grid {
     }
 
     /// A cell rectangle `[x0, x1) x [y0, y1)` in source pixels.
-    fn to_source(&self, (x0, y0, x1, y1): (usize, usize, usize, usize)) -> BoundingBox {
+    fn to_source(&self, (x0, y0, x1, y1): Cells) -> BoundingBox {
         let s = self.step as usize;
         let (sx0, sy0) = ((x0 * s) as u32, (y0 * s) as u32);
         let sx1 = ((x1 * s) as u32).min(self.source_width);
@@ -471,7 +474,7 @@ fn median_colour<'a>(colours: impl Iterator<Item = &'a [u8; 3]>) -> [u8; 3] {
 
 /// Connected components (8-connected) of `mask`: a label per cell (0 = none) and each
 /// label's area and bounding box `(x0, y0, x1, y1)`, exclusive ends.
-fn components(mask: &[bool], width: usize, height: usize) -> (Vec<u32>, Vec<(usize, (usize, usize, usize, usize))>) {
+fn components(mask: &[bool], width: usize, height: usize) -> (Vec<u32>, Vec<(usize, Cells)>) {
     let mut labels = vec![0u32; mask.len()];
     let mut parts = Vec::new();
     let mut stack = Vec::new();
@@ -577,8 +580,8 @@ fn fill_holes(mut mask: Vec<bool>, width: usize, height: usize) -> Vec<bool> {
 }
 
 /// `(x0, y0, x1, y1)` of the set cells, exclusive ends.
-fn bounding_box(mask: &[bool], width: usize) -> Option<(usize, usize, usize, usize)> {
-    let mut bbox: Option<(usize, usize, usize, usize)> = None;
+fn bounding_box(mask: &[bool], width: usize) -> Option<Cells> {
+    let mut bbox: Option<Cells> = None;
     for (i, _) in mask.iter().enumerate().filter(|(_, &m)| m) {
         let (x, y) = (i % width, i / width);
         bbox = Some(match bbox {
@@ -610,7 +613,7 @@ impl Window {
 
     /// The part of the window inside a `width` x `height` image: source `[x0, x1)`,
     /// `[y0, y1)` and where it lands in the output (left, top, width, height).
-    fn inside(&self, width: u32, height: u32) -> Option<((u32, u32, u32, u32), (u32, u32, u32, u32))> {
+    fn inside(&self, width: u32, height: u32) -> Option<([u32; 4], [u32; 4])> {
         let x0 = self.x0.max(0.0).floor() as u32;
         let y0 = self.y0.max(0.0).floor() as u32;
         let x1 = ((self.x0 + self.side).ceil().max(0.0) as u32).min(width);
@@ -625,7 +628,7 @@ impl Window {
         };
         let (left, out_w) = place(x0, self.x0, x1 - x0);
         let (top, out_h) = place(y0, self.y0, y1 - y0);
-        Some(((x0, y0, x1, y1), (left, top, out_w, out_h)))
+        Some(([x0, y0, x1, y1], [left, top, out_w, out_h]))
     }
 
     fn resample(&self, rgb: &RgbImage, grid: &Grid, model: Option<&BackgroundModel>, settings: &FramingSettings) -> RgbImage {
@@ -641,7 +644,7 @@ impl Window {
                 }
             }
         }
-        if let Some(((x0, y0, x1, y1), (left, top, out_w, out_h))) = self.inside(rgb.width(), rgb.height()) {
+        if let Some(([x0, y0, x1, y1], [left, top, out_w, out_h])) = self.inside(rgb.width(), rgb.height()) {
             let view = rgb.view(x0, y0, x1 - x0, y1 - y0);
             let resized = imageops::resize(&*view, out_w, out_h, settings.filter);
             imageops::replace(&mut canvas, &resized, i64::from(left), i64::from(top));
