@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use mono2mesh_gate::{assess, encode_png, AspectPolicy, GateReport, GateSettings};
+use mono2mesh_gate::{assess, encode_png, AspectPolicy, FramingMode, GateReport, GateSettings};
 use serde_json::json;
 
 
@@ -25,6 +25,10 @@ pub struct GateArgs {
     /// How to make the photo square: stretch as the paper, or pad (letterbox).
     #[arg(long, value_enum, default_value_t = AspectPolicy::Stretch)]
     aspect: AspectPolicy,
+    /// Frame the object before standardising (crop to it, pad square; reject photos with
+    /// no object), as `gate.framing`.
+    #[arg(long, value_enum, default_value_t = FramingMode::Off)]
+    framing: FramingMode,
     /// Side of the standardised square image.
     #[arg(long, default_value_t = GateSettings::default().size)]
     size: u32,
@@ -46,6 +50,7 @@ pub fn run(args: GateArgs) -> anyhow::Result<()> {
     let settings = GateSettings {
         size: args.size,
         aspect: args.aspect,
+        framing: args.framing,
         min_blur_variance: args.min_blur,
         min_mean_intensity: args.min_light,
         max_mean_intensity: args.max_light,
@@ -113,6 +118,12 @@ fn write_text(out: &mut impl std::io::Write, path: &Path, report: &GateReport) -
         write!(out, "  {} {}x{} {}", source.format, source.width, source.height, source.colour_type)?;
         if source.exif_orientation != 1 {
             write!(out, " exif-orientation {}", source.exif_orientation)?;
+        }
+    }
+    if let Some(framing) = &report.framing {
+        match framing.bbox {
+            Some(b) => write!(out, "  framed from {:?}: object {}x{} at {},{}", framing.source, b.width, b.height, b.x, b.y)?,
+            None => write!(out, "  not framed ({})", framing.note.as_deref().unwrap_or("no note"))?,
         }
     }
     writeln!(out)?;

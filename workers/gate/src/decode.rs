@@ -6,13 +6,16 @@ use crate::settings::DecodeLimits;
 use mono2mesh_core::{BudgetPermit, ByteBudget};
 use std::sync::Arc;
 use image::metadata::Orientation;
-use image::{ColorType, DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, RgbImage};
+use image::{ColorType, DynamicImage, GrayImage, ImageDecoder, ImageError, ImageFormat, ImageReader, RgbImage};
 use std::io::Cursor;
 
 /// A decoded photo, upright and in RGB8, with what was learnt on the way.
 #[derive(Debug, Clone)]
 pub struct DecodedPhoto {
     pub rgb: RgbImage,
+    /// The alpha channel, upright, when asked for ([`decode_photo_keeping_alpha`]) and the
+    /// photo has one with at least one pixel that is not fully opaque.
+    pub alpha: Option<GrayImage>,
     pub source: SourceInfo,
     /// This photo's share of the process-wide decode budget, given back when the last
     /// clone is dropped (the pixels are alive until then).
@@ -23,6 +26,17 @@ pub struct DecodedPhoto {
 /// type to RGB8 (alpha composited onto `background`; 16-bit scaled to 8-bit with rounding;
 /// CMYK/YCCK JPEGs converted by the JPEG decoder, Adobe inverted-CMYK convention).
 pub fn decode_photo(bytes: &[u8], limits: &DecodeLimits, background: [u8; 3]) -> Result<DecodedPhoto, Reason> {
+    decode_photo_keeping_alpha(bytes, limits, background, false)
+}
+
+/// [`decode_photo`], also keeping the alpha channel (for framing) when `keep_alpha` is set;
+/// its bytes count against the decode budget like the rest.
+pub fn decode_photo_keeping_alpha(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    background: [u8; 3],
+    keep_alpha: bool,
+) -> Result<DecodedPhoto, Reason> {
     if bytes.is_empty() {
         return Err(Reason::new(ReasonCode::Empty, "the file is empty (0 bytes)"));
     }
@@ -93,7 +107,9 @@ pub fn decode_photo(bytes: &[u8], limits: &DecodeLimits, background: [u8; 3]) ->
         _ => 0,
     };
     let rgb_copy = if decoder.color_type() == ColorType::Rgb8 { 0 } else { pixels * 3 };
-    let budget_bytes = needed.saturating_add(rotated_copy).saturating_add(rgb_copy);
+    let keep_alpha = keep_alpha && decoder.color_type().has_alpha();
+    let alpha_copy = if keep_alpha { pixels } else { 0 };
+    let budget_bytes = needed.saturating_add(rotated_copy).saturating_add(rgb_copy).saturating_add(alpha_copy);
     let permit = ByteBudget::decoding().acquire(budget_bytes, limits.decode_budget_bytes).map_err(|e| {
         Reason::new(
             ReasonCode::DimensionsTooLarge,
@@ -107,11 +123,12 @@ pub fn decode_photo(bytes: &[u8], limits: &DecodeLimits, background: [u8; 3]) ->
     let mut image = DynamicImage::from_decoder(decoder).map_err(|e| reason_from_image_error(&e, format_name))?;
     image.apply_orientation(orientation);
     let (oriented_width, oriented_height) = (image.width(), image.height());
-    let rgb = flatten_to_rgb(image, background);
+    let (rgb, alpha) = flatten_to_rgb(image, background, keep_alpha);
 
     Ok(DecodedPhoto {
         _budget: Arc::new(permit),
         rgb,
+        alpha,
         source: SourceInfo {
             format: format_name.to_string(),
             width,
@@ -142,10 +159,11 @@ fn check_dimensions(width: u32, height: u32, limits: &DecodeLimits) -> Result<()
 }
 
 /// RGB8 of any colour type; alpha is composited onto `background` (dropping it would show
-/// whatever colour happens to sit under transparent pixels, often black).
-fn flatten_to_rgb(image: DynamicImage, background: [u8; 3]) -> RgbImage {
+/// whatever colour happens to sit under transparent pixels, often black) and, with
+/// `keep_alpha`, returned too unless every pixel is opaque.
+fn flatten_to_rgb(image: DynamicImage, background: [u8; 3], keep_alpha: bool) -> (RgbImage, Option<GrayImage>) {
     if !image.color().has_alpha() {
-        return image.into_rgb8();
+        return (image.into_rgb8(), None);
     }
     let rgba = image.into_rgba8();
     let (width, height) = rgba.dimensions();
@@ -157,7 +175,9 @@ fn flatten_to_rgb(image: DynamicImage, background: [u8; 3]) -> RgbImage {
             out[c] = ((blended + 127) / 255) as u8;
         }
     }
-    rgb
+    let alpha = (keep_alpha && rgba.pixels().any(|px| px[3] < 255))
+        .then(|| GrayImage::from_fn(width, height, |x, y| image::Luma([rgba.get_pixel(x, y)[3]])));
+    (rgb, alpha)
 }
 
 fn reason_from_image_error(error: &ImageError, format: &str) -> Reason {

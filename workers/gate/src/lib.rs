@@ -6,8 +6,13 @@
 //! 1. decode within [`DecodeLimits`] (input size, per-side and total pixel caps checked
 //!    from the header before any pixel is allocated, decoder allocation cap), reject
 //!    truncated JPEGs, apply the EXIF orientation and flatten any colour type to RGB8;
-//! 2. standardise to `size` x `size` (600) with the configured [`AspectPolicy`] and a
-//!    Pillow-like bicubic resize;
+//! 2. with `framing = "auto"` ([`FramingMode`]), frame the object (`mono2mesh-framing`:
+//!    mask from the alpha or a plain backdrop, cropped so it fills the frame as in the
+//!    training renders, padded square, resampled to `size` with the configured filter);
+//!    a photo with no separable object is rejected (`no_object`), a busy scene is left
+//!    whole;
+//!    otherwise (and for busy scenes) standardise to `size` x `size` (600) with the
+//!    configured [`AspectPolicy`] and a Pillow-like bicubic resize;
 //! 3. score the standardised image's BT.601 grayscale: blur = variance of the 3x3
 //!    Laplacian, lighting = mean intensity, judged against the settings' thresholds.
 //!
@@ -21,11 +26,12 @@ mod scores;
 mod settings;
 mod standardise;
 
-pub use decode::{decode_photo, DecodedPhoto};
+pub use decode::{decode_photo, decode_photo_keeping_alpha, DecodedPhoto};
+pub use mono2mesh_framing::{BoundingBox, FramingSource, FramingSummary};
 pub use report::{Decision, GateReport, Reason, ReasonCode, Scores, SourceInfo, Thresholds};
 pub use scores::{laplacian_variance, mean_intensity, score, to_gray};
 pub use settings::{
-    AspectPolicy, DecodeLimits, GateSettings, InvalidSettings, ResizeFilter, DEFAULT_MAX_MEAN_INTENSITY,
+    AspectPolicy, DecodeLimits, FramingMode, GateSettings, InvalidSettings, ResizeFilter, DEFAULT_MAX_MEAN_INTENSITY,
     DEFAULT_MIN_BLUR_VARIANCE, DEFAULT_MIN_MEAN_INTENSITY, PAPER_SIZE,
 };
 pub use standardise::standardise;
@@ -55,7 +61,8 @@ impl From<GateError> for StageError {
 pub struct Assessment {
     pub report: GateReport,
     /// The `size` x `size` RGB image the scores were computed on; `None` when the photo
-    /// could not be decoded. Present for score rejections too, for inspection.
+    /// could not be decoded or framing found no object. Present for score rejections too,
+    /// for inspection.
     pub standardised: Option<RgbImage>,
 }
 
@@ -76,7 +83,8 @@ pub fn assess(bytes: &[u8], settings: &GateSettings) -> Result<Assessment, GateE
         min_mean_intensity: settings.min_mean_intensity,
         max_mean_intensity: settings.max_mean_intensity,
     };
-    let decoded = match decode_photo(bytes, &settings.limits, settings.background) {
+    let framing_on = settings.framing == FramingMode::Auto;
+    let decoded = match decode_photo_keeping_alpha(bytes, &settings.limits, settings.background, framing_on) {
         Ok(decoded) => decoded,
         Err(reason) => {
             let report = GateReport {
@@ -85,16 +93,55 @@ pub fn assess(bytes: &[u8], settings: &GateSettings) -> Result<Assessment, GateE
                 scores: None,
                 source: None,
                 thresholds,
+                framing: None,
             };
             return Ok(Assessment { report, standardised: None });
         }
     };
-    let standardised = standardise(&decoded.rgb, settings);
+    let (standardised, framing) = if framing_on {
+        match frame(&decoded, settings)? {
+            Ok((Some(framed), summary)) => (framed, Some(summary)),
+            Ok((None, summary)) => (standardise(&decoded.rgb, settings), Some(summary)),
+            Err(reason) => {
+                let report = GateReport {
+                    decision: Decision::Reject,
+                    reasons: vec![reason],
+                    scores: None,
+                    source: Some(decoded.source),
+                    thresholds,
+                    framing: None,
+                };
+                return Ok(Assessment { report, standardised: None });
+            }
+        }
+    } else {
+        (standardise(&decoded.rgb, settings), None)
+    };
     let scores = score(&standardised);
     let reasons = judge(&scores, &thresholds);
     let decision = if reasons.is_empty() { Decision::Accept } else { Decision::Reject };
-    let report = GateReport { decision, reasons, scores: Some(scores), source: Some(decoded.source), thresholds };
+    let report = GateReport { decision, reasons, scores: Some(scores), source: Some(decoded.source), thresholds, framing };
     Ok(Assessment { report, standardised: Some(standardised) })
+}
+
+/// Frames the decoded photo at the settings' size and filter: the framed `size` x `size`
+/// image (`None` for a busy scene left whole) and what was done, or the `no_object`
+/// rejection.
+#[allow(clippy::type_complexity)]
+fn frame(decoded: &DecodedPhoto, settings: &GateSettings) -> Result<Result<(Option<RgbImage>, FramingSummary), Reason>, GateError> {
+    use mono2mesh_framing::{frame_parts, FramingError, FramingSettings, Padding, DEFAULT_FILL};
+    let framing = FramingSettings {
+        fill: DEFAULT_FILL,
+        size: settings.size,
+        background: settings.background,
+        padding: Padding::Estimated,
+        filter: settings.filter.to_image_filter(),
+    };
+    match frame_parts(&decoded.rgb, decoded.alpha.as_ref(), &framing) {
+        Ok(framed) => Ok(Ok((framed.image, framed.summary))),
+        Err(FramingError::InvalidSettings(message)) => Err(GateError::InvalidSettings(InvalidSettings::Framing(message))),
+        Err(error) => Ok(Err(Reason::new(Code::NoObject, error.to_string()))),
+    }
 }
 
 /// [`assess`] plus PNG encoding of the standardised image: what the gate worker stores.

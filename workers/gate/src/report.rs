@@ -1,5 +1,6 @@
 //! What the gate says about one photo: recorded on the job and shown by `mono2mesh gate`.
 
+use mono2mesh_framing::FramingSummary;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -34,6 +35,9 @@ pub enum ReasonCode {
     TooDark,
     /// Mean gray intensity above the lighting band.
     Overexposed,
+    /// Framing found no object apart from the background (all background, an empty
+    /// alpha channel); only with `framing = "auto"`.
+    NoObject,
 }
 
 /// One reason for a rejection: a code for machines and a sentence for people.
@@ -101,6 +105,10 @@ pub struct GateReport {
     /// The settings' thresholds the scores were judged against, so a recorded report
     /// explains itself even after the defaults change.
     pub thresholds: Thresholds,
+    /// What framing did (source, the object's box in the upright photo); absent when
+    /// framing is off or the photo could not be decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framing: Option<FramingSummary>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -42,6 +42,19 @@ impl ResizeFilter {
     }
 }
 
+/// Whether the gate frames the object before standardising (`mono2mesh-framing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum FramingMode {
+    /// Standardise the whole photo (the paper's behaviour).
+    #[default]
+    Off,
+    /// Find the object (alpha, or a plain backdrop estimated from the border), crop to it so
+    /// it fills the frame as in the training renders and pad square; busy scenes are left
+    /// whole; a photo with no separable object is rejected (`no_object`).
+    Auto,
+}
+
 /// Caps checked before and during decoding so a hostile file cannot exhaust memory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -99,6 +112,10 @@ pub struct GateSettings {
     /// Highest accepted mean gray intensity (0-255) of the standardised image.
     pub max_mean_intensity: f64,
     pub limits: DecodeLimits,
+    /// Object framing after decoding, before standardising. Off by default: the shipped
+    /// models were trained on unframed renders and the effect on reconstruction has not been
+    /// measured yet (docs/experiments/framing.md).
+    pub framing: FramingMode,
 }
 
 /// Default blur threshold: 100 is the customary cut-off for the variance-of-Laplacian
@@ -129,6 +146,7 @@ impl Default for GateSettings {
             min_mean_intensity: DEFAULT_MIN_MEAN_INTENSITY,
             max_mean_intensity: DEFAULT_MAX_MEAN_INTENSITY,
             limits: DecodeLimits::default(),
+            framing: FramingMode::Off,
         }
     }
 }
@@ -144,6 +162,8 @@ pub enum InvalidSettings {
     BlurThreshold(f64),
     #[error("decode limits must all be positive")]
     Limits,
+    #[error("{0}")]
+    Framing(String),
 }
 
 impl GateSettings {
@@ -193,10 +213,12 @@ mod tests {
         )
         .set("gate.limits.max_pixels", "1000")
         .set("gate.size", "300")
+        .set("gate.framing", "auto")
         .load()
         .unwrap();
         let gate = GateSettings::from_config(&settings).unwrap();
         assert_eq!((gate.aspect, gate.limits.max_pixels, gate.size), (AspectPolicy::Pad, 1000, 300));
+        assert_eq!(gate.framing, FramingMode::Auto);
         let bad = SettingsLoader::with_env(Default::default()).set("gate.min_mean_intensity", "250").load().unwrap();
         let error = GateSettings::from_config(&bad).unwrap_err().to_string();
         assert!(error.contains("[gate]") && error.contains("lighting band"), "{error}");
