@@ -48,6 +48,9 @@ done
 python3 - "$WORK/eval" "${specialists[@]}" <<'PY' | tee "$WORK/table.md"
 import json, os, sys
 folder, specialists = sys.argv[1], sys.argv[2:]
+# Specialists are named by Pascal3D category, reports by the catalog's ShapeNet taxonomy name.
+taxonomy = {"boat": "watercraft", "diningtable": "table", "tvmonitor": "display"}
+by_taxonomy = {taxonomy.get(s, s): s for s in specialists}
 def load(name):
     return json.load(open(os.path.join(folder, name + ".json")))
 def iou03(report, category=None):
@@ -63,8 +66,8 @@ print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 rows = []
 for category in sorted(general["report"]["per_category"]):
     candidates = [("general", general)]
-    if category in specialists:
-        candidates.append(("specialist", load(category)))
+    if category in by_taxonomy:
+        candidates.append(("specialist", load(by_taxonomy[category])))
     for label, run in candidates:
         net, ret = run["report"], run["retrieval"]
         n, r = surf(net, category), surf(ret, category)
