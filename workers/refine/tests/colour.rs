@@ -191,3 +191,19 @@ fn bad_input_is_an_error_not_a_panic() {
     assert_eq!(painted.painted_fraction(), 0.0);
     assert!(painted.colours.per_vertex.iter().all(|c| *c == painted.colours.base_colour));
 }
+
+#[test]
+fn masks_from_gray_images_their_box_and_erosion() {
+    let image = image::GrayImage::from_fn(40, 30, |x, y| image::Luma([if (5..25).contains(&x) && (8..20).contains(&y) { 200 } else { 90 }]));
+    let mask = Mask::from_gray(&image, 128);
+    assert_eq!((mask.width(), mask.height(), mask.count()), (40, 30, 20 * 12));
+    assert_eq!(mask.bbox(), Some([5, 8, 25, 20]));
+    let eroded = mask.eroded(2);
+    assert_eq!(eroded.bbox(), Some([7, 10, 23, 18]));
+    assert_eq!(eroded.count(), 16 * 8);
+    assert_eq!(mask.eroded(0), mask);
+    // Eroding away everything, and a round trip through an image.
+    assert_eq!(mask.eroded(7).count(), 0);
+    assert_eq!(Mask::from_gray(&mask.to_image(), 128), mask);
+    assert_eq!(Mask::from_gray(&image, 250).bbox(), None);
+}
