@@ -4,6 +4,13 @@
 //! computes area-weighted ones otherwise (STL stores per-facet normals, computed from the
 //! triangle). Numbers in OBJ are written with Rust's shortest round-trip formatting, so
 //! reading a file back gives exactly the f32 values written.
+//!
+//! **Colours.** [`encode_coloured`] adds a mesh's [`Colours`] where the format can hold them:
+//! GLB gets a `COLOR_0` attribute (normalized `UNSIGNED_SHORT` VEC4, linear, 8 bytes a vertex)
+//! and a material (see [`encode_coloured`]); PLY gets `red green blue` uchar properties and OBJ
+//! the common `v x y z r g b` extension (both sRGB, as their readers expect); STL has no
+//! standard colour and is written as without. [`encode`] writes no colour and its bytes are
+//! exactly what they were before colours existed.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -11,6 +18,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::colour::{linear_to_srgb, linear_to_srgb_u8, ColourError, Colours};
 use crate::mesh::Mesh;
 
 #[derive(Debug, Error)]
@@ -23,6 +31,8 @@ pub enum ExportError {
     BadIndex { triangle: usize, vertex: u32, vertex_count: usize },
     #[error("the mesh is too large for {0}")]
     TooLarge(MeshFormat),
+    #[error("vertex colours: {0}")]
+    Colours(#[from] ColourError),
     #[error("writing {path}: {source}")]
     Io {
         path: String,
@@ -89,12 +99,30 @@ impl std::fmt::Display for MeshFormat {
 
 /// Encode `mesh` in `format`.
 pub fn encode(mesh: &Mesh, format: MeshFormat) -> Result<Vec<u8>, ExportError> {
+    encode_with(mesh, None, format)
+}
+
+/// Encode `mesh` with `colours` (one linear RGBA colour per vertex, or none, and a base
+/// colour) in `format`.
+///
+/// In GLB the material is `pbrMetallicRoughness` with `metallicFactor` 0 (glTF's default of 1
+/// would make a photo-coloured object a metal) and `roughnessFactor` 0.9. glTF multiplies
+/// `COLOR_0` by `baseColorFactor`, so with per-vertex colours the factor is white (each
+/// vertex already holds its colour, the base colour included where the photo did not see it)
+/// and the base colour is recorded in the material's `extras.base_colour`; without them the
+/// factor is the base colour.
+pub fn encode_coloured(mesh: &Mesh, colours: &Colours, format: MeshFormat) -> Result<Vec<u8>, ExportError> {
+    colours.check(mesh.positions.len())?;
+    encode_with(mesh, Some(colours), format)
+}
+
+fn encode_with(mesh: &Mesh, colours: Option<&Colours>, format: MeshFormat) -> Result<Vec<u8>, ExportError> {
     check_indices(mesh)?;
     match format {
-        MeshFormat::Obj => Ok(to_obj(mesh)),
-        MeshFormat::Ply => to_ply(mesh),
+        MeshFormat::Obj => Ok(to_obj(mesh, colours)),
+        MeshFormat::Ply => to_ply(mesh, colours),
         MeshFormat::Stl => to_stl(mesh),
-        MeshFormat::Glb => to_glb(mesh),
+        MeshFormat::Glb => to_glb(mesh, colours),
     }
 }
 
@@ -128,13 +156,22 @@ fn vertex_normals(mesh: &Mesh) -> std::borrow::Cow<'_, [[f32; 3]]> {
     }
 }
 
-fn to_obj(mesh: &Mesh) -> Vec<u8> {
+fn to_obj(mesh: &Mesh, colours: Option<&Colours>) -> Vec<u8> {
     let normals = vertex_normals(mesh);
     let mut out = String::with_capacity(mesh.positions.len() * 60 + mesh.triangles.len() * 40);
     out.push_str("# mono2mesh\n");
     // Writing to a String cannot fail.
-    for p in &mesh.positions {
-        let _ = writeln!(out, "v {} {} {}", p[0], p[1], p[2]);
+    for (i, p) in mesh.positions.iter().enumerate() {
+        match colours {
+            None => {
+                let _ = writeln!(out, "v {} {} {}", p[0], p[1], p[2]);
+            }
+            Some(colours) => {
+                // sRGB in [0, 1], as MeshLab, Blender and tobj read `v x y z r g b`.
+                let c = colours.vertex(i).map(linear_to_srgb);
+                let _ = writeln!(out, "v {} {} {} {} {} {}", p[0], p[1], p[2], c[0], c[1], c[2]);
+            }
+        }
     }
     for n in normals.iter() {
         let _ = writeln!(out, "vn {} {} {}", n[0], n[1], n[2]);
@@ -146,21 +183,27 @@ fn to_obj(mesh: &Mesh) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn to_ply(mesh: &Mesh) -> Result<Vec<u8>, ExportError> {
+fn to_ply(mesh: &Mesh, colours: Option<&Colours>) -> Result<Vec<u8>, ExportError> {
     let normals = vertex_normals(mesh);
+    // sRGB bytes, the usual meaning of PLY's red/green/blue uchar properties.
+    let colour_properties = if colours.is_some() { "property uchar red\nproperty uchar green\nproperty uchar blue\n" } else { "" };
     let header = format!(
         "ply\nformat binary_little_endian 1.0\ncomment mono2mesh\nelement vertex {}\n\
          property float x\nproperty float y\nproperty float z\n\
-         property float nx\nproperty float ny\nproperty float nz\n\
+         property float nx\nproperty float ny\nproperty float nz\n{colour_properties}\
          element face {}\nproperty list uchar uint vertex_indices\nend_header\n",
         mesh.positions.len(),
         mesh.triangles.len()
     );
-    let mut out = Vec::with_capacity(header.len() + mesh.positions.len() * 24 + mesh.triangles.len() * 13);
+    let mut out = Vec::with_capacity(header.len() + mesh.positions.len() * 27 + mesh.triangles.len() * 13);
     out.extend_from_slice(header.as_bytes());
-    for (p, n) in mesh.positions.iter().zip(normals.iter()) {
+    for (i, (p, n)) in mesh.positions.iter().zip(normals.iter()).enumerate() {
         for v in p.iter().chain(n) {
             out.extend_from_slice(&v.to_le_bytes());
+        }
+        if let Some(colours) = colours {
+            let c = colours.vertex(i);
+            out.extend_from_slice(&[linear_to_srgb_u8(c[0]), linear_to_srgb_u8(c[1]), linear_to_srgb_u8(c[2])]);
         }
     }
     for t in &mesh.triangles {
@@ -201,11 +244,12 @@ const GLB_CHUNK_JSON: u32 = 0x4E4F_534A; // "JSON"
 const GLB_CHUNK_BIN: u32 = 0x004E_4942; // "BIN\0"
 const GL_FLOAT: u32 = 5126;
 const GL_UNSIGNED_INT: u32 = 5125;
+const GL_UNSIGNED_SHORT: u32 = 5123;
 const GL_ARRAY_BUFFER: u32 = 34962;
 const GL_ELEMENT_ARRAY_BUFFER: u32 = 34963;
 const GL_TRIANGLES: u32 = 4;
 
-fn to_glb(mesh: &Mesh) -> Result<Vec<u8>, ExportError> {
+fn to_glb(mesh: &Mesh, colours: Option<&Colours>) -> Result<Vec<u8>, ExportError> {
     let Some((min, max)) = mesh.bounds().filter(|_| !mesh.triangles.is_empty()) else {
         return Err(ExportError::Empty(MeshFormat::Glb));
     };
@@ -214,7 +258,10 @@ fn to_glb(mesh: &Mesh) -> Result<Vec<u8>, ExportError> {
     let index_count = mesh.triangles.len() * 3;
     let positions_len = vertex_count * 12;
     let indices_len = index_count * 4;
-    let binary_len = 2 * positions_len + indices_len;
+    // COLOR_0: normalized unsigned short RGBA, after the indices (4-byte aligned there).
+    let vertex_colours = colours.filter(|c| !c.per_vertex.is_empty());
+    let colours_len = if vertex_colours.is_some() { vertex_count * 8 } else { 0 };
+    let binary_len = 2 * positions_len + indices_len + colours_len;
     if binary_len > u32::MAX as usize / 2 {
         return Err(ExportError::TooLarge(MeshFormat::Glb));
     }
@@ -230,7 +277,12 @@ fn to_glb(mesh: &Mesh) -> Result<Vec<u8>, ExportError> {
     for t in &mesh.triangles {
         t.iter().for_each(|i| binary.extend_from_slice(&i.to_le_bytes()));
     }
-    let json = serde_json::json!({
+    if let Some(colours) = vertex_colours {
+        for c in &colours.per_vertex {
+            c.iter().for_each(|v| binary.extend_from_slice(&((v.clamp(0.0, 1.0) * 65535.0).round() as u16).to_le_bytes()));
+        }
+    }
+    let mut json = serde_json::json!({
         "asset": { "version": "2.0", "generator": "mono2mesh" },
         "scene": 0,
         "scenes": [{ "nodes": [0] }],
@@ -252,6 +304,27 @@ fn to_glb(mesh: &Mesh) -> Result<Vec<u8>, ExportError> {
             { "bufferView": 2, "componentType": GL_UNSIGNED_INT, "count": index_count, "type": "SCALAR" },
         ],
     });
+    if let Some(colours) = colours {
+        let primitive = &mut json["meshes"][0]["primitives"][0];
+        primitive["material"] = serde_json::json!(0);
+        let factor = if vertex_colours.is_some() {
+            primitive["attributes"]["COLOR_0"] = serde_json::json!(3);
+            if let Some(views) = json["bufferViews"].as_array_mut() {
+                views.push(serde_json::json!({ "buffer": 0, "byteOffset": 2 * positions_len + indices_len, "byteLength": colours_len, "target": GL_ARRAY_BUFFER }));
+            }
+            if let Some(accessors) = json["accessors"].as_array_mut() {
+                accessors.push(serde_json::json!({ "bufferView": 3, "componentType": GL_UNSIGNED_SHORT, "normalized": true, "count": vertex_count, "type": "VEC4" }));
+            }
+            [1.0; 4]
+        } else {
+            colours.base_colour
+        };
+        json["materials"] = serde_json::json!([{
+            "name": "mono2mesh colours",
+            "pbrMetallicRoughness": { "baseColorFactor": factor, "metallicFactor": 0.0, "roughnessFactor": 0.9 },
+            "extras": { "base_colour": colours.base_colour },
+        }]);
+    }
     let mut json_bytes = json.to_string().into_bytes();
     // Chunks are 4-byte aligned: JSON padded with spaces, binary with zeros.
     while json_bytes.len() % 4 != 0 {

@@ -1,6 +1,7 @@
 //! Geometry core: everything between a voxel grid and a mesh file, with no libtorch.
 
 pub mod binvox;
+pub mod colour;
 pub mod export;
 pub mod iou;
 pub mod marching_cubes;

@@ -40,6 +40,7 @@ use mono2mesh_geometry::{Mesh, VoxelGrid};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub mod colour;
 pub mod handler;
 pub mod quality;
 

@@ -2,7 +2,8 @@
 //! no warning (infos and hints are printed, not failed on). The pinned validator lives in
 //! `tools/gltf-validator` (installed by `scripts/setup.sh --tests`) and runs under Node on
 //! GLBs made from real voxel grids (`../shared/testdata/binvox`, when present) and from a
-//! generated probability grid, through the same `refine_asset` the worker calls. Without
+//! generated probability grid, through the same `refine_asset` the worker calls, and on GLBs
+//! with photo colours (`COLOR_0` and a material, `colour::paint`). Without
 //! Node or the validator package the test prints SKIPPED and checks nothing.
 
 use std::path::{Path, PathBuf};
@@ -57,6 +58,29 @@ fn generated_grid() -> VoxelGrid {
     grid
 }
 
+/// GLBs with photo colours: a catalog chair at a known view, fitted, painted and placed.
+fn coloured_glbs() -> Vec<(String, Vec<u8>)> {
+    use mono2mesh_catalog::studio::{render_shot, CatalogShot, ContactShadow};
+    use mono2mesh_catalog::{generate, render::ShadedMesh, voxelize::voxelize, Rng};
+    use mono2mesh_geometry::colour::Colours;
+    use mono2mesh_geometry::export::encode_coloured;
+    use mono2mesh_geometry::pose::{place, TargetSize};
+    use mono2mesh_refine::colour::{fit_view, paint, Mask, ViewGrid};
+
+    let model = generate(Category::Chair, 11, 4);
+    let shot = CatalogShot::sample(&mut Rng::new(5), &model.mesh);
+    let (fg, photo) = render_shot(&ShadedMesh::new(&model.mesh), &ContactShadow::new(&model.mesh), &shot, 400, 400, 2);
+    let mask = Mask::new(400, 400, fg.silhouette()).unwrap();
+    let mut mesh = mono2mesh_refine::build_mesh(&voxelize(&model.mesh.mesh, 32).unwrap(), &RefineSettings::default()).unwrap();
+    let view = fit_view(&mesh, &mask, &ViewGrid::default()).unwrap();
+    let painted = paint(&mesh, &photo, &mask, &view).unwrap();
+    place(&mut mesh, TargetSize::Height(0.85)).unwrap();
+    vec![
+        ("chair-photo-colours".into(), encode_coloured(&mesh, &painted.colours, MeshFormat::Glb).unwrap()),
+        ("chair-base-colour".into(), encode_coloured(&mesh, &Colours::uniform(painted.colours.base_colour), MeshFormat::Glb).unwrap()),
+    ]
+}
+
 #[test]
 fn every_glb_refine_writes_passes_the_khronos_validator() {
     let script = match validator() {
@@ -102,6 +126,14 @@ fn every_glb_refine_writes_passes_the_khronos_validator() {
             output.stats.scale.placement.size_m,
             output.stats.watertight
         );
+        files.push(path);
+    }
+    // Photo colours (src/colour.rs): a catalog chair's photo painted onto its mesh, placed
+    // like every asset, with COLOR_0 and a material; and a base colour alone.
+    for (name, glb) in coloured_glbs() {
+        let path = dir.path().join(format!("{name}.glb"));
+        println!("{name}: {} bytes", glb.len());
+        std::fs::write(&path, glb).unwrap();
         files.push(path);
     }
     let (status, reports) = validate(&script, &files);
