@@ -19,16 +19,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 BIN="${MONO2MESH_BIN:-target/debug/mono2mesh}"
 MODELS="${MODELS:-models}"
 WORK="${SURFACE_WORK:-${XDG_CACHE_HOME:-$HOME/.cache}/mono2mesh/pack-surfaces}"
-SEED=7919
-PER=50
 NICE="nice -n 10"
-CATALOG="${CATALOG:-$WORK/catalog-s$SEED-m$PER}"
 mkdir -p "$WORK/eval"
-if [ ! -f "$CATALOG/catalog.json" ]; then
-  rm -rf "$CATALOG.partial"
-  $NICE "$BIN" dataset synth --categories all --models-per-category "$PER" --views 1 --seed "$SEED" --out "$CATALOG.partial" >/dev/null
-  mv "$CATALOG.partial" "$CATALOG"
-fi
+CATALOG="${CATALOG:-$(bash scripts/bench/eval-catalog.sh "$BIN" "$WORK")}"
 evaluate() { # name model [category]
   local out="$WORK/eval/$1.json" cat=()
   [ -n "${3:-}" ] && cat=(--category "$3")

@@ -20,16 +20,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 BIN="${MONO2MESH_BIN:-target/debug/mono2mesh}"
 MODELS="${MODELS:-models}"
 WORK="${REFINE_WORK:-${XDG_CACHE_HOME:-$HOME/.cache}/mono2mesh/refinement}"
-SEED=7919
-PER=50
 NICE="nice -n 10"
-CATALOG="$WORK/catalog-s$SEED-m$PER"
-mkdir -p "$WORK"
-if [ ! -f "$CATALOG/catalog.json" ]; then
-  rm -rf "$CATALOG.partial"
-  $NICE "$BIN" dataset synth --categories all --models-per-category "$PER" --views 1 --seed "$SEED" --out "$CATALOG.partial"
-  mv "$CATALOG.partial" "$CATALOG"
-fi
+SEED=7919 # the evaluation catalog's (scripts/bench/eval-catalog.sh)
+PER=50
+CATALOG="$(bash scripts/bench/eval-catalog.sh "$BIN" "$WORK")"
 # Test-split photos, flat per category and named by model id (run names outputs by stem).
 rm -rf "$WORK/photos"
 python3 - "$CATALOG" "$WORK/photos" <<'PY'

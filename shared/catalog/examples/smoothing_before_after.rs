@@ -62,6 +62,7 @@ use mono2mesh_geometry::iou::iou_at_thresholds;
 use mono2mesh_geometry::marching_cubes::marching_cubes;
 use mono2mesh_geometry::npy::npy_to_grid;
 use mono2mesh_geometry::smooth::{smooth, SmoothError, Smoothing};
+use mono2mesh_geometry::surface::PointTree;
 use mono2mesh_geometry::{Mesh, VoxelGrid};
 use rayon::prelude::*;
 
@@ -224,74 +225,10 @@ fn sample_surface(mesh: &Mesh, count: usize, rng: &mut Rng) -> Vec<([f32; 3], [f
         .collect()
 }
 
-/// Exact nearest-neighbour search over a point set: a static k-d tree (median splits on
-/// the widest axis). A uniform grid was quick while both surfaces were close, but a network
-/// prediction that misses a part leaves reference points far from every prediction point,
-/// and a grid's ring search then visits nearly every (empty) cell per query.
-struct PointGrid {
-    /// Points reordered so every node's points are contiguous.
-    points: Vec<[f32; 3]>,
-    /// Implicit tree over `points[lo..hi]`: split at the middle index along `axes[mid]`.
-    axes: Vec<u8>,
-}
-
-const LEAF: usize = 8;
-
-impl PointGrid {
-    fn new(points: &[[f32; 3]]) -> PointGrid {
-        let mut tree = PointGrid { points: points.to_vec(), axes: vec![0; points.len()] };
-        let len = tree.points.len();
-        tree.build(0, len);
-        tree
-    }
-
-    fn build(&mut self, lo: usize, hi: usize) {
-        if hi - lo <= LEAF {
-            return;
-        }
-        let slice = &self.points[lo..hi];
-        let mut min = [f32::INFINITY; 3];
-        let mut max = [f32::NEG_INFINITY; 3];
-        for p in slice {
-            for a in 0..3 {
-                min[a] = min[a].min(p[a]);
-                max[a] = max[a].max(p[a]);
-            }
-        }
-        let axis = (0..3).max_by(|&a, &b| (max[a] - min[a]).total_cmp(&(max[b] - min[b]))).unwrap_or(0);
-        let mid = (lo + hi) / 2;
-        self.points[lo..hi].select_nth_unstable_by(mid - lo, |p, q| p[axis].total_cmp(&q[axis]));
-        self.axes[mid] = axis as u8;
-        self.build(lo, mid);
-        self.build(mid + 1, hi);
-    }
-
-    fn nearest(&self, p: [f32; 3]) -> f32 {
-        let mut best = f32::INFINITY;
-        self.search(0, self.points.len(), p, &mut best);
-        best.sqrt()
-    }
-
-    fn search(&self, lo: usize, hi: usize, p: [f32; 3], best: &mut f32) {
-        if hi - lo <= LEAF {
-            for q in &self.points[lo..hi] {
-                let d = (0..3).map(|a| (q[a] - p[a]) * (q[a] - p[a])).sum::<f32>();
-                *best = best.min(d);
-            }
-            return;
-        }
-        let mid = (lo + hi) / 2;
-        let q = self.points[mid];
-        let d = (0..3).map(|a| (q[a] - p[a]) * (q[a] - p[a])).sum::<f32>();
-        *best = best.min(d);
-        let axis = self.axes[mid] as usize;
-        let delta = p[axis] - q[axis];
-        let (near, far) = if delta < 0.0 { ((lo, mid), (mid + 1, hi)) } else { ((mid + 1, hi), (lo, mid)) };
-        self.search(near.0, near.1, p, best);
-        if delta * delta < *best {
-            self.search(far.0, far.1, p, best);
-        }
-    }
+/// Distance to the nearest point of `tree` (the geometry crate's exact k-d tree, the same
+/// search `eval`'s surface metrics use).
+fn nearest(tree: &PointTree, p: [f32; 3]) -> f32 {
+    tree.nearest(p).map_or(f32::INFINITY, |(d, _)| d)
 }
 
 #[derive(Clone, Copy, Default)]
@@ -307,7 +244,7 @@ struct Score {
 
 struct Reference {
     points: Vec<[f32; 3]>,
-    grid: PointGrid,
+    grid: PointTree,
     volume: f64,
     diagonal: f32,
 }
@@ -327,14 +264,14 @@ fn reference(mesh: &Mesh, rng: &mut Rng) -> Reference {
     }
     let (lo, hi) = mesh.bounds().unwrap();
     let diagonal = (0..3).map(|a| (hi[a] - lo[a]).powi(2)).sum::<f32>().sqrt();
-    Reference { grid: PointGrid::new(&points), points, volume: solid.volume, diagonal }
+    Reference { grid: PointTree::new(&points), points, volume: solid.volume, diagonal }
 }
 
 fn score(mesh: &Mesh, reference: &Reference, rng: &mut Rng) -> Score {
     let points: Vec<[f32; 3]> = sample_surface(mesh, SAMPLES, rng).into_iter().map(|(p, _)| p).collect();
-    let grid = PointGrid::new(&points);
-    let to_reference: Vec<f32> = points.iter().map(|&p| reference.grid.nearest(p)).collect();
-    let to_prediction: Vec<f32> = reference.points.iter().map(|&p| grid.nearest(p)).collect();
+    let grid = PointTree::new(&points);
+    let to_reference: Vec<f32> = points.iter().map(|&p| nearest(&reference.grid, p)).collect();
+    let to_prediction: Vec<f32> = reference.points.iter().map(|&p| nearest(&grid, p)).collect();
     let mean = |d: &[f32]| d.iter().map(|&x| f64::from(x)).sum::<f64>() / d.len() as f64;
     let fscore = |fraction: f32| {
         let tau = fraction * reference.diagonal;
