@@ -298,7 +298,7 @@ impl Ingest {
     /// Stores `photo` and submits it as a job of `meta.batch`, or returns the batch's
     /// existing job for the same content (publishing it if an earlier run never did).
     pub async fn submit_photo(&self, photo: Bytes, meta: &PhotoMeta) -> Result<Submitted, IngestError> {
-        self.validate_meta(meta)?;
+        let webhook = self.validate_meta(meta)?;
         if photo.is_empty() {
             return Err(IngestError::EmptyPhoto);
         }
@@ -307,26 +307,26 @@ impl Ingest {
         }
         let ext = sniff_image(&photo).ok_or(IngestError::NotAnImage)?;
         let hash = content_hash(&photo);
-        self.submit_new(meta, hash, ext, PhotoBody::Memory(photo)).await
+        self.submit_new(meta, webhook, hash, ext, PhotoBody::Memory(photo)).await
     }
 
     /// [`Ingest::submit_photo`] for a photo spooled to disk as it arrived (the API's
     /// uploads): streamed from its file into the blob store, never whole in memory.
     pub async fn submit_spooled(&self, photo: &SpooledPhoto, meta: &PhotoMeta) -> Result<Submitted, IngestError> {
-        self.validate_meta(meta)?;
+        let webhook = self.validate_meta(meta)?;
         if photo.size > self.max_photo_bytes {
             return Err(IngestError::PhotoTooLarge { size: photo.size, limit: self.max_photo_bytes });
         }
         let body = PhotoBody::File { path: &photo.path, size: photo.size };
-        self.submit_new(meta, photo.hash.clone(), photo.ext, body).await
+        self.submit_new(meta, webhook, photo.hash.clone(), photo.ext, body).await
     }
 
-    /// Checks what the caller sent besides the photo, before the photo is looked at.
-    fn validate_meta(&self, meta: &PhotoMeta) -> Result<(), IngestError> {
+    /// Checks what the caller sent besides the photo, before the photo is looked at,
+    /// and returns the job's webhook (see [`Ingest::webhook_for`]).
+    fn validate_meta<'a>(&'a self, meta: &'a PhotoMeta) -> Result<Option<&'a str>, IngestError> {
         validate_batch(&meta.batch)?;
         validate_external_id(&meta.external_id)?;
-        self.webhook_for(meta)?;
-        Ok(())
+        self.webhook_for(meta)
     }
 
     /// A checked photo: the batch's job for its content, else a new job with the photo
@@ -334,11 +334,11 @@ impl Ingest {
     async fn submit_new(
         &self,
         meta: &PhotoMeta,
+        webhook: Option<&str>,
         hash: String,
         ext: &str,
         body: PhotoBody<'_>,
     ) -> Result<Submitted, IngestError> {
-        let webhook = self.webhook_for(meta)?;
         if let Some(existing) = self.find_by_content(&meta.batch, &hash).await? {
             return self.resume(existing, webhook).await;
         }
@@ -354,8 +354,7 @@ impl Ingest {
     /// Submits an object already in the blob store (uploaded by the caller), without
     /// copying it: the job's input key is `key`.
     pub async fn submit_object(&self, key: &BlobKey, meta: &PhotoMeta) -> Result<Submitted, IngestError> {
-        self.validate_meta(meta)?;
-        let webhook = self.webhook_for(meta)?;
+        let webhook = self.validate_meta(meta)?;
         let meta_of = self.blobs.head(key).await.map_err(|e| match e {
             BlobError::NotFound { key } => IngestError::MissingObject(key),
             other => IngestError::Blob(other),

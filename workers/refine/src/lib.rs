@@ -241,13 +241,17 @@ pub struct MeshStats {
 }
 
 impl MeshStats {
-    pub fn of(mesh: &Mesh, scale: ScaleReport, polycount: SimplifyReport, quality: quality::Quality) -> MeshStats {
+    /// The measurements of `mesh`, made from `grid`, with its quality judged against
+    /// `min_confidence` for the category it was scaled as.
+    pub fn of(mesh: &Mesh, scale: ScaleReport, polycount: SimplifyReport, grid: &VoxelGrid, min_confidence: f64) -> MeshStats {
+        let watertight = mesh.is_watertight();
+        let quality = quality::assess(mesh, watertight, grid, scale.category, min_confidence);
         MeshStats {
             vertices: mesh.vertex_count(),
             triangles: mesh.triangle_count(),
             volume: mesh.signed_volume(),
             surface_area: mesh.surface_area(),
-            watertight: mesh.is_watertight(),
+            watertight,
             euler_characteristic: mesh.euler_characteristic(),
             scale,
             polycount,
@@ -284,8 +288,7 @@ pub fn refine_asset(grid: &VoxelGrid, settings: &RefineSettings, spec: &AssetSpe
         .iter()
         .map(|&format| Ok(MeshFile { format, bytes: export::encode(&mesh, format)? }))
         .collect::<Result<Vec<_>, RefineError>>()?;
-    let quality = quality::assess(&mesh, grid, spec.category, settings.min_confidence);
-    let stats = MeshStats::of(&mesh, scale, polycount, quality);
+    let stats = MeshStats::of(&mesh, scale, polycount, grid, settings.min_confidence);
     Ok(RefineOutput { mesh, files, stats })
 }
 

@@ -93,9 +93,10 @@ fn within(value: f64, (low, high): (f64, f64)) -> f64 {
     (1.0 - off / std::f64::consts::LN_2).clamp(0.0, 1.0)
 }
 
-/// The quality of `mesh`, made from `grid`, for an object of `category` (if known).
-pub fn assess(mesh: &Mesh, grid: &VoxelGrid, category: Option<Category>, min_confidence: f64) -> Quality {
-    let watertight = if mesh.is_watertight() { 1.0 } else { 0.0 };
+/// The quality of `mesh`, made from `grid`, for an object of `category` (if known);
+/// `watertight` is the mesh's own check, which [`crate::MeshStats`] has already made.
+pub fn assess(mesh: &Mesh, watertight: bool, grid: &VoxelGrid, category: Option<Category>, min_confidence: f64) -> Quality {
+    let watertight = if watertight { 1.0 } else { 0.0 };
     let volumes: Vec<f64> = mesh.component_volumes().into_iter().map(f64::abs).collect();
     let total: f64 = volumes.iter().sum();
     let largest = volumes.iter().copied().fold(0.0, f64::max);
@@ -134,17 +135,17 @@ mod tests {
     fn a_solid_box_is_a_plausible_sofa_and_an_implausible_chair() {
         let grid = grid_with(&[([4, 4, 4], [28, 20, 16])]);
         let mesh = marching_cubes(&grid, 0.5).unwrap();
-        let sofa = assess(&mesh, &grid, Some(Category::Sofa), DEFAULT_MIN_CONFIDENCE);
+        let sofa = assess(&mesh, mesh.is_watertight(), &grid, Some(Category::Sofa), DEFAULT_MIN_CONFIDENCE);
         // A full box fills 100% of itself: over the sofa range's 70%, but within double.
         assert_eq!((sofa.watertight, sofa.one_component, sofa.fill), (1.0, 1.0, 1.0));
         let expected = 1.0 - (1.0f64 / 0.702).ln() / std::f64::consts::LN_2;
         assert!((sofa.plausible_volume.unwrap() - expected).abs() < 1e-9, "{sofa:?}");
         assert!(!sofa.needs_review, "{sofa:?}");
         // A chair fills 11-20% of its box: a solid block is no chair.
-        let chair = assess(&mesh, &grid, Some(Category::Chair), DEFAULT_MIN_CONFIDENCE);
+        let chair = assess(&mesh, mesh.is_watertight(), &grid, Some(Category::Chair), DEFAULT_MIN_CONFIDENCE);
         assert_eq!((chair.plausible_volume, chair.confidence, chair.needs_review), (Some(0.0), 0.0, true));
         // Without a category only the mesh checks count.
-        let unknown = assess(&mesh, &grid, None, DEFAULT_MIN_CONFIDENCE);
+        let unknown = assess(&mesh, mesh.is_watertight(), &grid, None, DEFAULT_MIN_CONFIDENCE);
         assert_eq!((unknown.plausible_volume, unknown.confidence), (None, 1.0));
     }
 
@@ -153,7 +154,7 @@ mod tests {
         // A 12^3 body and a 6^3 fragment apart from it: 1728 of 1944 voxels in the largest piece.
         let grid = grid_with(&[([2, 2, 2], [14, 14, 14]), ([20, 20, 20], [26, 26, 26])]);
         let mesh = marching_cubes(&grid, 0.5).unwrap();
-        let q = assess(&mesh, &grid, None, 0.95);
+        let q = assess(&mesh, mesh.is_watertight(), &grid, None, 0.95);
         assert!((q.one_component - 1728.0 / 1944.0).abs() < 0.02, "{q:?}");
         assert!(q.confidence < 0.95 && q.needs_review, "{q:?}");
     }

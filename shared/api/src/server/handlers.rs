@@ -7,7 +7,7 @@ use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
-use mono2mesh_core::{Category, JobId, RealSize, SizeFields};
+use mono2mesh_core::{Category, JobId, RealSize, SizeError, SizeFields};
 use mono2mesh_infra::blob::{content_type_for, BlobKey};
 use mono2mesh_infra::jobs::{Job, Page};
 use mono2mesh_infra::store::KeyLookup;
@@ -42,8 +42,8 @@ fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {
 }
 
 /// The real size from its fields: none given is `None`; a partial or absurd size is refused.
-fn parse_size(fields: SizeFields) -> Result<Option<RealSize>, ApiError> {
-    RealSize::from_fields(fields).map_err(|e| ApiError::bad_request("invalid_size", e.to_string()))
+fn parse_size(fields: Result<SizeFields, SizeError>) -> Result<Option<RealSize>, ApiError> {
+    fields.and_then(RealSize::from_fields).map_err(|e| ApiError::bad_request("invalid_size", e.to_string()))
 }
 
 fn parse_category(raw: Option<&str>) -> Result<Option<Category>, ApiError> {
@@ -165,8 +165,7 @@ async fn read_multipart(request: Request, state: &AppState) -> Result<NewPhoto, 
         }
     }
     let [width, height, depth] = size_text.each_ref().map(Option::as_deref);
-    let size = SizeFields::parse(width, height, depth).map_err(|e| ApiError::bad_request("invalid_size", e.to_string()))?;
-    meta.size = parse_size(size)?;
+    meta.size = parse_size(SizeFields::parse(width, height, depth))?;
     let photo = photo.ok_or_else(|| ApiError::bad_request("missing_photo", "the multipart body has no `photo` file field"))?;
     meta.batch = batch.unwrap_or_else(|| state.config.default_batch.clone());
     meta.category = parse_category(category.as_deref())?;
@@ -200,7 +199,7 @@ async fn read_new_photo(request: Request, state: &AppState) -> Result<NewPhoto, 
             batch: body.batch.unwrap_or_else(|| state.config.default_batch.clone()),
             external_id: body.external_id,
             category: parse_category(body.category.as_deref())?,
-            size: parse_size(SizeFields { width_mm: body.width_mm, height_mm: body.height_mm, depth_mm: body.depth_mm })?,
+            size: parse_size(Ok(SizeFields { width_mm: body.width_mm, height_mm: body.height_mm, depth_mm: body.depth_mm }))?,
             file_name: None,
             webhook_url: body.webhook_url,
         };
@@ -310,7 +309,7 @@ pub async fn create_batch(State(state): State<AppState>, request: Request) -> Re
                 batch: body.name.clone(),
                 external_id: item.external_id,
                 category: parse_category(item.category.as_deref())?,
-                size: parse_size(SizeFields { width_mm: item.width_mm, height_mm: item.height_mm, depth_mm: item.depth_mm })?,
+                size: parse_size(Ok(SizeFields { width_mm: item.width_mm, height_mm: item.height_mm, depth_mm: item.depth_mm }))?,
                 file_name: None,
                 webhook_url: item.webhook_url.or_else(|| body.webhook_url.clone()),
             };
