@@ -28,6 +28,20 @@ pub enum DatasetCommand {
     /// Import Pascal3D+ (release 1.1): object crops, voxelized CAD models, splits, in our layout.
     #[command(name = "import-pascal3d")]
     ImportPascal3d(ImportPascal3dArgs),
+    /// Frame every rendering of a dataset into a copy, as the gate frames photos (`gate.framing = "auto"`).
+    Frame(FrameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FrameArgs {
+    /// Dataset in ShapeNet's layout (ShapeNetRendering/, ShapeNetVox32/, ...).
+    pub src: PathBuf,
+    /// The framed copy: renderings framed, everything else linked.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Share of the frame's side the object's longer side fills (the gate's default).
+    #[arg(long, default_value_t = mono2mesh_framing::DEFAULT_FILL)]
+    pub fill: f32,
 }
 
 /// Categories as a comma list of Pascal names or synsets; `all` or `paper5` also work.
@@ -174,7 +188,28 @@ pub fn run(command: DatasetCommand) -> anyhow::Result<()> {
         DatasetCommand::ContactSheet(args) => contact_sheet(args),
         DatasetCommand::Photos(args) => photos(args),
         DatasetCommand::ImportPascal3d(args) => import_pascal3d_cmd(args),
+        DatasetCommand::Frame(args) => frame_dataset(args),
     }
+}
+
+fn frame_dataset(args: FrameArgs) -> anyhow::Result<()> {
+    let settings = mono2mesh_framing::FramingSettings { fill: args.fill, ..Default::default() };
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {pos} renderings framed  {per_sec}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    let done = mono2mesh_framing::dataset::frame_dataset(&args.src, &args.out, &settings, |n| bar.set_position(n as u64))?;
+    bar.finish_and_clear();
+    for refusal in &done.refusals {
+        eprintln!("left as it was: {refusal}");
+    }
+    println!(
+        "{}: {} renderings framed at fill {}, {} left whole (busy background), {} refused (copied as they were)",
+        args.out.display(),
+        done.framed,
+        args.fill,
+        done.unframed,
+        done.refused
+    );
+    Ok(())
 }
 
 fn import_pascal3d_cmd(args: ImportPascal3dArgs) -> anyhow::Result<()> {

@@ -31,6 +31,8 @@ use image::imageops::{self, FilterType};
 use image::{DynamicImage, GenericImageView, GrayImage, Luma, Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
+pub mod dataset;
+
 /// Fraction of the output square's side that the object's longer side fills.
 ///
 /// Measured on the training renders as the model pack's training saw them: the pack's
@@ -216,12 +218,79 @@ pub fn frame(image: &DynamicImage, settings: &FramingSettings) -> Result<Framed,
 pub fn frame_parts(rgb: &RgbImage, alpha: Option<&GrayImage>, settings: &FramingSettings) -> Result<Framed, FramingError> {
     settings.validate()?;
     let alpha = alpha.filter(|a| a.dimensions() == rgb.dimensions());
+    let found = match analyse(rgb, alpha)? {
+        Analysis::Unframed(summary) => return Ok(Framed { image: None, mask: None, summary }),
+        Analysis::Found(found) => found,
+    };
+    let window = Window::around(&found.bbox, settings);
+    let image = window.resample(rgb, &found.grid, found.model.as_ref(), settings);
+    let out_mask = window.mask(alpha.filter(|_| found.source == FramingSource::Alpha), &found.cells, &found.grid, settings.size);
+    Ok(Framed { image: Some(image), mask: Some(out_mask), summary: found.summary() })
+}
+
+/// The object's mask in the image's own pixels, without framing: what [`frame`] finds,
+/// for callers that need to know which pixels are the object (the refine stage colours a
+/// mesh from the gated photo).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectMask {
+    /// Same size as the image; 255 object, 0 background (alpha images: alpha >= 128).
+    /// `None` when the scene is busy ([`FramingSource::Unframed`]).
+    pub mask: Option<GrayImage>,
+    pub summary: FramingSummary,
+}
+
+/// Finds the object in `rgb` (and its `alpha`, if any) as [`frame_parts`] does and returns
+/// its mask at the image's resolution (border masks are exact to one analysis cell). The
+/// same rejections: an empty alpha channel or no separable object is an error.
+pub fn object_mask(rgb: &RgbImage, alpha: Option<&GrayImage>) -> Result<ObjectMask, FramingError> {
+    let alpha = alpha.filter(|a| a.dimensions() == rgb.dimensions());
+    let found = match analyse(rgb, alpha)? {
+        Analysis::Unframed(summary) => return Ok(ObjectMask { mask: None, summary }),
+        Analysis::Found(found) => found,
+    };
+    let (width, height) = rgb.dimensions();
+    let grid = &found.grid;
+    let mask = GrayImage::from_fn(width, height, |x, y| {
+        let object = match alpha.filter(|_| found.source == FramingSource::Alpha) {
+            Some(a) => a.get_pixel(x, y)[0] >= 128,
+            None => found.cells[(y / grid.step) as usize * grid.width + (x / grid.step) as usize],
+        };
+        Luma([if object { 255 } else { 0 }])
+    });
+    Ok(ObjectMask { mask: Some(mask), summary: found.summary() })
+}
+
+/// What the analysis of an image found.
+enum Analysis {
+    /// A busy scene: no backdrop to tell the object from.
+    Unframed(FramingSummary),
+    Found(Found),
+}
+
+/// An object found on the analysis grid.
+struct Found {
+    source: FramingSource,
+    grid: Grid,
+    /// The object's cells (holes filled).
+    cells: Vec<bool>,
+    model: Option<BackgroundModel>,
+    bbox: BoundingBox,
+}
+
+impl Found {
+    fn summary(&self) -> FramingSummary {
+        FramingSummary { source: self.source, bbox: Some(self.bbox), background: self.model.map(|m| m.top), note: None }
+    }
+}
+
+/// Steps 1 and 2 of the crate documentation: the object's mask on the analysis grid, or a
+/// rejection, or a busy scene left alone.
+fn analyse(rgb: &RgbImage, alpha: Option<&GrayImage>) -> Result<Analysis, FramingError> {
     let (width, height) = rgb.dimensions();
     if width == 0 || height == 0 {
         return Err(FramingError::NoObject(format!("the image has no pixels ({width}x{height})")));
     }
     let grid = Grid::new(rgb, alpha);
-
     let mut analysis = None;
     if let Some(cells) = &grid.alpha {
         if cells.iter().all(|&a| a == 0) {
@@ -245,21 +314,17 @@ pub fn frame_parts(rgb: &RgbImage, alpha: Option<&GrayImage>, settings: &Framing
             let model = BackgroundModel::estimate(&grid);
             let (plain, threshold) = model.judge_border(&grid);
             if plain < MIN_PLAIN_FRACTION {
-                return Ok(Framed {
-                    image: None,
-                    mask: None,
-                    summary: FramingSummary {
-                        source: FramingSource::Unframed,
-                        bbox: None,
-                        background: None,
-                        note: Some(format!(
-                            "busy background: only {:.0}% of the border is within {PLAIN_TOLERANCE} of one backdrop colour \
-                             ({:.0}% needed); left as it is",
-                            plain * 100.0,
-                            MIN_PLAIN_FRACTION * 100.0
-                        )),
-                    },
-                });
+                return Ok(Analysis::Unframed(FramingSummary {
+                    source: FramingSource::Unframed,
+                    bbox: None,
+                    background: None,
+                    note: Some(format!(
+                        "busy background: only {:.0}% of the border is within {PLAIN_TOLERANCE} of one backdrop colour \
+                         ({:.0}% needed); left as it is",
+                        plain * 100.0,
+                        MIN_PLAIN_FRACTION * 100.0
+                    )),
+                }));
             }
             let differs: Vec<bool> =
                 grid.rgb.iter().enumerate().map(|(i, px)| model.difference(px, i / grid.width) > threshold).collect();
@@ -294,17 +359,9 @@ pub fn frame_parts(rgb: &RgbImage, alpha: Option<&GrayImage>, settings: &Framing
             fraction * 100.0
         )));
     }
-    let mask = fill_holes(mask, grid.width, grid.height);
-    let bbox = grid.to_source(bounding_box(&mask, grid.width).expect("the mask is not empty"));
-
-    let window = Window::around(&bbox, settings);
-    let image = window.resample(rgb, &grid, model.as_ref(), settings);
-    let out_mask = window.mask(alpha.filter(|_| source == FramingSource::Alpha), &mask, &grid, settings.size);
-    Ok(Framed {
-        image: Some(image),
-        mask: Some(out_mask),
-        summary: FramingSummary { source, bbox: Some(bbox), background: model.map(|m| m.top), note: None },
-    })
+    let cells = fill_holes(mask, grid.width, grid.height);
+    let bbox = grid.to_source(bounding_box(&cells, grid.width).expect("the mask is not empty"));
+    Ok(Analysis::Found(Found { source, grid, cells, model, bbox }))
 }
 
 /// A cell rectangle `(x0, y0, x1, y1)`, exclusive ends.
@@ -883,6 +940,34 @@ mod tests {
         assert_eq!(framed.source(), FramingSource::Unframed);
         assert!(framed.image.is_none() && framed.mask.is_none());
         assert!(framed.summary.note.as_deref().unwrap().contains("busy background"));
+    }
+
+    #[test]
+    fn object_mask_marks_the_object_in_the_image_own_pixels() {
+        // 600 x 400 photo: analysis cells are 2 pixels, so edges are exact to 2 pixels.
+        let photo = product(600, 400, [250, 250, 250], [40, 90, 160], (101, 60, 301, 340));
+        let found = object_mask(&photo, None).unwrap();
+        assert_eq!(found.summary.source, FramingSource::Border);
+        let mask = found.mask.unwrap();
+        assert_eq!(mask.dimensions(), (600, 400));
+        let (x0, y0, x1, y1) = mask_box(&mask);
+        assert!(x0.abs_diff(101) <= 2 && y0.abs_diff(60) <= 2 && x1.abs_diff(301) <= 2 && y1.abs_diff(340) <= 2, "{:?}", (x0, y0, x1, y1));
+        let object = mask.pixels().filter(|p| p[0] == 255).count();
+        assert!((object as f64 / (200.0 * 280.0) - 1.0).abs() < 0.03, "{object}");
+        // The alpha channel, when it cuts the object out, is the mask itself.
+        let alpha = GrayImage::from_fn(600, 400, |x, y| Luma([if (10..50).contains(&x) && (10..30).contains(&y) { 200 } else { 0 }]));
+        let from_alpha = object_mask(&photo, Some(&alpha)).unwrap();
+        assert_eq!(from_alpha.summary.source, FramingSource::Alpha);
+        assert_eq!(from_alpha.mask.unwrap().pixels().filter(|p| p[0] == 255).count(), 40 * 20);
+        // The same verdicts as framing: a busy scene has no mask, a blank photo no object.
+        let scene = RgbImage::from_fn(400, 300, |x, y| {
+            let v = ((x / 7 + y / 5) % 3) as u8 * 90;
+            Rgb([v, 255 - v, (x % 256) as u8])
+        });
+        assert_eq!(object_mask(&scene, None).unwrap().mask, None);
+        let blank = RgbImage::from_pixel(300, 300, Rgb([255, 255, 255]));
+        assert!(matches!(object_mask(&blank, None), Err(FramingError::NoObject(_))));
+        assert_eq!(object_mask(&blank, Some(&GrayImage::new(300, 300))), Err(FramingError::EmptyAlpha));
     }
 
     #[test]
