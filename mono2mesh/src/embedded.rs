@@ -7,8 +7,8 @@
 //!
 //! When every job has ended, each photo's outputs are copied from the job's blob keys
 //! to `<out>/<name>/` under the names users know (gate.json, gated.png,
-//! classification.json, voxels.binvox, probabilities.npy, mesh.*, mesh.json), with a
-//! preview and one `report.json`; the job area is then removed.
+//! classification.json, voxels.binvox, probabilities.npy, mesh.*, mesh.json,
+//! preview.png), with one `report.json`; the job area is then removed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -18,15 +18,11 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use bytes::Bytes;
-use mono2mesh_catalog::camera::{Camera, ViewParams};
-use mono2mesh_catalog::render::{render, Lighting, ShadedMesh};
-use mono2mesh_catalog::{ColoredMesh, Material};
 use mono2mesh_classify::handler::ClassifyHandler;
 use mono2mesh_classify::settings::ClassifyStageSettings;
 use mono2mesh_core::{Category, JobId, JobState, RealSize, Stage, StageError, StageMessage};
 use mono2mesh_gate::handler::GateHandler;
 use mono2mesh_gate::{GateReport, GateSettings};
-use mono2mesh_geometry::{npy, Mesh};
 use mono2mesh_infra::blob::{keys, BlobKey, BlobStore, LocalBlobStore};
 use mono2mesh_infra::config::{QueueBackend, Settings};
 use mono2mesh_infra::jobs::{Job, NewJob};
@@ -60,7 +56,6 @@ pub struct RunOptions {
     pub category: Option<Category>,
     /// Every photo's real size (as a manifest's size columns); else the category's typical size.
     pub size: Option<RealSize>,
-    pub preview: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -388,7 +383,6 @@ async fn copy_outputs(
         .as_object()
         .map(|o| o.values().filter_map(|v| v.as_str()).filter_map(|k| BlobKey::parse(k).ok()).collect())
         .unwrap_or_default();
-    let mut probabilities = None;
     for key in stored {
         let bytes = blobs.get(&key).await.with_context(|| format!("reading {key}"))?;
         let name = output_name(&key);
@@ -396,7 +390,6 @@ async fn copy_outputs(
             "gate.json" => report.gate = serde_json::from_slice(&bytes).ok(),
             keys::CLASSIFICATION => report.classification = serde_json::from_slice(&bytes).ok(),
             mono2mesh_refine::handler::MESH_STATS => report.mesh = serde_json::from_slice(&bytes).ok(),
-            keys::VOXEL_PROBABILITIES => probabilities = Some(bytes.clone()),
             _ => {}
         }
         std::fs::write(dir.join(&name), &bytes).with_context(|| format!("writing {}", dir.join(&name).display()))?;
@@ -413,15 +406,6 @@ async fn copy_outputs(
                 std::fs::write(dir.join(keys::CLASSIFICATION), &bytes)?;
                 report.outputs.push(format!("{}/{}", report.name, keys::CLASSIFICATION));
             }
-        }
-    }
-    if options.preview && report.status == PhotoStatus::Done {
-        if let Some(bytes) = probabilities {
-            // The refine stage's own mesh function on the stored grid: the same mesh.
-            let grid = npy::npy_to_grid(&bytes)?;
-            let mesh = mono2mesh_refine::build_mesh(&grid, &options.stages.refine)?;
-            std::fs::write(dir.join("preview.png"), preview_png(&mesh)?)?;
-            report.outputs.push(format!("{}/preview.png", report.name));
         }
     }
     Ok(())
@@ -461,28 +445,6 @@ fn unique_names(photos: &[PathBuf]) -> Vec<String> {
             if *n == 1 { stem } else { format!("{stem}-{n}") }
         })
         .collect()
-}
-
-/// Side of one preview tile in pixels.
-const PREVIEW_TILE: usize = 256;
-
-/// The mesh rendered from three sides (front-left, back-right, and above), side by side
-/// on white, with the same camera model the synthetic catalog renders with.
-pub fn preview_png(mesh: &Mesh) -> anyhow::Result<Vec<u8>> {
-    let colored = ColoredMesh::uniform(mesh.clone(), Material::glossy([0.62, 0.64, 0.68], 0.3));
-    let shaded = ShadedMesh::new(&colored);
-    let views = [(30.0, 25.0), (210.0, 25.0), (120.0, 60.0)];
-    let mut sheet = image::RgbImage::from_pixel((PREVIEW_TILE * views.len()) as u32, PREVIEW_TILE as u32, image::Rgb([255; 3]));
-    for (i, (azimuth, elevation)) in views.into_iter().enumerate() {
-        let view = ViewParams { azimuth_deg: azimuth, elevation_deg: elevation, in_plane_deg: 0.0, distance_ratio: 0.8, fov: 25.0, crop_x: 0.0, crop_y: 0.0 };
-        let camera = Camera::r2n2(&view, PREVIEW_TILE, PREVIEW_TILE);
-        let rgba = render(&shaded, &camera, &Lighting::default(), 2);
-        let tile = mono2mesh_catalog::preview::over_background(&rgba, [255, 255, 255]);
-        image::imageops::replace(&mut sheet, &tile, (i * PREVIEW_TILE) as i64, 0);
-    }
-    let mut png = Vec::new();
-    sheet.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
-    Ok(png)
 }
 
 #[cfg(test)]

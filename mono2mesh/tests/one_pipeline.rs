@@ -209,6 +209,32 @@ async fn run_and_the_four_workers_give_the_same_answer() {
     // Some generated shots are rejected (blurry, or classified below the threshold): the
     // point is that both modes reject the same ones.
     assert!(done >= 2, "the shipped pack meshes photos ({done} done)");
+    // Catalog-ready assets: the generated shots (plain backdrops) are coloured from their
+    // photos, with the fit in their quality, and every GLB of the run passes the Khronos
+    // validator.
+    let mut glbs = Vec::new();
+    for (i, answer) in embedded.iter().enumerate().filter(|(_, a)| a.state == "done") {
+        let mesh = answer.mesh.as_ref().unwrap();
+        println!("{}: colour {} quality {}", photos[i].display(), mesh["colour"], mesh["quality"]);
+        assert!(mesh["quality"]["confidence"].as_f64().is_some_and(|c| (0.0..=1.0).contains(&c)), "{mesh}");
+        assert_eq!(mesh["scale"]["units"], "m");
+        if i < 4 {
+            assert_eq!(mesh["colour"]["status"], "painted", "{}: {mesh}", photos[i].display());
+            assert!(mesh["quality"]["silhouette_iou"].as_f64().is_some(), "{mesh}");
+        }
+        let path = tmp.path().join(format!("asset-{i}.glb"));
+        std::fs::write(&path, answer.glb.as_ref().unwrap()).unwrap();
+        glbs.push(path);
+    }
+    match mono2mesh_testkit::gltf_validator::validator() {
+        Ok(script) => {
+            let (status, reports) = mono2mesh_testkit::gltf_validator::validate(&script, &glbs);
+            assert_eq!(reports.len(), glbs.len());
+            mono2mesh_testkit::gltf_validator::assert_clean(&reports);
+            assert_eq!(status, 0);
+        }
+        Err(why) => eprintln!("SKIPPED (part): validating the run's GLBs: {why}"),
+    }
     let dark = embedded.iter().rev().nth(1).unwrap();
     assert_eq!((dark.state.as_str(), dark.gate_decision.as_str()), ("rejected", Some("reject")));
     rig.finish().await;

@@ -72,16 +72,20 @@ def main():
     kept = [i for q, i in everything if not q["needs_review"]]
     mean = lambda xs: f"{sum(xs) / len(xs):.3f}" if xs else "-"
     print(f"| **all** | {len(everything)} | {mean([q['confidence'] for q, _ in everything])} | {len(flagged)} | {mean(flagged)} | {mean(kept)} |")
-    # Rank agreement: how often a higher confidence goes with a higher IoU (pairs across all assets).
-    pairs = agree = 0
-    for a in range(len(everything)):
-        for b in range(a + 1, len(everything)):
-            (qa, ia), (qb, ib) = everything[a], everything[b]
-            if qa["confidence"] != qb["confidence"] and ia != ib:
-                pairs += 1
-                agree += (qa["confidence"] > qb["confidence"]) == (ia > ib)
-    if pairs:
-        print(f"\nConcordant pairs (higher confidence, higher IoU): {agree / pairs:.3f} of {pairs}")
+    # Rank agreement: how often a higher value goes with a higher IoU (pairs across all
+    # assets), for the confidence and for each part on its own.
+    print()
+    for key in ["confidence", "watertight", "one_component", "plausible_volume", "silhouette_iou", "mask_coverage"]:
+        scored = [(q[key], i) for q, i in everything if q.get(key) is not None]
+        pairs = agree = 0
+        for a in range(len(scored)):
+            for b in range(a + 1, len(scored)):
+                (qa, ia), (qb, ib) = scored[a], scored[b]
+                if qa != qb and ia != ib:
+                    pairs += 1
+                    agree += (qa > qb) == (ia > ib)
+        if pairs:
+            print(f"Concordant pairs for {key} (higher {key}, higher IoU): {agree / pairs:.3f} of {pairs} ({len(scored)} assets)")
 
 
 if __name__ == "__main__":

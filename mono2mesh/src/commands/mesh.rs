@@ -1,6 +1,7 @@
 //! `mono2mesh mesh INPUT.binvox -o OUT.{obj,ply,stl,glb}`: the refine stage on a local file.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -8,7 +9,7 @@ use mono2mesh_geometry::export::MeshFormat;
 use mono2mesh_geometry::smooth::Smoothing;
 use mono2mesh_geometry::VoxelGrid;
 use mono2mesh_core::Category;
-use mono2mesh_refine::{refine_asset, AssetSpec, RefineSettings};
+use mono2mesh_refine::{refine_asset, AssetSpec, ReferencePhoto, RefineSettings};
 
 use super::size::SizeArgs;
 
@@ -47,6 +48,10 @@ pub struct MeshArgs {
     /// The object's real size (wins over the category's typical height).
     #[command(flatten)]
     pub size: SizeArgs,
+    /// The photo the grid was predicted from, as the network saw it (a run's gated.png):
+    /// the mesh is coloured from it, as the pipeline colours its assets.
+    #[arg(long)]
+    pub photo: Option<PathBuf>,
 }
 
 impl SmoothMethod {
@@ -66,6 +71,7 @@ impl MeshArgs {
             iso: self.iso,
             smoothing: self.smooth.smoothing(self.iterations),
             formats: vec![format],
+            preview: false,
             ..RefineSettings::default()
         }
     }
@@ -73,7 +79,14 @@ impl MeshArgs {
 
 pub fn run(args: MeshArgs) -> anyhow::Result<()> {
     let format = MeshFormat::from_path(&args.output)?;
-    let spec = AssetSpec::for_category(args.category).with_size(args.size.size()?);
+    let photo = match &args.photo {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            Some(Arc::new(ReferencePhoto::decode(&bytes).with_context(|| format!("decoding {}", path.display()))?))
+        }
+        None => None,
+    };
+    let spec = AssetSpec::for_category(args.category).with_size(args.size.size()?).with_photo(photo);
     let grid = VoxelGrid::read_binvox(&args.input)?;
     let output = refine_asset(&grid, &args.settings(format), &spec)
         .with_context(|| format!("meshing {}", args.input.display()))?;

@@ -67,9 +67,12 @@ pub struct RunArgs {
     /// Smoothing iterations (for Taubin: lambda/mu pass pairs); with --smooth.
     #[arg(long, default_value_t = 10)]
     iterations: u32,
-    /// Do not render preview.png.
+    /// Do not render preview.png [config: refine.preview].
     #[arg(long)]
     no_preview: bool,
+    /// Leave meshes grey: no vertex colours from the photo [config: refine.colour].
+    #[arg(long)]
+    no_colour: bool,
     /// Photos per classifier and Pix2Vox forward pass [config: classify.batch_size, reconstruct.batch_size].
     #[arg(long)]
     batch: Option<usize>,
@@ -116,6 +119,12 @@ impl RunArgs {
         if let Some(smooth) = self.smooth {
             stages.refine.smoothing = smooth.smoothing(self.iterations);
         }
+        if self.no_preview {
+            stages.refine.preview = false;
+        }
+        if self.no_colour {
+            stages.refine.colour = false;
+        }
         if !self.formats.is_empty() {
             stages.refine.formats =
                 self.formats.iter().map(|f| MeshFormat::from_extension(f)).collect::<Result<Vec<_>, _>>()?;
@@ -128,7 +137,6 @@ impl RunArgs {
             stages,
             category: self.category,
             size: self.size.size()?,
-            preview: !self.no_preview,
         })
     }
 }
@@ -182,7 +190,12 @@ fn summary_line(report: &PhotoReport) -> String {
         PhotoStatus::Done => {
             let mesh = report.mesh.as_ref().map_or(String::new(), |m| {
                 let review = if m.quality.needs_review { ", needs review" } else { "" };
-                format!(", {} triangles, confidence {:.2}{review}", m.triangles, m.quality.confidence)
+                let colour = match &m.colour {
+                    Some(mono2mesh_refine::ColourReport::Painted { .. }) => ", coloured",
+                    Some(mono2mesh_refine::ColourReport::Skipped { .. }) => ", grey (see mesh.json)",
+                    None => "",
+                };
+                format!(", {} triangles{colour}, confidence {:.2}{review}", m.triangles, m.quality.confidence)
             });
             let model = report.model.as_ref().map_or(String::new(), |m| format!(" ({:?} model)", m.role).to_lowercase());
             format!("done      {}: {category}{model}{mesh} -> {}/", report.input.display(), report.name)

@@ -10,7 +10,6 @@ use clap::Args;
 use image::{imageops, RgbImage};
 use mono2mesh_geometry::VoxelGrid;
 
-use crate::embedded::preview_png;
 
 #[derive(Debug, Args)]
 pub struct SheetArgs {
@@ -75,7 +74,8 @@ pub fn run(args: SheetArgs) -> anyhow::Result<()> {
             // training ones, while refine's files are posed in metres.
             let mesh = mono2mesh_refine::build_mesh(&truth, &mono2mesh_refine::RefineSettings::default())
                 .map_err(|e| anyhow::anyhow!("meshing {}: {e}", truth_path.display()))?;
-            let preview = image::load_from_memory(&preview_png(&mesh)?)?;
+            let png = mono2mesh_refine::preview_png(&mesh, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let preview = image::load_from_memory(&png)?;
             let tile = imageops::resize(&preview.to_rgb8(), 3 * TILE, TILE, imageops::FilterType::Triangle);
             imageops::replace(&mut sheet, &tile, 4 * TILE as i64, y);
             result["truth"] = serde_json::json!(truth_path);

@@ -2,9 +2,11 @@
 //! job's gate message goes through the outbox: published at once, and what the broker
 //! did not confirm is relayed once more before the command exits).
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use mono2mesh_core::JobState;
+use mono2mesh_infra::jobs::{BatchSummary, JobStore};
 use mono2mesh_api::bulk::{flush_outbox, submit_all};
 use mono2mesh_api::manifest::read_source;
 use std::path::PathBuf;
@@ -23,6 +25,13 @@ pub struct SubmitArgs {
     /// Photos uploaded at the same time.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// After submitting, follow the batch with a progress bar until every job has ended
+    /// (done, rejected or failed); the workers do the work.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up waiting after this many seconds (the jobs go on).
+    #[arg(long, default_value_t = 3600)]
+    pub wait_timeout_s: u64,
     #[command(flatten)]
     pub settings: SettingsArgs,
 }
@@ -63,6 +72,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<()> {
         // What the broker did not confirm during the run gets one more try; the rest
         // stays in the outbox for `mono2mesh serve` or the gate worker.
         let waiting = flush_outbox(&ingest, &batch).await?;
+        let followed = if args.wait { Some(follow_batch(&services.jobs, &batch, args.wait_timeout_s).await?) } else { None };
         let _ = services.queue.close().await;
         if traced {
             let _ = tokio::task::spawn_blocking(mono2mesh_infra::telemetry::shutdown).await;
@@ -80,9 +90,49 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<()> {
                  `mono2mesh serve` or a gate worker publishes them"
             );
         }
+        if let Some(summary) = followed {
+            let counts: Vec<String> = summary.by_state.iter().filter(|(_, n)| *n > 0).map(|(s, n)| format!("{n} {}", s.name())).collect();
+            println!("batch {batch}: {}", counts.join(", "));
+            let left = summary.total - finished(&summary);
+            if left > 0 {
+                bail!("gave up waiting after {} s with {left} jobs still running (they go on)", args.wait_timeout_s);
+            }
+        }
         if !report.failed.is_empty() {
             bail!("{} photos could not be submitted (listed above); fix them and re-run: the rest are skipped", report.failed.len());
         }
         Ok(())
     })
+}
+
+fn finished(summary: &BatchSummary) -> i64 {
+    JobState::ALL.iter().filter(|s| s.is_terminal()).map(|&s| summary.count(s)).sum()
+}
+
+/// Polls the batch's counts once a second, drawing finished/total, until every job has
+/// ended or `timeout_s` passed; the last counts.
+async fn follow_batch(jobs: &JobStore, batch: &str, timeout_s: u64) -> anyhow::Result<BatchSummary> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout_s);
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} jobs ended  {per_sec}  eta {eta}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    loop {
+        let summary = jobs.batch_summary(batch).await?.with_context(|| format!("no batch {batch:?}"))?;
+        let ended = finished(&summary);
+        bar.set_length(summary.total.max(0) as u64);
+        bar.set_position(ended.max(0) as u64);
+        bar.set_message(format!(
+            "{} done, {} rejected, {} failed",
+            summary.count(JobState::Done),
+            summary.count(JobState::Rejected),
+            summary.count(JobState::Failed)
+        ));
+        if ended >= summary.total || std::time::Instant::now() >= deadline {
+            bar.finish_and_clear();
+            return Ok(summary);
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }

@@ -134,7 +134,7 @@ impl Serialize for JobView {
         out.serialize_field("id", &job.id.to_string())?;
         out.serialize_field("batch", &job.batch)?;
         out.serialize_field("state", &job.state)?;
-        out.serialize_field("progress", &job.state.progress())?;
+        out.serialize_field("progress", &job.progress())?;
         out.serialize_field("external_id", &job.external_id)?;
         out.serialize_field("category", &job.category)?;
         out.serialize_field("category_source", &job.category_source)?;
@@ -269,6 +269,7 @@ mod tests {
             rejected_at: None,
             failed_at: None,
             updated_at: at(4).unwrap(),
+            stage_progress: None,
         };
         let path = format!("/v1/jobs/{id}");
         let mut view = JobView::of(&job);

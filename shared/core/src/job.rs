@@ -171,6 +171,20 @@ impl JobState {
         }
     }
 
+    /// [`JobState::progress`] of a job in this state that `stage` has done `percent` of its
+    /// work on: between the stage's waiting and success states' progress (or this state's,
+    /// when higher: a job whose category was named skips classify). Terminal states: 100.
+    pub fn progress_in(self, stage: Stage, percent: u8) -> u8 {
+        if self.is_terminal() {
+            return 100;
+        }
+        let low = self.progress().max(stage.waiting_state().progress());
+        let high = stage.success_state().progress().max(low);
+        // At most one below the next state: a stage's 100% is its success, which moves the job.
+        let within = u32::from(high - low) * u32::from(percent.min(100)) / 100;
+        (low + within as u8).min(high.saturating_sub(1).max(low))
+    }
+
     /// Progress along the happy path; terminal failure states rank above everything
     /// so nothing moves a job out of them.
     fn rank(self) -> u8 {
@@ -253,6 +267,29 @@ mod tests {
         }
         assert_eq!(JobState::Submitted.progress(), 0);
         assert!(JobState::ALL.iter().filter(|s| s.is_terminal()).all(|s| s.progress() == 100));
+    }
+
+    #[test]
+    fn progress_within_a_stage_lies_between_its_states() {
+        use JobState::*;
+        assert_eq!(Reconstructed.progress_in(Stage::Refine, 0), 65);
+        assert_eq!(Reconstructed.progress_in(Stage::Refine, 50), 82);
+        assert_eq!(Reconstructed.progress_in(Stage::Refine, 100), 99, "done is what makes 100");
+        assert_eq!(Classified.progress_in(Stage::Reconstruct, 50), 48);
+        // A named category skips classify: a gated job in reconstruct counts from there.
+        assert_eq!(Gated.progress_in(Stage::Reconstruct, 0), 31);
+        assert_eq!(Done.progress_in(Stage::Refine, 10), 100);
+        assert_eq!(Failed.progress_in(Stage::Gate, 0), 100);
+        for state in JobState::ALL.into_iter().filter(|s| !s.is_terminal()) {
+            for stage in [Stage::Gate, Stage::Classify, Stage::Reconstruct, Stage::Refine] {
+                let mut last = 0;
+                for percent in 0..=100 {
+                    let p = state.progress_in(stage, percent);
+                    assert!(p >= last && p < 100, "{state} {stage} {percent}: {p}");
+                    last = p;
+                }
+            }
+        }
     }
 
     #[test]

@@ -137,6 +137,19 @@ pub struct Job {
     pub rejected_at: Option<DateTime<Utc>>,
     pub failed_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    /// The stage working on the job and how far it got (0-100), when it said so; reset by
+    /// every state change.
+    pub stage_progress: Option<(Stage, u8)>,
+}
+
+impl Job {
+    /// Overall progress 0-100: the state's, plus the share of the current stage done.
+    pub fn progress(&self) -> u8 {
+        match self.stage_progress {
+            Some((stage, percent)) => self.state.progress_in(stage, percent),
+            None => self.state.progress(),
+        }
+    }
 }
 
 /// A job to submit. The id is chosen by the submitter so the input can be stored
@@ -291,7 +304,7 @@ macro_rules! job_select {
         "SELECT j.id, b.name AS batch, j.input_key, j.content_hash, j.external_id, j.category, \
          j.category_source, j.size, j.model, j.outputs, j.quality, j.gate_scores, j.state, j.attempts, j.last_error, \
          j.created_at, j.gated_at, j.classified_at, j.reconstructed_at, j.done_at, j.rejected_at, \
-         j.failed_at, j.updated_at FROM jobs j JOIN batches b ON b.id = j.batch_id"
+         j.failed_at, j.updated_at, j.progress_stage, j.stage_progress FROM jobs j JOIN batches b ON b.id = j.batch_id"
     };
 }
 
@@ -304,6 +317,12 @@ fn job_from_row(row: &PgRow) -> Result<Job> {
     let category: Option<String> = row.try_get("category").map_err(corrupt)?;
     let category_source: Option<String> = row.try_get("category_source").map_err(corrupt)?;
     let size: Option<Value> = row.try_get("size").map_err(corrupt)?;
+    let progress_stage: Option<String> = row.try_get("progress_stage").map_err(corrupt)?;
+    let stage_percent: i16 = row.try_get("stage_progress").map_err(corrupt)?;
+    let stage_progress = progress_stage
+        .map(|s| s.parse::<Stage>().map_err(|_| parse_err("progress stage", &s)))
+        .transpose()?
+        .map(|stage| (stage, stage_percent.clamp(0, 100) as u8));
     Ok(Job {
         id,
         batch: row.try_get("batch").map_err(corrupt)?,
@@ -338,6 +357,7 @@ fn job_from_row(row: &PgRow) -> Result<Job> {
         rejected_at: row.try_get("rejected_at").map_err(corrupt)?,
         failed_at: row.try_get("failed_at").map_err(corrupt)?,
         updated_at: row.try_get("updated_at").map_err(corrupt)?,
+        stage_progress,
     })
 }
 
@@ -570,6 +590,7 @@ impl JobStore {
                  rejected_at = CASE WHEN $2 = 'rejected' THEN now() ELSE rejected_at END, \
                  failed_at = CASE WHEN $2 = 'failed' THEN now() ELSE failed_at END, \
                  sweeps = 0, swept_at = NULL, \
+                 progress_stage = NULL, stage_progress = 0, \
                  updated_at = now() \
                FROM old \
                WHERE j.id = old.id AND j.state = ANY($3) \
@@ -602,6 +623,28 @@ impl JobStore {
         }
         let current = self.get_job(id).await?.state;
         Ok(if current == to { Transition::Duplicate } else { Transition::Stale { current } })
+    }
+
+    /// Records that `stage` has done `percent` (0-100) of its work on `id`, while the job
+    /// waits for that stage (a job that moved on, or ended, is left alone). Within one
+    /// stage the figure only grows, so a slow duplicate delivery cannot set it back.
+    /// Returns whether it was recorded.
+    pub async fn report_progress(&self, id: JobId, stage: Stage, percent: u8) -> Result<bool> {
+        let _timer = QueryTimer::start("report_progress");
+        let done = sqlx::query(
+            "UPDATE jobs SET \
+               stage_progress = CASE WHEN progress_stage = $2 THEN GREATEST(stage_progress, $3) ELSE $3 END, \
+               progress_stage = $2 \
+             WHERE id = $1 AND state = ANY($4)",
+        )
+        .bind(id.0)
+        .bind(stage.name())
+        .bind(i16::from(percent.min(100)))
+        .bind(allowed_predecessors(stage.success_state()))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| JobStoreError::from_sqlx("report progress", e))?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Records a failed attempt of `stage` (the job keeps its state): increments the

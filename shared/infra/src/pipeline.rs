@@ -7,7 +7,7 @@
 //! the next message (the publish or ack may be what was lost), it does not recompute.
 
 use async_trait::async_trait;
-use mono2mesh_core::{JobState, Stage, StageError, StageMessage};
+use mono2mesh_core::{JobId, JobState, Stage, StageError, StageMessage};
 use std::sync::Arc;
 use tracing::{info, warn};
 
@@ -58,6 +58,15 @@ pub fn hand_over(job: &Job, stage: Stage) -> Next {
     match stage.next() {
         Some(next) => Next::Forward(StageMessage::new(job.id, next, job.category)),
         None => Next::Finished,
+    }
+}
+
+/// Records that `stage` has done `percent` of its work on `id` (see
+/// [`JobRepository::report_progress`]). Progress is for people watching: a store that
+/// cannot record it is logged, never a reason to fail the stage.
+pub async fn report_progress(jobs: &dyn JobRepository, id: JobId, stage: Stage, percent: u8) {
+    if let Err(error) = jobs.report_progress(id, stage, percent).await {
+        warn!(job = %id, stage = stage.name(), %error, "could not record progress");
     }
 }
 

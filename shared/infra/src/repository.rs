@@ -38,6 +38,9 @@ pub trait JobRepository: Send + Sync + 'static {
     ) -> Result<Transition>;
     /// Records a failed attempt (the job keeps its state); returns the attempt count.
     async fn record_failure(&self, id: JobId, stage: Stage, error: &StageError) -> Result<i32>;
+    /// Records how far (0-100) `stage` got on `id` while the job waits for it; only grows
+    /// within a stage, and is reset by the job's next move. Returns whether it was recorded.
+    async fn report_progress(&self, id: JobId, stage: Stage, percent: u8) -> Result<bool>;
     async fn append_event(&self, id: JobId, stage: Option<Stage>, event: &str, detail: Value) -> Result<()>;
     /// A job's history, oldest first.
     async fn events(&self, id: JobId) -> Result<Vec<JobEvent>>;
@@ -87,6 +90,9 @@ impl JobRepository for JobStore {
     }
     async fn record_failure(&self, id: JobId, stage: Stage, error: &StageError) -> Result<i32> {
         JobStore::record_failure(self, id, stage, error).await
+    }
+    async fn report_progress(&self, id: JobId, stage: Stage, percent: u8) -> Result<bool> {
+        JobStore::report_progress(self, id, stage, percent).await
     }
     async fn append_event(&self, id: JobId, stage: Option<Stage>, event: &str, detail: Value) -> Result<()> {
         JobStore::append_event(self, id, stage, event, detail).await
@@ -186,6 +192,7 @@ impl JobRepository for MemoryJobStore {
             rejected_at: None,
             failed_at: None,
             updated_at: now,
+            stage_progress: None,
         };
         let detail = serde_json::json!({
             "input_key": new.input_key.as_str(),
@@ -252,6 +259,7 @@ impl JobRepository for MemoryJobStore {
             *stamp = Some(now);
         }
         job.updated_at = now;
+        job.stage_progress = None;
         memory.sweeps.remove(&id);
         // The same event detail the Postgres store writes.
         let mut detail = update.detail.unwrap_or_else(|| serde_json::json!({}));
@@ -260,6 +268,21 @@ impl JobRepository for MemoryJobStore {
         }
         memory.log(id, stage, to.name(), detail);
         Ok(Transition::Applied { from: current })
+    }
+
+    async fn report_progress(&self, id: JobId, stage: Stage, percent: u8) -> Result<bool> {
+        let mut memory = self.lock();
+        // As in Postgres: nothing to record on an unknown job, or one that moved past the stage.
+        let Some(job) = memory.jobs.get_mut(&id) else { return Ok(false) };
+        if !job.state.can_move_to(stage.success_state()) {
+            return Ok(false);
+        }
+        let percent = percent.min(100);
+        job.stage_progress = Some(match job.stage_progress {
+            Some((same, before)) if same == stage => (stage, before.max(percent)),
+            _ => (stage, percent),
+        });
+        Ok(true)
     }
 
     async fn record_failure(&self, id: JobId, stage: Stage, error: &StageError) -> Result<i32> {

@@ -390,3 +390,39 @@ async fn a_guarded_move_applies_only_from_the_given_states() {
     let again = store.advance_from(id, Some(Stage::Classify), &[JobState::Gated], JobState::Rejected, reject()).await;
     assert_eq!(again.unwrap(), Transition::Duplicate);
 }
+
+/// The progress rules, on any store behind the stage handlers' trait.
+async fn progress_within_a_stage(store: &dyn mono2mesh_infra::repository::JobRepository, id: JobId) {
+    assert_eq!(store.get_job(id).await.unwrap().progress(), 0);
+    assert!(store.report_progress(id, Stage::Gate, 50).await.unwrap());
+    let job = store.get_job(id).await.unwrap();
+    assert_eq!((job.stage_progress, job.progress()), (Some((Stage::Gate, 50)), 5));
+    // Within a stage it only grows: a slow duplicate delivery cannot set it back.
+    assert!(store.report_progress(id, Stage::Gate, 20).await.unwrap());
+    assert_eq!(store.get_job(id).await.unwrap().stage_progress, Some((Stage::Gate, 50)));
+    assert!(store.report_progress(id, Stage::Gate, 250).await.unwrap(), "clamped to 100");
+    assert_eq!(store.get_job(id).await.unwrap().progress(), 9, "a stage's end is its state change");
+    // The move resets it; a late report of the stage before is not recorded.
+    store.advance(id, Some(Stage::Gate), JobState::Gated, JobUpdate::default()).await.unwrap();
+    let job = store.get_job(id).await.unwrap();
+    assert_eq!((job.stage_progress, job.progress()), (None, 10));
+    assert!(!store.report_progress(id, Stage::Gate, 60).await.unwrap());
+    // A named category goes from the gate to reconstruct: its share counts from there.
+    assert!(store.report_progress(id, Stage::Reconstruct, 50).await.unwrap());
+    assert_eq!(store.get_job(id).await.unwrap().progress(), 48);
+    store.advance(id, Some(Stage::Refine), JobState::Rejected, JobUpdate::default()).await.unwrap();
+    assert!(!store.report_progress(id, Stage::Refine, 10).await.unwrap(), "an ended job is left alone");
+    assert_eq!(store.get_job(id).await.unwrap().progress(), 100);
+    assert!(!store.report_progress(JobId::new(), Stage::Gate, 10).await.unwrap(), "an unknown job is not recorded");
+}
+
+#[tokio::test]
+async fn progress_within_a_stage_is_recorded_alike_in_postgres_and_in_memory() {
+    use mono2mesh_infra::repository::{JobRepository, MemoryJobStore};
+    let db = TestDatabase::create().await;
+    let id = JobRepository::submit(&db.store, &new_job("progress", "hash-p")).await.unwrap().job.id;
+    progress_within_a_stage(&db.store, id).await;
+    let memory = MemoryJobStore::new();
+    let id = JobRepository::submit(&memory, &new_job("progress", "hash-p")).await.unwrap().job.id;
+    progress_within_a_stage(&memory, id).await;
+}

@@ -6,6 +6,7 @@
 //! * [`proxy`]: a TCP proxy a test can cut, to simulate broker and database outages;
 //! * [`otlp`]: an OTLP/HTTP receiver that decodes exported spans and metric points.
 
+pub mod gltf_validator;
 pub mod otlp;
 pub mod proxy;
 pub mod rig;

@@ -12,7 +12,7 @@ use mono2mesh_geometry::VoxelGrid;
 use mono2mesh_infra::batcher::Batcher;
 use mono2mesh_infra::blob::keys;
 use mono2mesh_infra::jobs::JobUpdate;
-use mono2mesh_infra::pipeline::{begin, complete, hand_over, Begin, StageContext};
+use mono2mesh_infra::pipeline::{begin, complete, hand_over, report_progress, Begin, StageContext};
 use mono2mesh_infra::runtime::{Next, StageHandler};
 use mono2mesh_infra::telemetry::names;
 use serde_json::json;
@@ -118,7 +118,11 @@ impl StageHandler for ReconstructHandler {
             Begin::Stale(why) => return Ok(Next::Stale(why)),
         };
         let image = blobs.get(&keys::stage_artifact(job.id, Stage::Gate, keys::GATED_IMAGE)?).await?;
+        // Progress for people watching: the photo is in its batch, then the forward pass
+        // (the long part on a CPU) is done.
+        report_progress(jobs.as_ref(), job.id, Stage::Reconstruct, 10).await;
         let grid = lane.batcher.run(image).await?;
+        report_progress(jobs.as_ref(), job.id, Stage::Reconstruct, 80).await;
 
         let binvox_key = keys::stage_artifact(job.id, Stage::Reconstruct, keys::VOXELS_BINVOX)?;
         let probabilities_key = keys::stage_artifact(job.id, Stage::Reconstruct, keys::VOXEL_PROBABILITIES)?;

@@ -763,3 +763,56 @@ pub fn render_coloured(mesh: &Mesh, colours: &Colours, camera: &ViewCamera, widt
         }
     }))
 }
+
+/// Share of the photo's object pixels that the mesh covers from the fitted view, in the
+/// photo's own pixels: what part of what the photo shows the asset accounts for (a chair
+/// whose legs were not predicted leaves them uncovered). `mask` must be the photo's mask.
+pub fn mask_coverage(mesh: &Mesh, view: &FittedView, mask: &Mask) -> Result<f32, ColourError> {
+    let object = mask.count();
+    if object == 0 {
+        return Err(ColourError::EmptyMask);
+    }
+    let drawn = silhouette(mesh, &view.camera, mask.width, mask.height)?;
+    let covered = drawn.data.iter().zip(&mask.data).filter(|(&s, &m)| s && m).count();
+    Ok(covered as f32 / object as f32)
+}
+
+/// Preview views: azimuth and elevation, degrees (front-left, back-right, above).
+pub const PREVIEW_VIEWS: [(f32, f32); 3] = [(30.0, 25.0), (210.0, 25.0), (120.0, 60.0)];
+
+/// The mesh (model frame) with its colours from each of `views`, side by side on white,
+/// each `side` pixels square with the object's silhouette fitted to 85% of the tile. The
+/// mesh is centred and scaled to a unit diagonal first, so a grid placed anywhere (a real
+/// binvox file's own translation and scale) is seen the same way.
+pub fn preview(mesh: &Mesh, colours: &Colours, views: &[(f32, f32)], side: usize) -> Result<RgbImage, ColourError> {
+    check_mesh(mesh)?;
+    let (lo, hi) = mesh.bounds().ok_or(ColourError::EmptyMesh)?;
+    let centre: [f32; 3] = std::array::from_fn(|a| 0.5 * (lo[a] + hi[a]));
+    let diagonal = dot(sub(hi, lo), sub(hi, lo)).sqrt();
+    if !(diagonal > 1e-9) {
+        return Err(ColourError::NoSilhouette);
+    }
+    let unit = Mesh {
+        positions: mesh.positions.iter().map(|p| std::array::from_fn(|a| (p[a] - centre[a]) / diagonal)).collect(),
+        ..mesh.clone()
+    };
+    let mesh = &unit;
+    let mut sheet = RgbImage::from_pixel((side * views.len()) as u32, side as u32, image::Rgb([255; 3]));
+    for (i, &(azimuth, elevation)) in views.iter().enumerate() {
+        let mut camera = ViewCamera::r2n2(azimuth, elevation, DEFAULT_DISTANCE_RATIO);
+        let (mut lo, mut hi) = ([f32::INFINITY; 2], [f32::NEG_INFINITY; 2]);
+        for &p in &mesh.positions {
+            let (u, v, d) = camera.plane(p);
+            if d > 0.0 && u.is_finite() && v.is_finite() {
+                lo = [lo[0].min(u), lo[1].min(v)];
+                hi = [hi[0].max(u), hi[1].max(v)];
+            }
+        }
+        let fit = BoxFit::of(lo, hi).ok_or(ColourError::NoSilhouette)?;
+        camera.scale = 0.85 * side as f32 / fit.side;
+        camera.offset = [side as f32 * 0.5 - camera.scale * fit.centre[0], side as f32 * 0.5 - camera.scale * fit.centre[1]];
+        let tile = render_coloured(mesh, colours, &camera, side, side, [255; 3])?;
+        image::imageops::replace(&mut sheet, &tile, (i * side) as i64, 0);
+    }
+    Ok(sheet)
+}

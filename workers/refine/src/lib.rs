@@ -27,6 +27,13 @@
 //! **Polycount.** `max_triangles` (default [`DEFAULT_MAX_TRIANGLES`]) caps every mesh, by
 //! meshoptimizer after smoothing ([`mono2mesh_geometry::simplify`]); the default keeps any
 //! GLB under 15 MB (see the constant).
+//!
+//! **Colour.** Given the photo ([`AssetSpec::with_photo`]: the gated image and the object's
+//! mask in it) and `colour = true`, the capped mesh's view is fitted to the mask and the
+//! photo painted onto the vertices seen from it ([`colour`]); every other vertex takes the
+//! object's median colour. Files then carry vertex colours (GLB `COLOR_0` and a material,
+//! PLY and OBJ colours). A photo with no separable object, or a fit that fails, leaves the
+//! asset uncoloured and says why in [`MeshStats::colour`]; it never fails the job.
 
 use mono2mesh_core::{Category, RealSize, StageError};
 use mono2mesh_geometry::binvox::BinvoxError;
@@ -37,7 +44,9 @@ use mono2mesh_geometry::pose::{self, Placement, PoseError, TargetSize};
 use mono2mesh_geometry::simplify::{self, SimplifyError, SimplifyReport};
 use mono2mesh_geometry::smooth::{self, SmoothError, Smoothing};
 use mono2mesh_geometry::{Mesh, VoxelGrid};
+use mono2mesh_geometry::colour::{linear_to_srgb_u8, Colours};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use thiserror::Error;
 
 pub mod colour;
@@ -77,6 +86,10 @@ pub struct RefineSettings {
     /// Assets whose quality confidence is below this are flagged `needs_review`
     /// (see [`quality`]); in [0, 1], 0 flags nothing.
     pub min_confidence: f64,
+    /// Paint vertex colours from the photo when the job has one (see the crate docs).
+    pub colour: bool,
+    /// Also draw `preview.png`: the (coloured) mesh from three sides.
+    pub preview: bool,
 }
 
 impl Default for RefineSettings {
@@ -87,6 +100,8 @@ impl Default for RefineSettings {
             formats: vec![MeshFormat::Glb, MeshFormat::Obj, MeshFormat::Ply, MeshFormat::Stl],
             max_triangles: DEFAULT_MAX_TRIANGLES,
             min_confidence: quality::DEFAULT_MIN_CONFIDENCE,
+            colour: true,
+            preview: true,
         }
     }
 }
@@ -141,6 +156,10 @@ pub enum RefineError {
     Binvox(#[from] BinvoxError),
     #[error("probability grid: {0}")]
     Npy(#[from] NpyError),
+    #[error("the photo to colour from: {0}")]
+    Photo(String),
+    #[error("preview: {0}")]
+    Preview(String),
 }
 
 impl From<RefineError> for StageError {
@@ -154,23 +173,30 @@ impl From<RefineError> for StageError {
 }
 
 /// What the job knows about the object besides its voxels. `Default` is nothing: the mesh
-/// keeps model units. Built with [`AssetSpec::for_category`] and [`AssetSpec::with_size`],
-/// so fields added later (colour, LODs) do not change callers.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// keeps model units and no colour. Built with [`AssetSpec::for_category`],
+/// [`AssetSpec::with_size`] and [`AssetSpec::with_photo`], so fields added later (LODs) do
+/// not change callers.
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct AssetSpec {
     pub category: Option<Category>,
     /// The submitter's real size; already checked by [`RealSize`]'s constructors.
     pub size: Option<RealSize>,
+    /// The photo to colour the mesh from.
+    pub photo: Option<Arc<ReferencePhoto>>,
 }
 
 impl AssetSpec {
     pub fn for_category(category: Option<Category>) -> Self {
-        AssetSpec { category, size: None }
+        AssetSpec { category, ..AssetSpec::default() }
     }
 
     pub fn with_size(self, size: Option<RealSize>) -> Self {
         AssetSpec { size, ..self }
+    }
+
+    pub fn with_photo(self, photo: Option<Arc<ReferencePhoto>>) -> Self {
+        AssetSpec { photo, ..self }
     }
 
     /// The size to scale to and where it came from (see the crate docs).
@@ -202,6 +228,57 @@ pub enum ScaleSource {
     Category,
     /// No size known: one model unit (the model is about 1 m across) per metre.
     ModelUnits,
+}
+
+/// The photo an asset is coloured from: the image the network saw (the gate's standardised
+/// image) and the object's pixels in it.
+#[derive(Debug, Clone)]
+pub struct ReferencePhoto {
+    pub rgb: image::RgbImage,
+    /// The object's mask, or why there is none (a busy scene, no separable object).
+    pub mask: Result<colour::Mask, String>,
+}
+
+impl ReferencePhoto {
+    /// Decodes the gated image and finds the object in it with the framing crate's
+    /// [`mono2mesh_framing::object_mask`] (the same analysis `gate.framing` uses).
+    pub fn decode(bytes: &[u8]) -> Result<Self, RefineError> {
+        let rgb = image::load_from_memory(bytes).map_err(|e| RefineError::Photo(e.to_string()))?.to_rgb8();
+        Ok(Self::from_rgb(rgb))
+    }
+
+    pub fn from_rgb(rgb: image::RgbImage) -> Self {
+        let mask = match mono2mesh_framing::object_mask(&rgb, None) {
+            Ok(found) => match found.mask {
+                Some(mask) => Ok(colour::Mask::from_gray(&mask, 128)),
+                None => Err(found.summary.note.unwrap_or_else(|| "the object cannot be told from the background".into())),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        ReferencePhoto { rgb, mask }
+    }
+}
+
+/// What colouring did: stored with the mesh measurements (`mesh.json`, the job's detail).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ColourReport {
+    /// Vertex colours from the photo.
+    Painted {
+        /// The fitted view, degrees.
+        azimuth_deg: f32,
+        elevation_deg: f32,
+        /// IoU of the fitted silhouette with the photo's mask (bounding boxes aligned).
+        silhouette_iou: f32,
+        /// Share of the photo's object pixels the mesh covers from that view.
+        mask_coverage: f32,
+        /// Share of vertices that took the photo's colour; the others hold the base colour.
+        painted_fraction: f32,
+        /// The object's median colour, sRGB.
+        base_colour: [u8; 3],
+    },
+    /// Left grey: why.
+    Skipped { reason: String },
 }
 
 /// How the mesh was placed and scaled: stored with the mesh measurements.
@@ -238,14 +315,30 @@ pub struct MeshStats {
     pub polycount: SimplifyReport,
     /// Confidence in the asset and its parts (see [`quality`]).
     pub quality: quality::Quality,
+    /// Colouring from the photo; absent when the job had no photo to colour from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colour: Option<ColourReport>,
 }
 
 impl MeshStats {
     /// The measurements of `mesh`, made from `grid`, with its quality judged against
     /// `min_confidence` for the category it was scaled as.
-    pub fn of(mesh: &Mesh, scale: ScaleReport, polycount: SimplifyReport, grid: &VoxelGrid, min_confidence: f64) -> MeshStats {
+    pub fn of(
+        mesh: &Mesh,
+        scale: ScaleReport,
+        polycount: SimplifyReport,
+        grid: &VoxelGrid,
+        colour: Option<ColourReport>,
+        min_confidence: f64,
+    ) -> MeshStats {
         let watertight = mesh.is_watertight();
-        let quality = quality::assess(mesh, watertight, grid, scale.category, min_confidence);
+        let fit = match &colour {
+            Some(ColourReport::Painted { silhouette_iou, mask_coverage, .. }) => {
+                Some(quality::PhotoFit { silhouette_iou: f64::from(*silhouette_iou), mask_coverage: f64::from(*mask_coverage) })
+            }
+            _ => None,
+        };
+        let quality = quality::assess(mesh, watertight, grid, scale.category, fit, min_confidence);
         MeshStats {
             vertices: mesh.vertex_count(),
             triangles: mesh.triangle_count(),
@@ -256,6 +349,7 @@ impl MeshStats {
             scale,
             polycount,
             quality,
+            colour,
         }
     }
 }
@@ -270,8 +364,12 @@ pub struct MeshFile {
 pub struct RefineOutput {
     /// The mesh every file holds: capped, posed and scaled (metres, glTF axes).
     pub mesh: Mesh,
+    /// Its vertex colours, when painted from the photo.
+    pub colours: Option<Colours>,
     pub files: Vec<MeshFile>,
     pub stats: MeshStats,
+    /// `preview.png` when `settings.preview`.
+    pub preview: Option<Vec<u8>>,
 }
 
 /// [`refine_asset`] knowing nothing about the object: model units (see [`AssetSpec`]).
@@ -279,18 +377,92 @@ pub fn refine(grid: &VoxelGrid, settings: &RefineSettings) -> Result<RefineOutpu
     refine_asset(grid, settings, &AssetSpec::default())
 }
 
-/// Grid to asset: marching cubes at `settings.iso`, smoothing, the polycount cap, the asset
-/// pose and size for `spec`, then every requested format (all from the same mesh).
+/// Grid to asset: marching cubes at `settings.iso`, smoothing, the polycount cap, colour
+/// from the photo (when `spec` has one and `settings.colour`), the asset pose and size for
+/// `spec`, then every requested format (all from the same mesh) and the preview.
 pub fn refine_asset(grid: &VoxelGrid, settings: &RefineSettings, spec: &AssetSpec) -> Result<RefineOutput, RefineError> {
-    let (mesh, scale, polycount) = asset_mesh(grid, settings, spec)?;
+    refine_asset_reporting(grid, settings, spec, &mut |_| {})
+}
+
+/// [`refine_asset`], telling `progress` how far it got (percent of its work: meshed 35,
+/// coloured 70, preview drawn 80, files encoded 90), for the job's progress.
+pub fn refine_asset_reporting(
+    grid: &VoxelGrid,
+    settings: &RefineSettings,
+    spec: &AssetSpec,
+    progress: &mut dyn FnMut(u8),
+) -> Result<RefineOutput, RefineError> {
+    let mut mesh = build_mesh(grid, settings)?;
+    let polycount = simplify::simplify(&mut mesh, settings.max_triangles)?;
+    progress(35);
+    // Colour in the model frame, where the training camera fits; placing keeps the vertex order.
+    let (colours, colour) = match (&spec.photo, settings.colour) {
+        (Some(photo), true) => match paint_from(&mesh, photo) {
+            Ok((colours, report)) => (Some(colours), Some(report)),
+            Err(reason) => (None, Some(ColourReport::Skipped { reason })),
+        },
+        (Some(_), false) => (None, Some(ColourReport::Skipped { reason: "refine.colour is off".into() })),
+        (None, _) => (None, None),
+    };
+    progress(70);
+    let preview = if settings.preview { Some(preview_png(&mesh, colours.as_ref())?) } else { None };
+    progress(80);
+    let (target, source, target_size) = spec.target();
+    let placement = pose::place(&mut mesh, target)?;
+    let scale = ScaleReport { units: "m".into(), source, category: spec.category, target: target_size, placement };
     let files = settings
         .formats
         .iter()
-        .map(|&format| Ok(MeshFile { format, bytes: export::encode(&mesh, format)? }))
+        .map(|&format| {
+            let bytes = match &colours {
+                Some(colours) => export::encode_coloured(&mesh, colours, format)?,
+                None => export::encode(&mesh, format)?,
+            };
+            Ok(MeshFile { format, bytes })
+        })
         .collect::<Result<Vec<_>, RefineError>>()?;
-    let stats = MeshStats::of(&mesh, scale, polycount, grid, settings.min_confidence);
-    Ok(RefineOutput { mesh, files, stats })
+    progress(90);
+    let stats = MeshStats::of(&mesh, scale, polycount, grid, colour, settings.min_confidence);
+    Ok(RefineOutput { mesh, colours, files, stats, preview })
 }
+
+/// Fits the view of `mesh` (model frame) to the photo's mask and paints it; the reason
+/// when it cannot.
+fn paint_from(mesh: &Mesh, photo: &ReferencePhoto) -> Result<(Colours, ColourReport), String> {
+    let mask = photo.mask.as_ref().map_err(|why| format!("no object mask in the photo: {why}"))?;
+    let view = colour::fit_view(mesh, mask, &colour::ViewGrid::default()).map_err(|e| format!("fitting the view: {e}"))?;
+    let coverage = colour::mask_coverage(mesh, &view, mask).map_err(|e| format!("fitting the view: {e}"))?;
+    let painted = colour::paint(mesh, &photo.rgb, mask, &view).map_err(|e| format!("painting: {e}"))?;
+    let base = painted.colours.base_colour;
+    let report = ColourReport::Painted {
+        azimuth_deg: view.azimuth_deg,
+        elevation_deg: view.elevation_deg,
+        silhouette_iou: view.silhouette_iou,
+        mask_coverage: coverage,
+        painted_fraction: painted.painted_fraction(),
+        base_colour: [linear_to_srgb_u8(base[0]), linear_to_srgb_u8(base[1]), linear_to_srgb_u8(base[2])],
+    };
+    Ok((painted.colours, report))
+}
+
+/// Side of one preview tile, pixels.
+pub const PREVIEW_TILE: usize = 256;
+
+/// `preview.png`: `mesh` (model frame) from [`colour::PREVIEW_VIEWS`], with its colours or
+/// in neutral grey.
+pub fn preview_png(mesh: &Mesh, colours: Option<&Colours>) -> Result<Vec<u8>, RefineError> {
+    let grey = Colours::uniform(PREVIEW_GREY);
+    let sheet = colour::preview(mesh, colours.unwrap_or(&grey), &colour::PREVIEW_VIEWS, PREVIEW_TILE)
+        .map_err(|e| RefineError::Preview(e.to_string()))?;
+    let mut png = Vec::new();
+    sheet
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| RefineError::Preview(e.to_string()))?;
+    Ok(png)
+}
+
+/// Uncoloured meshes' preview colour (linear RGB): a light neutral grey.
+const PREVIEW_GREY: [f32; 4] = [0.36, 0.38, 0.42, 1.0];
 
 /// [`refine`] on a binvox file held in memory.
 pub fn refine_binvox(bytes: &[u8], settings: &RefineSettings) -> Result<RefineOutput, RefineError> {
@@ -300,17 +472,6 @@ pub fn refine_binvox(bytes: &[u8], settings: &RefineSettings) -> Result<RefineOu
 /// [`refine`] on a probability grid stored as `.npy` (what the reconstruct stage writes).
 pub fn refine_npy(bytes: &[u8], settings: &RefineSettings) -> Result<RefineOutput, RefineError> {
     refine(&npy::npy_to_grid(bytes)?, settings)
-}
-
-/// The mesh the files hold: [`build_mesh`], capped at `settings.max_triangles`, placed and
-/// scaled for `spec`.
-pub fn asset_mesh(grid: &VoxelGrid, settings: &RefineSettings, spec: &AssetSpec) -> Result<(Mesh, ScaleReport, SimplifyReport), RefineError> {
-    let mut mesh = build_mesh(grid, settings)?;
-    let polycount = simplify::simplify(&mut mesh, settings.max_triangles)?;
-    let (target, source, target_size) = spec.target();
-    let placement = pose::place(&mut mesh, target)?;
-    let scale = ScaleReport { units: "m".into(), source, category: spec.category, target: target_size, placement };
-    Ok((mesh, scale, polycount))
 }
 
 /// Marching cubes and smoothing only (no files, no cap), in the model frame: what previews

@@ -12,10 +12,15 @@
 //!   predicted grid at 0.5, the level the ground truth is measured at. Absent without a
 //!   category.
 //!
-//! The confidence is their geometric mean, so any part at 0 makes it 0. Below
+//! * `silhouette_iou`: how well the mesh's silhouette from the fitted view matches the
+//!   object's mask in the photo (bounding boxes aligned; see [`crate::colour::fit_view`]):
+//!   a shape that explains the photo from no angle is likely wrong;
+//! * `mask_coverage`: the share of the photo's object pixels the mesh covers from that view,
+//!   in photo pixels (parts the network left out, such as a chair's legs, stay uncovered).
+//!
+//! The last two exist when the asset was coloured from its photo. The confidence is the
+//! geometric mean of the parts present, so any part at 0 makes it 0. Below
 //! `refine.min_confidence` the asset is flagged `needs_review`; the job still ends `done`.
-//! The silhouette IoU of the fitted view and mask coverage join these parts once
-//! photos are framed and views fitted.
 
 use mono2mesh_core::Category;
 use mono2mesh_geometry::{Mesh, VoxelGrid};
@@ -37,6 +42,17 @@ pub struct Quality {
     /// Occupied share of the prediction's bounding box at 0.5 (what `plausible_volume`
     /// judges), for inspection.
     pub fill: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silhouette_iou: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_coverage: Option<f64>,
+}
+
+/// How the mesh fits its photo from the fitted view (both in [0, 1]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PhotoFit {
+    pub silhouette_iou: f64,
+    pub mask_coverage: f64,
 }
 
 /// The 5th and 95th percentile of the share of its bounding box a training shape fills
@@ -93,9 +109,17 @@ fn within(value: f64, (low, high): (f64, f64)) -> f64 {
     (1.0 - off / std::f64::consts::LN_2).clamp(0.0, 1.0)
 }
 
-/// The quality of `mesh`, made from `grid`, for an object of `category` (if known);
-/// `watertight` is the mesh's own check, which [`crate::MeshStats`] has already made.
-pub fn assess(mesh: &Mesh, watertight: bool, grid: &VoxelGrid, category: Option<Category>, min_confidence: f64) -> Quality {
+/// The quality of `mesh`, made from `grid`, for an object of `category` (if known) and
+/// fitted to its photo as `fit` says (if coloured); `watertight` is the mesh's own check,
+/// which [`crate::MeshStats`] has already made.
+pub fn assess(
+    mesh: &Mesh,
+    watertight: bool,
+    grid: &VoxelGrid,
+    category: Option<Category>,
+    fit: Option<PhotoFit>,
+    min_confidence: f64,
+) -> Quality {
     let watertight = if watertight { 1.0 } else { 0.0 };
     let volumes: Vec<f64> = mesh.component_volumes().into_iter().map(f64::abs).collect();
     let total: f64 = volumes.iter().sum();
@@ -103,13 +127,25 @@ pub fn assess(mesh: &Mesh, watertight: bool, grid: &VoxelGrid, category: Option<
     let one_component = if total > 0.0 { largest / total } else { 0.0 };
     let fill = fill_ratio(grid, 0.5);
     let plausible_volume = category.map(|c| within(fill, typical_fill(c)));
-    let parts: Vec<f64> = [Some(watertight), Some(one_component), plausible_volume].into_iter().flatten().collect();
+    let silhouette_iou = fit.map(|f| f.silhouette_iou.clamp(0.0, 1.0));
+    let mask_coverage = fit.map(|f| f.mask_coverage.clamp(0.0, 1.0));
+    let parts: Vec<f64> =
+        [Some(watertight), Some(one_component), plausible_volume, silhouette_iou, mask_coverage].into_iter().flatten().collect();
     let confidence = if parts.iter().any(|&p| p <= 0.0) {
         0.0
     } else {
         (parts.iter().map(|p| p.ln()).sum::<f64>() / parts.len() as f64).exp()
     };
-    Quality { confidence, needs_review: confidence < min_confidence, watertight, one_component, plausible_volume, fill }
+    Quality {
+        confidence,
+        needs_review: confidence < min_confidence,
+        watertight,
+        one_component,
+        plausible_volume,
+        fill,
+        silhouette_iou,
+        mask_coverage,
+    }
 }
 
 #[cfg(test)]
@@ -135,17 +171,17 @@ mod tests {
     fn a_solid_box_is_a_plausible_sofa_and_an_implausible_chair() {
         let grid = grid_with(&[([4, 4, 4], [28, 20, 16])]);
         let mesh = marching_cubes(&grid, 0.5).unwrap();
-        let sofa = assess(&mesh, mesh.is_watertight(), &grid, Some(Category::Sofa), DEFAULT_MIN_CONFIDENCE);
+        let sofa = assess(&mesh, mesh.is_watertight(), &grid, Some(Category::Sofa), None, DEFAULT_MIN_CONFIDENCE);
         // A full box fills 100% of itself: over the sofa range's 70%, but within double.
         assert_eq!((sofa.watertight, sofa.one_component, sofa.fill), (1.0, 1.0, 1.0));
         let expected = 1.0 - (1.0f64 / 0.702).ln() / std::f64::consts::LN_2;
         assert!((sofa.plausible_volume.unwrap() - expected).abs() < 1e-9, "{sofa:?}");
         assert!(!sofa.needs_review, "{sofa:?}");
         // A chair fills 11-20% of its box: a solid block is no chair.
-        let chair = assess(&mesh, mesh.is_watertight(), &grid, Some(Category::Chair), DEFAULT_MIN_CONFIDENCE);
+        let chair = assess(&mesh, mesh.is_watertight(), &grid, Some(Category::Chair), None, DEFAULT_MIN_CONFIDENCE);
         assert_eq!((chair.plausible_volume, chair.confidence, chair.needs_review), (Some(0.0), 0.0, true));
         // Without a category only the mesh checks count.
-        let unknown = assess(&mesh, mesh.is_watertight(), &grid, None, DEFAULT_MIN_CONFIDENCE);
+        let unknown = assess(&mesh, mesh.is_watertight(), &grid, None, None, DEFAULT_MIN_CONFIDENCE);
         assert_eq!((unknown.plausible_volume, unknown.confidence), (None, 1.0));
     }
 
@@ -154,9 +190,27 @@ mod tests {
         // A 12^3 body and a 6^3 fragment apart from it: 1728 of 1944 voxels in the largest piece.
         let grid = grid_with(&[([2, 2, 2], [14, 14, 14]), ([20, 20, 20], [26, 26, 26])]);
         let mesh = marching_cubes(&grid, 0.5).unwrap();
-        let q = assess(&mesh, mesh.is_watertight(), &grid, None, 0.95);
+        let q = assess(&mesh, mesh.is_watertight(), &grid, None, None, 0.95);
         assert!((q.one_component - 1728.0 / 1944.0).abs() < 0.02, "{q:?}");
         assert!(q.confidence < 0.95 && q.needs_review, "{q:?}");
+    }
+
+    #[test]
+    fn the_photo_fit_joins_the_geometric_mean() {
+        let grid = grid_with(&[([4, 4, 4], [28, 20, 16])]);
+        let mesh = marching_cubes(&grid, 0.5).unwrap();
+        let fit = PhotoFit { silhouette_iou: 0.64, mask_coverage: 0.25 };
+        let q = assess(&mesh, true, &grid, None, Some(fit), 0.7);
+        // watertight 1, one piece 1, 0.64, 0.25: (0.64 * 0.25)^(1/4) = 0.4^(1/2) = 0.63.
+        assert!((q.confidence - 0.4f64.sqrt()).abs() < 1e-9, "{q:?}");
+        assert_eq!((q.silhouette_iou, q.mask_coverage), (Some(0.64), Some(0.25)));
+        assert!(q.needs_review, "below 0.7");
+        let json = serde_json::to_value(&q).unwrap();
+        assert_eq!(json["mask_coverage"], 0.25);
+        // Without a photo the parts are absent, not zero.
+        let plain = assess(&mesh, true, &grid, None, None, DEFAULT_MIN_CONFIDENCE);
+        assert_eq!(plain.confidence, 1.0);
+        assert!(serde_json::to_value(&plain).unwrap().get("silhouette_iou").is_none());
     }
 
     #[test]

@@ -48,9 +48,21 @@ async fn stored_voxel_grids_become_meshes_and_bad_ones_end_cleanly() {
     let empty = reconstructed_job(&rig, Some(npy::grid_to_npy(&VoxelGrid::new([32, 32, 32])))).await;
     let missing = reconstructed_job(&rig, None).await;
     let corrupt = reconstructed_job(&rig, Some(b"\x93NUMPY truncated".to_vec())).await;
+    // A job whose gated photo is stored, as the gate leaves it: a red box on white.
+    let photographed = reconstructed_job(&rig, Some(npy::grid_to_npy(&box_grid(12)))).await;
+    let photo = image::RgbImage::from_fn(600, 600, |x, y| {
+        if (200..420).contains(&x) && (170..430).contains(&y) {
+            image::Rgb([200, 30, 20])
+        } else {
+            image::Rgb([255, 255, 255])
+        }
+    });
+    let mut png = Vec::new();
+    photo.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+    rig.put(&keys::stage_artifact(photographed, Stage::Gate, keys::GATED_IMAGE).unwrap(), png).await;
 
     let worker = rig.spawn_worker(REFINE, &[]);
-    let all: Vec<JobId> = good.iter().copied().chain([sized, empty, missing, corrupt]).collect();
+    let all: Vec<JobId> = good.iter().copied().chain([sized, empty, missing, corrupt, photographed]).collect();
     let ended = [JobState::Done, JobState::Rejected, JobState::Failed];
     rig.wait_for_states(&all, &ended, Duration::from_secs(60)).await;
     assert!(stop_gracefully(worker).success());
@@ -80,9 +92,31 @@ async fn stored_voxel_grids_become_meshes_and_bad_ones_end_cleanly() {
         assert_eq!(quality, stats["quality"], "the job's verdict is the stored mesh.json's");
         assert_eq!((quality["watertight"].as_f64(), quality["one_component"].as_f64()), (Some(1.0), Some(1.0)), "{quality}");
         assert_eq!((quality["plausible_volume"].as_f64(), quality["needs_review"].as_bool()), (Some(0.0), Some(true)), "{quality}");
+        // No photo stored for these: no colour, and no fit in the quality.
+        assert!(stats.get("colour").is_none() && quality.get("silhouette_iou").is_none(), "{stats}");
+        let preview = keys::stage_artifact(*id, Stage::Refine, "preview.png").unwrap();
+        assert_eq!(job.outputs["preview"], preview.as_str());
+        let preview = image::load_from_memory(&rig.s3.store.get(&preview).await.unwrap()).unwrap();
+        assert_eq!((preview.width(), preview.height()), (768, 256));
     }
+    // The photographed box is painted from its photo: red vertices, the fit in its quality.
+    let job = rig.jobs().get_job(photographed).await.unwrap();
+    assert_eq!(job.state, JobState::Done, "{:?}", job.last_error);
+    let stats_key = keys::stage_artifact(photographed, Stage::Refine, "mesh.json").unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&rig.s3.store.get(&stats_key).await.unwrap()).unwrap();
+    assert_eq!(stats["colour"]["status"], "painted", "{stats}");
+    assert!(stats["colour"]["silhouette_iou"].as_f64().unwrap() > 0.8, "{stats}");
+    assert_eq!(stats["colour"]["base_colour"], serde_json::json!([200, 30, 20]), "{stats}");
+    let quality = job.quality.clone().unwrap();
+    let fitted = stats["colour"]["silhouette_iou"].as_f64().unwrap();
+    assert!((quality["silhouette_iou"].as_f64().unwrap() - fitted).abs() < 1e-6, "{quality}");
+    assert!(quality["mask_coverage"].as_f64().unwrap() > 0.8, "{quality}");
+    let glb = rig.s3.store.get(&keys::stage_artifact(photographed, Stage::Refine, "mesh.glb").unwrap()).await.unwrap();
+    let gltf = gltf::Gltf::from_slice(&glb).unwrap();
+    let primitive = gltf.document.meshes().next().unwrap().primitives().next().unwrap();
+    assert!(primitive.get(&gltf::Semantic::Colors(0)).is_some(), "the GLB carries COLOR_0");
     let flagged = rig.jobs().stats(Duration::from_secs(3600)).await.unwrap().needs_review;
-    assert_eq!(flagged, good.len() as i64 + 1, "every block-shaped chair (and the sized one) is counted for review");
+    assert_eq!(flagged, good.len() as i64 + 2, "every block-shaped chair (the sized and the photographed one too) is counted for review");
     let sized = rig.jobs().get_job(sized).await.unwrap();
     assert_eq!(sized.state, JobState::Done, "{:?}", sized.last_error);
     let stats_key = keys::stage_artifact(sized.id, Stage::Refine, "mesh.json").unwrap();

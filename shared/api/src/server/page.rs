@@ -131,7 +131,7 @@ pub fn shell() -> String {
          <style>body{{font:14px system-ui,sans-serif;margin:1.5em;color:#222}}table{{border-collapse:collapse;margin-bottom:1.5em}}\
          td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f3f3f3}}td.l,th.l{{text-align:left}}\
          .jobs{{display:flex;flex-wrap:wrap;gap:12px}}.job{{border:1px solid #ccc;padding:8px;width:300px}}\
-         .job img{{width:140px;height:140px;object-fit:contain;background:#fafafa}}canvas{{width:140px;height:140px;background:#eef}}\
+         .job img{{width:140px;height:140px;object-fit:contain;background:#fafafa}}.job img.preview{{width:284px;height:95px}}canvas{{width:140px;height:140px;background:#eef}}\
          .state-done{{color:#070}}.state-rejected,.state-failed{{color:#a00}}</style></head><body>\
          <h1>mono2mesh</h1><form id=\"login\" hidden><p id=\"login-message\"></p>\
          <input name=\"token\" type=\"password\" autocomplete=\"off\" placeholder=\"API token\" size=\"70\"> \
@@ -196,7 +196,7 @@ pub fn render(stats: &OpsStats, jobs: &[Job]) -> String {
             id = job.id,
             label = escape(&label),
             state = job.state.name(),
-            progress = job.state.progress(),
+            progress = job.progress(),
         );
         if let Some(name) = viewable_mesh(job) {
             let _ = write!(
@@ -205,6 +205,9 @@ pub fn render(stats: &OpsStats, jobs: &[Job]) -> String {
                 name = escape(&name),
                 fmt = if output_keys(job).get(&name).is_some_and(|k| k.as_str().ends_with(".glb")) { "glb" } else { "obj" },
             );
+        }
+        if output_keys(job).contains_key("preview") {
+            let _ = write!(html, " <img class=\"preview\" alt=\"mesh preview\" data-src=\"{path}/outputs/preview?stream=true\">");
         }
         let _ = write!(
             html,
@@ -216,7 +219,12 @@ pub fn render(stats: &OpsStats, jobs: &[Job]) -> String {
         if let Some(quality) = &job.quality {
             let confidence = quality["confidence"].as_f64().map_or("-".to_string(), |c| format!("{c:.2}"));
             let flag = if quality["needs_review"] == serde_json::Value::Bool(true) { " <b>needs review</b>" } else { "" };
-            let _ = write!(html, "<div>confidence: {}{flag}</div>", escape(&confidence));
+            // The parts beside it, so a reviewer sees why.
+            let parts: Vec<String> = ["watertight", "one_component", "plausible_volume", "silhouette_iou", "mask_coverage"]
+                .iter()
+                .filter_map(|part| quality[*part].as_f64().map(|v| format!("{part} {v:.2}")))
+                .collect();
+            let _ = write!(html, "<div>confidence: {}{flag} <small>({})</small></div>", escape(&confidence), escape(&parts.join(", ")));
         }
         if let Some(error) = &job.last_error {
             let _ = write!(html, "<div>reason: {}</div>", escape(error));

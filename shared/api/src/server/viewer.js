@@ -34,22 +34,37 @@
       var accessor = json.accessors[accessorIndex];
       var bufferView = json.bufferViews[accessor.bufferView];
       var offset = binStart + (bufferView.byteOffset || 0) + (accessor.byteOffset || 0);
-      var width = { SCALAR: 1, VEC3: 3 }[accessor.type];
+      var width = { SCALAR: 1, VEC3: 3, VEC4: 4 }[accessor.type];
       var kinds = { 5126: Float32Array, 5125: Uint32Array, 5123: Uint16Array, 5121: Uint8Array };
-      return Array.from(new kinds[accessor.componentType](buffer.slice(offset, offset + accessor.count * width * kinds[accessor.componentType].BYTES_PER_ELEMENT)));
+      var kind = kinds[accessor.componentType];
+      var values = Array.from(new kind(buffer.slice(offset, offset + accessor.count * width * kind.BYTES_PER_ELEMENT)));
+      // Normalized integers (vertex colours) stand for [0, 1].
+      if (accessor.normalized) { var top = { 5123: 65535, 5121: 255 }[accessor.componentType]; values = values.map(function (v) { return v / top; }); }
+      return { values: values, width: width };
     }
-    var positions = read(primitive.attributes.POSITION);
-    var indices = primitive.indices !== undefined ? read(primitive.indices) : positions.map(function (_, i) { return i; }).slice(0, positions.length / 3);
-    return { positions: positions, indices: indices };
+    var positions = read(primitive.attributes.POSITION).values;
+    var indices = primitive.indices !== undefined ? read(primitive.indices).values : positions.map(function (_, i) { return i; }).slice(0, positions.length / 3);
+    var colours = null;
+    if (primitive.attributes.COLOR_0 !== undefined) {
+      var c = read(primitive.attributes.COLOR_0);
+      colours = [];
+      // Linear (glTF) to sRGB for display; RGB of RGB or RGBA.
+      for (var i = 0; i < c.values.length; i += c.width) {
+        for (var a = 0; a < 3; a++) colours.push(Math.pow(c.values[i + a], 1 / 2.2));
+      }
+    }
+    return { positions: positions, indices: indices, colours: colours };
   }
 
-  // One vertex per triangle corner with the face normal, centred and scaled to [-1, 1].
+  // One vertex per triangle corner with the face normal and its colour (sRGB), centred
+  // and scaled to [-1, 1].
+  var GREY = [0.55, 0.62, 0.8];
   function flatten(mesh) {
     var p = mesh.positions, min = [Infinity, Infinity, Infinity], max = [-Infinity, -Infinity, -Infinity];
     for (var i = 0; i < p.length; i++) { min[i % 3] = Math.min(min[i % 3], p[i]); max[i % 3] = Math.max(max[i % 3], p[i]); }
     var centre = [0, 1, 2].map(function (a) { return (min[a] + max[a]) / 2; });
     var scale = 2 / Math.max(max[0] - min[0], max[1] - min[1], max[2] - min[2], 1e-9);
-    var out = new Float32Array(mesh.indices.length * 6);
+    var out = new Float32Array(mesh.indices.length * 9);
     for (var t = 0; t < mesh.indices.length; t += 3) {
       var v = [0, 1, 2].map(function (k) {
         var j = mesh.indices[t + k] * 3;
@@ -60,17 +75,19 @@
       var n = [e1[1] * e2[2] - e1[2] * e2[1], e1[2] * e2[0] - e1[0] * e2[2], e1[0] * e2[1] - e1[1] * e2[0]];
       var len = Math.hypot(n[0], n[1], n[2]) || 1;
       for (var k = 0; k < 3; k++) {
-        out.set([v[k][0], v[k][1], v[k][2], n[0] / len, n[1] / len, n[2] / len], (t + k) * 6);
+        var j = mesh.indices[t + k] * 3;
+        var c = mesh.colours ? mesh.colours.slice(j, j + 3) : GREY;
+        out.set([v[k][0], v[k][1], v[k][2], n[0] / len, n[1] / len, n[2] / len, c[0], c[1], c[2]], (t + k) * 9);
       }
     }
     return out;
   }
 
-  var VERTEX = "attribute vec3 p; attribute vec3 n; uniform mat4 m; varying float light;" +
-    "void main() { vec4 q = m * vec4(p, 1.0); gl_Position = vec4(q.xy, q.z * 0.25, 1.0);" +
+  var VERTEX = "attribute vec3 p; attribute vec3 n; attribute vec3 c; uniform mat4 m; varying float light; varying vec3 colour;" +
+    "void main() { vec4 q = m * vec4(p, 1.0); gl_Position = vec4(q.xy, q.z * 0.25, 1.0); colour = c;" +
     " vec3 nn = normalize((m * vec4(n, 0.0)).xyz); light = 0.25 + 0.75 * abs(dot(nn, normalize(vec3(0.3, 0.5, -1.0)))); }";
-  var FRAGMENT = "precision mediump float; varying float light;" +
-    "void main() { gl_FragColor = vec4(vec3(0.55, 0.62, 0.8) * light, 1.0); }";
+  var FRAGMENT = "precision mediump float; varying float light; varying vec3 colour;" +
+    "void main() { gl_FragColor = vec4(colour * light, 1.0); }";
 
   function rotation(yaw, pitch) {
     var cy = Math.cos(yaw), sy = Math.sin(yaw), cp = Math.cos(pitch), sp = Math.sin(pitch), s = 0.8;
@@ -97,9 +114,10 @@
     gl.useProgram(program);
     gl.bindBuffer(gl.ARRAY_BUFFER, gl.createBuffer());
     gl.bufferData(gl.ARRAY_BUFFER, vertices, gl.STATIC_DRAW);
-    var p = gl.getAttribLocation(program, "p"), n = gl.getAttribLocation(program, "n");
-    gl.enableVertexAttribArray(p); gl.vertexAttribPointer(p, 3, gl.FLOAT, false, 24, 0);
-    gl.enableVertexAttribArray(n); gl.vertexAttribPointer(n, 3, gl.FLOAT, false, 24, 12);
+    var p = gl.getAttribLocation(program, "p"), n = gl.getAttribLocation(program, "n"), c = gl.getAttribLocation(program, "c");
+    gl.enableVertexAttribArray(p); gl.vertexAttribPointer(p, 3, gl.FLOAT, false, 36, 0);
+    gl.enableVertexAttribArray(n); gl.vertexAttribPointer(n, 3, gl.FLOAT, false, 36, 12);
+    gl.enableVertexAttribArray(c); gl.vertexAttribPointer(c, 3, gl.FLOAT, false, 36, 24);
     var m = gl.getUniformLocation(program, "m");
     gl.enable(gl.DEPTH_TEST);
     var yaw = 0.6, pitch = 0.4, dragging = null;
@@ -115,7 +133,7 @@
       gl.clearColor(0.93, 0.93, 1.0, 1.0);
       gl.clear(gl.COLOR_BUFFER_BIT | gl.DEPTH_BUFFER_BIT);
       gl.uniformMatrix4fv(m, false, rotation(yaw, pitch));
-      gl.drawArrays(gl.TRIANGLES, 0, vertices.length / 6);
+      gl.drawArrays(gl.TRIANGLES, 0, vertices.length / 9);
     }
     draw();
     setInterval(function () { if (!dragging) { yaw += 0.02; draw(); } }, 50);
@@ -133,7 +151,7 @@
         var mesh = glb ? parseGlb(body) : parseObj(body);
         if (mesh.indices.length === 0) throw new Error("mesh has no faces");
         show(canvas, flatten(mesh));
-        canvas.dataset.status = "rendered " + mesh.indices.length / 3 + " triangles";
+        canvas.dataset.status = "rendered " + mesh.indices.length / 3 + " triangles" + (mesh.colours ? " in colour" : "");
       })
       .catch(function (e) { canvas.dataset.status = "error: " + e.message; });
    });

@@ -1,0 +1,122 @@
+//! The refine stage colouring its asset from the photo (`refine_asset` with
+//! `AssetSpec::with_photo`), as the worker and `mono2mesh run` call it: the mask is found in
+//! the photo itself (the framing crate's analysis), the view fitted, the vertices painted,
+//! and every file, the preview and the quality score carry the result.
+
+use std::sync::Arc;
+
+use mono2mesh_catalog::camera::ViewParams;
+use mono2mesh_catalog::render::{render, Lighting, ShadedMesh};
+use mono2mesh_catalog::voxelize::voxelize;
+use mono2mesh_catalog::{builder::Material, builder::MeshBuilder, ColoredMesh};
+use mono2mesh_core::Category;
+use mono2mesh_geometry::export::{self, MeshFormat};
+use mono2mesh_refine::{refine_asset, AssetSpec, ColourReport, ReferencePhoto, RefineSettings};
+
+/// A blue slab with a red block on its front half (+X): the two colours tell where the
+/// photo was painted.
+fn two_colour_step() -> ColoredMesh {
+    let mut b = MeshBuilder::new();
+    let red = b.material(Material::matte([0.85, 0.1, 0.08]));
+    let blue = b.material(Material::matte([0.08, 0.15, 0.8]));
+    b.cuboid([0.0, 0.0, -0.35], [0.5, 0.6, 0.35], red);
+    b.cuboid([-0.5, -0.6, -0.35], [0.5, 0.0, 0.35], blue);
+    b.finish()
+}
+
+/// A 600 x 600 product photo of `object` on white from the front-right, above.
+fn photo_of(object: &ColoredMesh) -> image::RgbImage {
+    let view = ViewParams { azimuth_deg: 40.0, elevation_deg: 20.0, in_plane_deg: 0.0, distance_ratio: 0.7, fov: 25.0, crop_x: 0.0, crop_y: 0.0 };
+    let fg = render(&ShadedMesh::new(object), &view.camera(600, 600), &Lighting::default(), 2);
+    mono2mesh_catalog::preview::over_background(&fg, [255, 255, 255])
+}
+
+/// How many vertex colours the GLB holds (`None`: no `COLOR_0`).
+fn glb_colours(bytes: &[u8]) -> Option<usize> {
+    let gltf = gltf::Gltf::from_slice(bytes).unwrap();
+    let blob = gltf.blob.clone().unwrap();
+    let primitive = gltf.document.meshes().next().unwrap().primitives().next().unwrap();
+    let reader = primitive.reader(|buffer| match buffer.source() {
+        gltf::buffer::Source::Bin => Some(&blob[..]),
+        gltf::buffer::Source::Uri(_) => None,
+    });
+    reader.read_colors(0).map(|c| c.into_rgba_f32().count())
+}
+
+#[test]
+fn the_asset_is_coloured_from_its_photo_with_the_fit_in_its_quality() {
+    let object = two_colour_step();
+    let grid = voxelize(&object.mesh, 32).unwrap();
+    let photo = Arc::new(ReferencePhoto::from_rgb(photo_of(&object)));
+    assert!(photo.mask.is_ok(), "a plain white backdrop gives a mask: {:?}", photo.mask.as_ref().err());
+    let settings = RefineSettings::default();
+    let spec = AssetSpec::for_category(Some(Category::Sofa)).with_photo(Some(photo));
+    let output = refine_asset(&grid, &settings, &spec).unwrap();
+
+    let Some(ColourReport::Painted { azimuth_deg, silhouette_iou, mask_coverage, painted_fraction, base_colour, .. }) = output.stats.colour.clone()
+    else {
+        panic!("not painted: {:?}", output.stats.colour)
+    };
+    println!("fitted azimuth {azimuth_deg}, IoU {silhouette_iou:.3}, coverage {mask_coverage:.3}, painted {painted_fraction:.2}, base {base_colour:?}");
+    assert!((azimuth_deg - 40.0).abs() <= 15.0, "{azimuth_deg}");
+    assert!(silhouette_iou > 0.8 && mask_coverage > 0.8, "{silhouette_iou} {mask_coverage}");
+    assert!((0.2..0.75).contains(&painted_fraction), "{painted_fraction}");
+    // The quality score holds the fit beside the mesh checks.
+    let quality = &output.stats.quality;
+    assert_eq!(quality.silhouette_iou, Some(f64::from(silhouette_iou)));
+    assert_eq!(quality.mask_coverage, Some(f64::from(mask_coverage)));
+
+    // Every file carries the colours: red and blue both present.
+    let colours = output.colours.as_ref().expect("colours");
+    let reds = colours.per_vertex.iter().filter(|c| c[0] > 2.0 * c[2]).count();
+    let blues = colours.per_vertex.iter().filter(|c| c[2] > 2.0 * c[0]).count();
+    assert!(reds > 30 && blues > 30, "red {reds} blue {blues}");
+    for file in &output.files {
+        assert_eq!(file.bytes, export::encode_coloured(&output.mesh, colours, file.format).unwrap(), "{:?}", file.format);
+    }
+    let glb = output.files.iter().find(|f| f.format == MeshFormat::Glb).unwrap();
+    assert_eq!(glb_colours(&glb.bytes), Some(output.mesh.vertex_count()));
+
+    // The preview shows the colours: three tiles with red and blue pixels in them.
+    let preview = image::load_from_memory(output.preview.as_ref().expect("preview")).unwrap().to_rgb8();
+    assert_eq!(preview.dimensions(), (768, 256));
+    let red_px = preview.pixels().filter(|p| p[0] > 150 && p[1] < 90 && p[2] < 90).count();
+    let blue_px = preview.pixels().filter(|p| p[2] > 150 && p[0] < 90).count();
+    assert!(red_px > 500 && blue_px > 500, "red {red_px} blue {blue_px}");
+
+    // Colour switched off: grey files, byte for byte the uncoloured writers', and the reason.
+    let grey = refine_asset(&grid, &RefineSettings { colour: false, preview: false, ..settings.clone() }, &spec).unwrap();
+    assert_eq!(grey.stats.colour, Some(ColourReport::Skipped { reason: "refine.colour is off".into() }));
+    assert!(grey.colours.is_none() && grey.preview.is_none());
+    for file in &grey.files {
+        assert_eq!(file.bytes, export::encode(&grey.mesh, file.format).unwrap());
+    }
+    assert_eq!(grey.stats.quality.silhouette_iou, None);
+    // The same mesh either way: colour changes no vertex.
+    assert_eq!(grey.mesh, output.mesh);
+}
+
+#[test]
+fn a_photo_without_a_separable_object_leaves_the_asset_grey_with_the_reason() {
+    let object = two_colour_step();
+    let grid = voxelize(&object.mesh, 32).unwrap();
+    let busy = image::RgbImage::from_fn(600, 600, |x, y| {
+        let v = ((x / 7 + y / 5) % 3) as u8 * 90;
+        image::Rgb([v, 255 - v, (x % 256) as u8])
+    });
+    let blank = image::RgbImage::from_pixel(600, 600, image::Rgb([255, 255, 255]));
+    for (photo, why) in [(busy, "busy background"), (blank, "no separable object")] {
+        let spec = AssetSpec::for_category(Some(Category::Sofa)).with_photo(Some(Arc::new(ReferencePhoto::from_rgb(photo))));
+        let output = refine_asset(&grid, &RefineSettings::default(), &spec).unwrap();
+        match &output.stats.colour {
+            Some(ColourReport::Skipped { reason }) => assert!(reason.contains(why), "{reason}"),
+            other => panic!("expected a skip for {why}: {other:?}"),
+        }
+        assert!(output.colours.is_none());
+        let glb = output.files.iter().find(|f| f.format == MeshFormat::Glb).unwrap();
+        assert_eq!(glb_colours(&glb.bytes), None);
+        assert!(output.preview.is_some(), "an uncoloured asset still has its preview");
+    }
+    // A gated image that does not decode is an error of the stage, not a grey asset.
+    assert!(ReferencePhoto::decode(b"not a png").is_err());
+}
