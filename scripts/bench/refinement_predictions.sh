@@ -14,7 +14,8 @@
 #    voxels.binvox (cut at the reconstruct threshold, 0.3) meshed at 0.5.
 # A category whose outputs are all there is not run again (delete $WORK/out to redo them).
 # Env: MONO2MESH_BIN (default target/debug/mono2mesh), MODELS (default models),
-# REFINE_WORK (default ~/.cache/mono2mesh/refinement).
+# REFINE_WORK (default ~/.cache/mono2mesh/refinement), PREDICTIONS_ONLY=1 to stop after step 2
+# (scripts/bench/quality_vs_iou.py reads those outputs).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 BIN="${MONO2MESH_BIN:-target/debug/mono2mesh}"
@@ -50,6 +51,7 @@ for dir in "$WORK"/photos/*/; do
   $NICE "$BIN" run --set gate.min_blur_variance=0 --set gate.max_mean_intensity=255 --category "$category" --models "$MODELS" --device cpu --no-preview --formats obj \
     -o "$WORK/out" "$dir"*.png
 done
+[ "${PREDICTIONS_ONLY:-0}" = 1 ] && exit 0
 $NICE cargo run --release -q -p mono2mesh-catalog --example smoothing_before_after -- \
   --predictions "$WORK/out" --seed "$SEED" --models-per-category "$PER" --source npy \
   --iso "${ISO_LEVELS:-0.3,0.4,0.5,0.6,0.7}" --laplacian 5,10,20,40 --also 0.5:laplacian:10,0.6:laplacian:5 \
