@@ -32,6 +32,7 @@ use image::{DynamicImage, GenericImageView, GrayImage, Luma, Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
 pub mod dataset;
+pub mod scene;
 
 /// Fraction of the output square's side that the object's longer side fills.
 ///

@@ -235,23 +235,42 @@ pub enum ScaleSource {
 #[derive(Debug, Clone)]
 pub struct ReferencePhoto {
     pub rgb: image::RgbImage,
-    /// The object's mask, or why there is none (a busy scene, no separable object).
-    pub mask: Result<colour::Mask, String>,
+    /// The object's mask and how it was found, or why there is none.
+    pub mask: Result<(colour::Mask, MaskSource), String>,
+}
+
+/// How the object's pixels were told from the background.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskSource {
+    /// The photo's alpha channel (a cut-out).
+    Alpha,
+    /// Difference from a plain backdrop estimated along the border (studio shots).
+    Border,
+    /// A busy scene: the colour model of `mono2mesh_framing::scene`, a heuristic.
+    Scene,
 }
 
 impl ReferencePhoto {
-    /// Decodes the gated image and finds the object in it with the framing crate's
-    /// [`mono2mesh_framing::object_mask`] (the same analysis `gate.framing` uses).
+    /// Decodes the gated image and finds the object in it (see [`ReferencePhoto::from_rgb`]).
     pub fn decode(bytes: &[u8]) -> Result<Self, RefineError> {
         let rgb = image::load_from_memory(bytes).map_err(|e| RefineError::Photo(e.to_string()))?.to_rgb8();
         Ok(Self::from_rgb(rgb))
     }
 
+    /// Finds the object with the framing crate: [`mono2mesh_framing::object_mask`] (the
+    /// analysis `gate.framing` uses: alpha, else a plain backdrop), and in a busy scene,
+    /// where that gives up, [`mono2mesh_framing::scene::scene_mask`].
     pub fn from_rgb(rgb: image::RgbImage) -> Self {
+        use mono2mesh_framing::FramingSource;
         let mask = match mono2mesh_framing::object_mask(&rgb, None) {
-            Ok(found) => match found.mask {
-                Some(mask) => Ok(colour::Mask::from_gray(&mask, 128)),
-                None => Err(found.summary.note.unwrap_or_else(|| "the object cannot be told from the background".into())),
+            Ok(found) => match (found.mask, found.summary.source) {
+                (Some(mask), FramingSource::Alpha) => Ok((colour::Mask::from_gray(&mask, 128), MaskSource::Alpha)),
+                (Some(mask), _) => Ok((colour::Mask::from_gray(&mask, 128), MaskSource::Border)),
+                (None, _) => match mono2mesh_framing::scene::scene_mask(&rgb) {
+                    Ok(mask) => Ok((colour::Mask::from_gray(&mask, 128), MaskSource::Scene)),
+                    Err(e) => Err(format!("{} ({e})", found.summary.note.unwrap_or_else(|| "a busy background".into()))),
+                },
             },
             Err(e) => Err(e.to_string()),
         };
@@ -276,6 +295,8 @@ pub enum ColourReport {
         painted_fraction: f32,
         /// The object's median colour, sRGB.
         base_colour: [u8; 3],
+        /// How the object's mask was found.
+        mask: MaskSource,
     },
     /// Left grey: why.
     Skipped { reason: String },
@@ -429,7 +450,7 @@ pub fn refine_asset_reporting(
 /// Fits the view of `mesh` (model frame) to the photo's mask and paints it; the reason
 /// when it cannot.
 fn paint_from(mesh: &Mesh, photo: &ReferencePhoto) -> Result<(Colours, ColourReport), String> {
-    let mask = photo.mask.as_ref().map_err(|why| format!("no object mask in the photo: {why}"))?;
+    let (mask, source) = photo.mask.as_ref().map_err(|why| format!("no object mask in the photo: {why}"))?;
     let view = colour::fit_view(mesh, mask, &colour::ViewGrid::default()).map_err(|e| format!("fitting the view: {e}"))?;
     let coverage = colour::mask_coverage(mesh, &view, mask).map_err(|e| format!("fitting the view: {e}"))?;
     let painted = colour::paint(mesh, &photo.rgb, mask, &view).map_err(|e| format!("painting: {e}"))?;
@@ -441,6 +462,7 @@ fn paint_from(mesh: &Mesh, photo: &ReferencePhoto) -> Result<(Colours, ColourRep
         mask_coverage: coverage,
         painted_fraction: painted.painted_fraction(),
         base_colour: [linear_to_srgb_u8(base[0]), linear_to_srgb_u8(base[1]), linear_to_srgb_u8(base[2])],
+        mask: *source,
     };
     Ok((painted.colours, report))
 }

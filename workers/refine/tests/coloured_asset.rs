@@ -11,7 +11,7 @@ use mono2mesh_catalog::voxelize::voxelize;
 use mono2mesh_catalog::{builder::Material, builder::MeshBuilder, ColoredMesh};
 use mono2mesh_core::Category;
 use mono2mesh_geometry::export::{self, MeshFormat};
-use mono2mesh_refine::{refine_asset, AssetSpec, ColourReport, ReferencePhoto, RefineSettings};
+use mono2mesh_refine::{refine_asset, AssetSpec, ColourReport, MaskSource, ReferencePhoto, RefineSettings};
 
 /// A blue slab with a red block on its front half (+X): the two colours tell where the
 /// photo was painted.
@@ -24,11 +24,31 @@ fn two_colour_step() -> ColoredMesh {
     b.finish()
 }
 
-/// A 600 x 600 product photo of `object` on white from the front-right, above.
+/// A 600 x 600 photo of `object` from the front-right, above, on white.
 fn photo_of(object: &ColoredMesh) -> image::RgbImage {
     let view = ViewParams { azimuth_deg: 40.0, elevation_deg: 20.0, in_plane_deg: 0.0, distance_ratio: 0.7, fov: 25.0, crop_x: 0.0, crop_y: 0.0 };
     let fg = render(&ShadedMesh::new(object), &view.camera(600, 600), &Lighting::default(), 2);
     mono2mesh_catalog::preview::over_background(&fg, [255, 255, 255])
+}
+
+/// The same view over a cluttered room-like scene (stripes of wood, wall and floor tones):
+/// no plain backdrop, so the mask must come from the scene's colour model.
+fn photo_in_scene(object: &ColoredMesh) -> image::RgbImage {
+    let view = ViewParams { azimuth_deg: 40.0, elevation_deg: 20.0, in_plane_deg: 0.0, distance_ratio: 0.7, fov: 25.0, crop_x: 0.0, crop_y: 0.0 };
+    let fg = render(&ShadedMesh::new(object), &view.camera(600, 600), &Lighting::default(), 2);
+    let backdrop: Vec<[f32; 3]> = (0..600u32 * 600)
+        .map(|i| {
+            let (x, y) = (i % 600, i / 600);
+            let noise = (((x.wrapping_mul(2654435761) ^ y.wrapping_mul(40503)) >> 7) % 20) as f32;
+            match (x / 37 + y / 29) % 4 {
+                0 => [190.0 + noise, 170.0, 120.0],
+                1 => [200.0, 200.0 - noise, 190.0],
+                2 => [120.0 + noise, 100.0, 80.0],
+                _ => [150.0, 160.0, 150.0 + noise],
+            }
+        })
+        .collect();
+    mono2mesh_catalog::studio::composite(&fg, &backdrop)
 }
 
 /// How many vertex colours the GLB holds (`None`: no `COLOR_0`).
@@ -53,10 +73,12 @@ fn the_asset_is_coloured_from_its_photo_with_the_fit_in_its_quality() {
     let spec = AssetSpec::for_category(Some(Category::Sofa)).with_photo(Some(photo));
     let output = refine_asset(&grid, &settings, &spec).unwrap();
 
-    let Some(ColourReport::Painted { azimuth_deg, silhouette_iou, mask_coverage, painted_fraction, base_colour, .. }) = output.stats.colour.clone()
+    let Some(ColourReport::Painted { azimuth_deg, silhouette_iou, mask_coverage, painted_fraction, base_colour, mask, .. }) =
+        output.stats.colour.clone()
     else {
         panic!("not painted: {:?}", output.stats.colour)
     };
+    assert_eq!(mask, MaskSource::Border);
     println!("fitted azimuth {azimuth_deg}, IoU {silhouette_iou:.3}, coverage {mask_coverage:.3}, painted {painted_fraction:.2}, base {base_colour:?}");
     assert!((azimuth_deg - 40.0).abs() <= 15.0, "{azimuth_deg}");
     assert!(silhouette_iou > 0.8 && mask_coverage > 0.8, "{silhouette_iou} {mask_coverage}");
@@ -97,12 +119,32 @@ fn the_asset_is_coloured_from_its_photo_with_the_fit_in_its_quality() {
 }
 
 #[test]
+fn an_object_in_a_busy_scene_is_coloured_from_the_scene_colour_model() {
+    let object = two_colour_step();
+    let grid = voxelize(&object.mesh, 32).unwrap();
+    let photo = Arc::new(ReferencePhoto::from_rgb(photo_in_scene(&object)));
+    let spec = AssetSpec::for_category(Some(Category::Sofa)).with_photo(Some(photo));
+    let output = refine_asset(&grid, &RefineSettings::default(), &spec).unwrap();
+    let Some(ColourReport::Painted { silhouette_iou, mask, .. }) = output.stats.colour.clone() else {
+        panic!("not painted: {:?}", output.stats.colour)
+    };
+    println!("scene: silhouette IoU {silhouette_iou:.3}");
+    assert_eq!(mask, MaskSource::Scene);
+    assert!(silhouette_iou > 0.6, "{silhouette_iou}");
+    let colours = output.colours.as_ref().unwrap();
+    let reds = colours.per_vertex.iter().filter(|c| c[0] > 2.0 * c[2]).count();
+    let blues = colours.per_vertex.iter().filter(|c| c[2] > 2.0 * c[0]).count();
+    assert!(reds > 30 && blues > 30, "red {reds} blue {blues}");
+}
+
+#[test]
 fn a_photo_without_a_separable_object_leaves_the_asset_grey_with_the_reason() {
     let object = two_colour_step();
     let grid = voxelize(&object.mesh, 32).unwrap();
+    // Noise alike everywhere: no plain backdrop, and no middle unlike the border.
     let busy = image::RgbImage::from_fn(600, 600, |x, y| {
-        let v = ((x / 7 + y / 5) % 3) as u8 * 90;
-        image::Rgb([v, 255 - v, (x % 256) as u8])
+        let v = ((x.wrapping_mul(2654435761) ^ y.wrapping_mul(40503)) >> 5) as u8;
+        image::Rgb([v, v.wrapping_mul(3), v.wrapping_mul(7)])
     });
     let blank = image::RgbImage::from_pixel(600, 600, image::Rgb([255, 255, 255]));
     for (photo, why) in [(busy, "busy background"), (blank, "no separable object")] {
