@@ -2,7 +2,9 @@
 //! renderer at known views: the meshes are the refine stage's own (voxelized at 32^3, then
 //! marching cubes and smoothing), as it would see a good prediction.
 
-use mono2mesh_catalog::builder::{Material, MeshBuilder};
+mod common;
+use common::two_colour_step;
+
 use mono2mesh_catalog::camera::ViewParams;
 use mono2mesh_catalog::render::{render, Lighting, ShadedMesh};
 use mono2mesh_catalog::studio::{render_shot, CatalogShot, ContactShadow};
@@ -79,20 +81,10 @@ fn fit_view_recovers_catalog_views_and_a_wrong_shape_scores_lower() {
     }
 }
 
-/// A step: a blue slab with a red block on its front half (+X), so no two views from the
-/// fitting grid's range look alike (a plain box looks the same from opposite sides).
-fn two_colour_box() -> ColoredMesh {
-    let mut b = MeshBuilder::new();
-    let red = b.material(Material::matte([0.85, 0.1, 0.08]));
-    let blue = b.material(Material::matte([0.08, 0.15, 0.8]));
-    b.cuboid([0.0, 0.0, -0.35], [0.5, 0.6, 0.35], red);
-    b.cuboid([-0.5, -0.6, -0.35], [0.5, 0.0, 0.35], blue);
-    b.finish()
-}
 
 #[test]
 fn painting_puts_the_photos_colours_on_the_visible_side() {
-    let object = two_colour_box();
+    let object = two_colour_step();
     let mesh = predicted(&object);
     // From the front-right and above: the camera sees +X, -Z and the top.
     let view = ViewParams { azimuth_deg: 40.0, elevation_deg: 20.0, in_plane_deg: 0.0, distance_ratio: 0.7, fov: 25.0, crop_x: 0.0, crop_y: 0.0 };
@@ -151,7 +143,7 @@ fn painting_puts_the_photos_colours_on_the_visible_side() {
 
 #[test]
 fn bad_input_is_an_error_not_a_panic() {
-    let object = two_colour_box();
+    let object = two_colour_step();
     let mesh = predicted(&object);
     let grid = ViewGrid::default();
     let empty = Mask::new(64, 64, vec![false; 64 * 64]).unwrap();

@@ -3,26 +3,18 @@
 //! the photo itself (the framing crate's analysis), the view fitted, the vertices painted,
 //! and every file, the preview and the quality score carry the result.
 
+mod common;
+use common::two_colour_step;
 use std::sync::Arc;
 
 use mono2mesh_catalog::camera::ViewParams;
 use mono2mesh_catalog::render::{render, Lighting, ShadedMesh};
 use mono2mesh_catalog::voxelize::voxelize;
-use mono2mesh_catalog::{builder::Material, builder::MeshBuilder, ColoredMesh};
+use mono2mesh_catalog::ColoredMesh;
 use mono2mesh_core::Category;
 use mono2mesh_geometry::export::{self, MeshFormat};
 use mono2mesh_refine::{refine_asset, AssetSpec, ColourReport, MaskSource, ReferencePhoto, RefineSettings};
 
-/// A blue slab with a red block on its front half (+X): the two colours tell where the
-/// photo was painted.
-fn two_colour_step() -> ColoredMesh {
-    let mut b = MeshBuilder::new();
-    let red = b.material(Material::matte([0.85, 0.1, 0.08]));
-    let blue = b.material(Material::matte([0.08, 0.15, 0.8]));
-    b.cuboid([0.0, 0.0, -0.35], [0.5, 0.6, 0.35], red);
-    b.cuboid([-0.5, -0.6, -0.35], [0.5, 0.0, 0.35], blue);
-    b.finish()
-}
 
 /// A 600 x 600 photo of `object` from the front-right, above, on white.
 fn photo_of(object: &ColoredMesh) -> image::RgbImage {
