@@ -65,7 +65,7 @@ fn run_writes_every_output_and_rejects_bad_photos_with_reasons() {
     let output = mono2mesh()
         .arg("run")
         .args(&inputs)
-        .args(["--category", "chair", "--formats", "glb,obj", "--device", "cpu", "-o"])
+        .args(["--category", "chair", "--formats", "glb,obj", "--lods", "0.5", "--device", "cpu", "-o"])
         .arg(&out)
         .arg("--models")
         .arg(&registry)
@@ -93,9 +93,12 @@ fn run_writes_every_output_and_rejects_bad_photos_with_reasons() {
         assert_eq!(header_len % 16, 0, "{name}: .npy data must start 16-byte aligned");
         match report["status"].as_str().unwrap() {
             "done" => {
-                for file in ["mesh.glb", "mesh.obj", "preview.png"] {
+                for file in ["mesh.glb", "mesh.obj", "mesh_lod1.glb", "preview.png"] {
                     assert!(dir.join(file).is_file(), "{name}: missing {file}");
                 }
+                let lod = &report["mesh"]["lods"][0];
+                assert_eq!((lod["level"].as_u64(), lod["fraction"].as_f64()), (Some(1), Some(0.5)), "{report}");
+                assert!(lod["triangles"].as_u64().unwrap() * 2 <= report["mesh"]["triangles"].as_u64().unwrap() + 1, "{report}");
                 assert_eq!(report["mesh"]["watertight"], true);
                 let preview = image::open(dir.join("preview.png")).unwrap();
                 assert_eq!((preview.width(), preview.height()), (768, 256));

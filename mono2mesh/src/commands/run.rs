@@ -73,6 +73,9 @@ pub struct RunArgs {
     /// Leave meshes grey: no vertex colours from the photo [config: refine.colour].
     #[arg(long)]
     no_colour: bool,
+    /// Levels of detail: extra GLBs (mesh_lod1.glb, ...) at these fractions of the triangles, e.g. 0.5,0.25 [config: refine.lods].
+    #[arg(long, value_delimiter = ',')]
+    lods: Vec<f32>,
     /// Photos per classifier and Pix2Vox forward pass [config: classify.batch_size, reconstruct.batch_size].
     #[arg(long)]
     batch: Option<usize>,
@@ -124,6 +127,9 @@ impl RunArgs {
         }
         if self.no_colour {
             stages.refine.colour = false;
+        }
+        if !self.lods.is_empty() {
+            stages.refine.lods = self.lods.clone();
         }
         if !self.formats.is_empty() {
             stages.refine.formats =

@@ -50,13 +50,20 @@ pub struct SimplifyReport {
 /// Cap `mesh` at `max_triangles` (see the module docs). A mesh already within the cap is
 /// left exactly as it is.
 pub fn simplify(mesh: &mut Mesh, max_triangles: usize) -> Result<SimplifyReport, SimplifyError> {
+    simplify_tracking(mesh, max_triangles).map(|(report, _)| report)
+}
+
+/// [`simplify`], also saying where each vertex of the result came from: its index in the
+/// mesh before (simplification keeps a subset of the vertices), so per-vertex data such as
+/// colours can follow.
+pub fn simplify_tracking(mesh: &mut Mesh, max_triangles: usize) -> Result<(SimplifyReport, Vec<u32>), SimplifyError> {
     if max_triangles < MIN_TRIANGLES {
         return Err(SimplifyError::CapTooSmall(max_triangles));
     }
     let before = mesh.triangles.len();
     let mut report = SimplifyReport { triangles_before: before, triangles_after: before, relative_error: 0.0, sloppy: false };
     if before <= max_triangles {
-        return Ok(report);
+        return Ok((report, (0..mesh.positions.len() as u32).collect()));
     }
     let n = mesh.positions.len();
     if let Some((triangle, vertex)) =
@@ -106,6 +113,7 @@ pub fn simplify(mesh: &mut Mesh, max_triangles: usize) -> Result<SimplifyReport,
     // Keep the used vertices only, in first-use order (validators flag unused ones).
     let mut remap = vec![u32::MAX; n];
     let mut positions = Vec::with_capacity(kept.len() / 2);
+    let mut origin = Vec::with_capacity(kept.len() / 2);
     let triangles = kept
         .chunks_exact(3)
         .map(|t| {
@@ -114,6 +122,7 @@ pub fn simplify(mesh: &mut Mesh, max_triangles: usize) -> Result<SimplifyReport,
                 if *slot == u32::MAX {
                     *slot = positions.len() as u32;
                     positions.push(mesh.positions[v as usize]);
+                    origin.push(v);
                 }
                 *slot
             })
@@ -123,7 +132,7 @@ pub fn simplify(mesh: &mut Mesh, max_triangles: usize) -> Result<SimplifyReport,
     mesh.recompute_normals();
     report.triangles_after = mesh.triangles.len();
     report.relative_error = error;
-    Ok(report)
+    Ok((report, origin))
 }
 
 /// Rounds of re-simplification with the pinched vertices locked.
@@ -217,6 +226,22 @@ mod tests {
         let mut used = vec![false; mesh.positions.len()];
         mesh.triangles.iter().flatten().for_each(|&v| used[v as usize] = true);
         assert!(used.iter().all(|&u| u));
+    }
+
+    #[test]
+    fn tracking_says_where_each_kept_vertex_came_from() {
+        let original = ball(32);
+        let mut mesh = original.clone();
+        let (report, origin) = simplify_tracking(&mut mesh, 400).unwrap();
+        assert!(report.triangles_after <= 400);
+        assert_eq!(origin.len(), mesh.positions.len());
+        for (new, &old) in origin.iter().enumerate() {
+            assert_eq!(mesh.positions[new], original.positions[old as usize]);
+        }
+        // Within the cap: every vertex is its own origin.
+        let mut same = original.clone();
+        let (_, identity) = simplify_tracking(&mut same, usize::MAX).unwrap();
+        assert_eq!(identity, (0..original.positions.len() as u32).collect::<Vec<_>>());
     }
 
     #[test]

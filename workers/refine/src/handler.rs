@@ -93,6 +93,11 @@ impl StageHandler for RefineHandler {
             blobs.put(&key, Bytes::from(file.bytes)).await?;
             outputs.insert(format!("mesh_{}", file.format.extension()), Value::String(key.as_str().to_string()));
         }
+        for lod in output.lods {
+            let key = keys::stage_artifact(job.id, Stage::Refine, &format!("mesh_lod{}.glb", lod.level))?;
+            blobs.put(&key, Bytes::from(lod.bytes)).await?;
+            outputs.insert(format!("mesh_lod{}_glb", lod.level), Value::String(key.as_str().to_string()));
+        }
         if let Some(png) = output.preview {
             let key = keys::stage_artifact(job.id, Stage::Refine, PREVIEW)?;
             blobs.put(&key, Bytes::from(png)).await?;

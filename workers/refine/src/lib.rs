@@ -90,6 +90,9 @@ pub struct RefineSettings {
     pub colour: bool,
     /// Also draw `preview.png`: the (coloured) mesh from three sides.
     pub preview: bool,
+    /// Levels of detail: extra GLBs (`mesh_lod1.glb`, ...) with these fractions of the
+    /// asset's triangles, each in (0, 1), coarsest last; none by default.
+    pub lods: Vec<f32>,
 }
 
 impl Default for RefineSettings {
@@ -102,6 +105,7 @@ impl Default for RefineSettings {
             min_confidence: quality::DEFAULT_MIN_CONFIDENCE,
             colour: true,
             preview: true,
+            lods: Vec::new(),
         }
     }
 }
@@ -131,6 +135,9 @@ impl RefineSettings {
         }
         if !(0.0..=1.0).contains(&self.min_confidence) {
             return Err(format!("min_confidence {} must lie in [0, 1]", self.min_confidence));
+        }
+        if let Some(bad) = self.lods.iter().find(|f| !(**f > 0.0 && **f < 1.0)) {
+            return Err(format!("lods: {bad} is not a fraction of the triangles strictly between 0 and 1"));
         }
         Ok(())
     }
@@ -339,6 +346,27 @@ pub struct MeshStats {
     /// Colouring from the photo; absent when the job had no photo to colour from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub colour: Option<ColourReport>,
+    /// The levels of detail written besides the asset (`refine.lods`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lods: Vec<LodReport>,
+}
+
+/// One level of detail: `mesh_lod<level>.glb`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LodReport {
+    /// 1 for the first fraction in `refine.lods`, and so on.
+    pub level: usize,
+    /// The fraction of the asset's triangles asked for.
+    pub fraction: f32,
+    pub triangles: usize,
+    pub bytes: usize,
+}
+
+/// A level of detail's GLB.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LodFile {
+    pub level: usize,
+    pub bytes: Vec<u8>,
 }
 
 impl MeshStats {
@@ -371,6 +399,7 @@ impl MeshStats {
             polycount,
             quality,
             colour,
+            lods: Vec::new(),
         }
     }
 }
@@ -391,6 +420,8 @@ pub struct RefineOutput {
     pub stats: MeshStats,
     /// `preview.png` when `settings.preview`.
     pub preview: Option<Vec<u8>>,
+    /// One GLB per `settings.lods` fraction.
+    pub lods: Vec<LodFile>,
 }
 
 /// [`refine_asset`] knowing nothing about the object: model units (see [`AssetSpec`]).
@@ -429,6 +460,24 @@ pub fn refine_asset_reporting(
     let preview = if settings.preview { Some(preview_png(&mesh, colours.as_ref())?) } else { None };
     progress(80);
     let (target, source, target_size) = spec.target();
+    // Levels of detail from the model-frame mesh, each placed at the same size.
+    let mut lods = Vec::with_capacity(settings.lods.len());
+    let mut lod_reports = Vec::with_capacity(settings.lods.len());
+    for (i, &fraction) in settings.lods.iter().enumerate() {
+        let mut lod = mesh.clone();
+        let cap = ((mesh.triangle_count() as f32 * fraction).round() as usize).max(simplify::MIN_TRIANGLES);
+        let (_, origin) = simplify::simplify_tracking(&mut lod, cap)?;
+        pose::place(&mut lod, target)?;
+        let bytes = match &colours {
+            Some(colours) => {
+                let per_vertex = origin.iter().map(|&v| colours.vertex(v as usize)).collect();
+                export::encode_coloured(&lod, &Colours { per_vertex, base_colour: colours.base_colour }, MeshFormat::Glb)?
+            }
+            None => export::encode(&lod, MeshFormat::Glb)?,
+        };
+        lod_reports.push(LodReport { level: i + 1, fraction, triangles: lod.triangle_count(), bytes: bytes.len() });
+        lods.push(LodFile { level: i + 1, bytes });
+    }
     let placement = pose::place(&mut mesh, target)?;
     let scale = ScaleReport { units: "m".into(), source, category: spec.category, target: target_size, placement };
     let files = settings
@@ -443,8 +492,9 @@ pub fn refine_asset_reporting(
         })
         .collect::<Result<Vec<_>, RefineError>>()?;
     progress(90);
-    let stats = MeshStats::of(&mesh, scale, polycount, grid, colour, settings.min_confidence);
-    Ok(RefineOutput { mesh, colours, files, stats, preview })
+    let mut stats = MeshStats::of(&mesh, scale, polycount, grid, colour, settings.min_confidence);
+    stats.lods = lod_reports;
+    Ok(RefineOutput { mesh, colours, files, stats, preview, lods })
 }
 
 /// Fits the view of `mesh` (model frame) to the photo's mask and paints it; the reason

@@ -111,6 +111,40 @@ fn the_asset_is_coloured_from_its_photo_with_the_fit_in_its_quality() {
 }
 
 #[test]
+fn levels_of_detail_keep_the_colours_the_pose_and_the_size() {
+    let object = two_colour_step();
+    let grid = voxelize(&object.mesh, 32).unwrap();
+    let photo = Arc::new(ReferencePhoto::from_rgb(photo_of(&object)));
+    let spec = AssetSpec::for_category(Some(Category::Sofa)).with_photo(Some(photo));
+    let settings = RefineSettings { lods: vec![0.5, 0.2], formats: vec![MeshFormat::Glb], ..RefineSettings::default() };
+    let output = refine_asset(&grid, &settings, &spec).unwrap();
+    let full = output.stats.triangles;
+    assert_eq!(output.lods.len(), 2);
+    assert_eq!(output.stats.lods.iter().map(|l| l.level).collect::<Vec<_>>(), vec![1, 2]);
+    let size = output.stats.scale.placement.size_m;
+    for (lod, report) in output.lods.iter().zip(&output.stats.lods) {
+        println!("LOD {}: {} of {full} triangles, {} bytes", report.level, report.triangles, report.bytes);
+        assert!(report.triangles as f32 <= (full as f32 * report.fraction).round() && report.triangles > 0, "{report:?}");
+        assert_eq!(report.bytes, lod.bytes.len());
+        let gltf = gltf::Gltf::from_slice(&lod.bytes).unwrap();
+        let blob = gltf.blob.clone().unwrap();
+        let primitive = gltf.document.meshes().next().unwrap().primitives().next().unwrap();
+        let reader = primitive.reader(|_| Some(&blob[..]));
+        let positions: Vec<[f32; 3]> = reader.read_positions().unwrap().collect();
+        let colours: Vec<[f32; 4]> = reader.read_colors(0).expect("LODs keep the colours").into_rgba_f32().collect();
+        assert_eq!(colours.len(), positions.len());
+        assert!(colours.iter().any(|c| c[0] > 2.0 * c[2]) && colours.iter().any(|c| c[2] > 2.0 * c[0]), "red and blue survive");
+        // The same pose and size as the asset: on the ground, centred, the stated height.
+        let lo = (0..3).map(|a| positions.iter().map(|p| p[a]).fold(f32::INFINITY, f32::min)).collect::<Vec<_>>();
+        let hi = (0..3).map(|a| positions.iter().map(|p| p[a]).fold(f32::NEG_INFINITY, f32::max)).collect::<Vec<_>>();
+        assert!(lo[1].abs() < 1e-5 && (lo[0] + hi[0]).abs() < 1e-4 && (lo[2] + hi[2]).abs() < 1e-4, "{lo:?} {hi:?}");
+        assert!(((hi[1] - lo[1]) as f64 - size[1]).abs() < 1e-4, "height {} vs {}", hi[1] - lo[1], size[1]);
+    }
+    let bad = RefineSettings { lods: vec![1.5], ..RefineSettings::default() };
+    assert!(bad.validate().unwrap_err().contains("lods"));
+}
+
+#[test]
 fn an_object_in_a_busy_scene_is_coloured_from_the_scene_colour_model() {
     let object = two_colour_step();
     let grid = voxelize(&object.mesh, 32).unwrap();

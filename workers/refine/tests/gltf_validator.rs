@@ -38,7 +38,7 @@ fn generated_grid() -> VoxelGrid {
 
 /// GLBs with photo colours: a catalog chair's product shot, coloured by the stage itself
 /// (`refine_asset` with the photo: mask found in the photo, view fitted, painted, placed),
-/// and the same mesh with its base colour alone.
+/// the same mesh with its base colour alone, and its two levels of detail.
 fn coloured_glbs() -> Vec<(String, Vec<u8>)> {
     use mono2mesh_catalog::studio::{render_shot, CatalogShot, ContactShadow};
     use mono2mesh_catalog::{generate, render::ShadedMesh, voxelize::voxelize, Rng};
@@ -50,15 +50,18 @@ fn coloured_glbs() -> Vec<(String, Vec<u8>)> {
     let shot = CatalogShot::sample(&mut Rng::new(5), &model.mesh);
     let (_, photo) = render_shot(&ShadedMesh::new(&model.mesh), &ContactShadow::new(&model.mesh), &shot, 400, 400, 2);
     let grid = voxelize(&model.mesh.mesh, 32).unwrap();
-    let settings = RefineSettings { formats: vec![MeshFormat::Glb], ..RefineSettings::default() };
+    let settings = RefineSettings { formats: vec![MeshFormat::Glb], lods: vec![0.5, 0.2], ..RefineSettings::default() };
     let spec = AssetSpec::for_category(Some(Category::Chair)).with_photo(Some(std::sync::Arc::new(ReferencePhoto::from_rgb(photo))));
     let output = refine_asset(&grid, &settings, &spec).unwrap();
     assert!(matches!(output.stats.colour, Some(ColourReport::Painted { .. })), "{:?}", output.stats.colour);
     let base = output.colours.as_ref().unwrap().base_colour;
-    vec![
-        ("chair-photo-colours".into(), output.files[0].bytes.clone()),
-        ("chair-base-colour".into(), encode_coloured(&output.mesh, &Colours::uniform(base), MeshFormat::Glb).unwrap()),
-    ]
+    let mut glbs = vec![
+        ("chair-photo-colours".to_string(), output.files[0].bytes.clone()),
+        ("chair-base-colour".to_string(), encode_coloured(&output.mesh, &Colours::uniform(base), MeshFormat::Glb).unwrap()),
+    ];
+    // Its levels of detail, coloured too.
+    glbs.extend(output.lods.iter().map(|lod| (format!("chair-photo-colours-lod{}", lod.level), lod.bytes.clone())));
+    glbs
 }
 
 #[test]
