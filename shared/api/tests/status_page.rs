@@ -72,6 +72,12 @@ async fn status_page_shows_recent_jobs_and_renders_the_mesh_in_headless_chromium
     let done: serde_json::Value = done.json().await.unwrap();
     let done_id: JobId = done["id"].as_str().unwrap().parse().unwrap();
     complete_job(h.jobs(), h.blobs.as_ref(), done_id, &[("mesh_obj", "mesh.obj", OCTAHEDRON_OBJ.as_bytes())]).await;
+    // A coloured asset, as the refine stage writes it: a GLB with COLOR_0 and its preview.
+    let coloured = h.post_photo(png(23, 96), &[("batch", "page"), ("external_id", "SKU-RED")], Some(TOKEN)).await;
+    let coloured: JobId = coloured.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().parse().unwrap();
+    let glb = coloured_octahedron_glb();
+    let preview = png(24, 64);
+    complete_job(h.jobs(), h.blobs.as_ref(), coloured, &[("mesh_glb", "mesh.glb", &glb), ("preview", "preview.png", &preview)]).await;
     let waiting = h.post_photo(png(22, 96), &[("batch", "page"), ("external_id", "SKU-<b>")], Some(TOKEN)).await;
     assert_eq!(waiting.status(), 201);
 
@@ -86,7 +92,8 @@ async fn status_page_shows_recent_jobs_and_renders_the_mesh_in_headless_chromium
     assert!(html.contains("blur_variance 412.5"), "with its gate scores");
     assert!(html.contains(&format!("data-mesh=\"/v1/jobs/{done_id}/outputs/mesh_obj?stream=true\"")));
     assert!(html.contains("SKU-&lt;b&gt;") && !html.contains("SKU-<b>"), "external ids are escaped");
-    assert_eq!(html.matches("<canvas width=").count(), 1, "only the finished job has a mesh to show");
+    assert_eq!(html.matches("<canvas width=").count(), 2, "only the finished jobs have a mesh to show");
+    assert!(html.contains(&format!("data-src=\"/v1/jobs/{coloured}/outputs/preview?stream=true\"")), "with the coloured job's preview");
 
     // Without a token the page asks for one and shows nothing.
     let dom = run_chromium(&h.url("/"), &["--dump-dom".to_string()]).await;
@@ -99,8 +106,9 @@ async fn status_page_shows_recent_jobs_and_renders_the_mesh_in_headless_chromium
     let statuses: Vec<String> =
         dom.split("data-status=").skip(1).map(|s| s.chars().take(40).collect::<String>()).collect();
     assert!(dom.contains("data-status=\"rendered 8 triangles\""), "the viewer rendered the octahedron in Chromium: {statuses:?}");
+    assert!(dom.contains("data-status=\"rendered 8 triangles in colour\""), "and the coloured GLB with its COLOR_0: {statuses:?}");
     assert!(dom.contains("alt=\"input photo\" data-src="), "{statuses:?}");
-    assert_eq!(dom.matches("data-status=\"loaded\"").count(), 1 + 2, "the panel and both photos loaded: {statuses:?}");
+    assert_eq!(dom.matches("data-status=\"loaded\"").count(), 1 + 3 + 1, "the panel, the three photos and the preview loaded: {statuses:?}");
     assert!(!dom.contains(READ_TOKEN), "the token is not left in the page or its address");
 
     let screenshot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
@@ -110,4 +118,16 @@ async fn status_page_shows_recent_jobs_and_renders_the_mesh_in_headless_chromium
     assert_eq!((shot.width(), shot.height()), (1280, 900));
     println!("SCREENSHOT: {}", screenshot.display());
     h.finish().await;
+}
+
+/// The octahedron as a GLB with one colour per vertex (what `export::encode_coloured` writes).
+fn coloured_octahedron_glb() -> Vec<u8> {
+    use mono2mesh_geometry::colour::Colours;
+    let mesh = mono2mesh_geometry::Mesh {
+        positions: vec![[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, -1.0]],
+        triangles: vec![[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5], [3, 1, 5], [0, 3, 5]],
+        normals: Vec::new(),
+    };
+    let colours = Colours { per_vertex: vec![[0.8, 0.05, 0.05, 1.0]; 6], base_colour: [0.8, 0.05, 0.05, 1.0] };
+    mono2mesh_geometry::export::encode_coloured(&mesh, &colours, mono2mesh_geometry::export::MeshFormat::Glb).unwrap()
 }
