@@ -229,6 +229,17 @@ pub fn frame_parts(rgb: &RgbImage, alpha: Option<&GrayImage>, settings: &Framing
     Ok(Framed { image: Some(image), mask: Some(out_mask), summary: found.summary() })
 }
 
+/// Whether `rgb` (and its `alpha`) shows a separable object, as [`frame_parts`] judges it,
+/// without making any image: the summary (a busy scene is [`FramingSource::Unframed`]), or
+/// the same rejection (an empty alpha channel, no separable object).
+pub fn find_object(rgb: &RgbImage, alpha: Option<&GrayImage>) -> Result<FramingSummary, FramingError> {
+    let alpha = alpha.filter(|a| a.dimensions() == rgb.dimensions());
+    Ok(match analyse(rgb, alpha)? {
+        Analysis::Unframed(summary) => summary,
+        Analysis::Found(found) => found.summary(),
+    })
+}
+
 /// The object's mask in the image's own pixels, without framing: what [`frame`] finds,
 /// for callers that need to know which pixels are the object (the refine stage colours a
 /// mesh from the gated photo).

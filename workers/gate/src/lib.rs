@@ -12,7 +12,9 @@
 //!    a photo with no separable object is rejected (`no_object`), a busy scene is left
 //!    whole;
 //!    otherwise (and for busy scenes) standardise to `size` x `size` (600) with the
-//!    configured [`AspectPolicy`] and a Pillow-like bicubic resize;
+//!    configured [`AspectPolicy`] and a Pillow-like bicubic resize; with framing off the
+//!    photo is still checked for an object the same way (a blank photo or an empty alpha
+//!    channel is rejected as `no_object`, beside any score reasons), only not cropped;
 //! 3. score the standardised image's BT.601 grayscale: blur = variance of the 3x3
 //!    Laplacian, lighting = mean intensity, judged against the settings' thresholds.
 //!
@@ -84,7 +86,8 @@ pub fn assess(bytes: &[u8], settings: &GateSettings) -> Result<Assessment, GateE
         max_mean_intensity: settings.max_mean_intensity,
     };
     let framing_on = settings.framing == FramingMode::Auto;
-    let decoded = match decode_photo_keeping_alpha(bytes, &settings.limits, settings.background, framing_on) {
+    // The alpha channel is kept either way: an empty one means there is no object.
+    let decoded = match decode_photo_keeping_alpha(bytes, &settings.limits, settings.background, true) {
         Ok(decoded) => decoded,
         Err(reason) => {
             let report = GateReport {
@@ -118,7 +121,13 @@ pub fn assess(bytes: &[u8], settings: &GateSettings) -> Result<Assessment, GateE
         (standardise(&decoded.rgb, settings), None)
     };
     let scores = score(&standardised);
-    let reasons = judge(&scores, &thresholds);
+    let mut reasons = judge(&scores, &thresholds);
+    if !framing_on {
+        // Not cropped, but a photo of nothing says so (framing on rejected it above).
+        if let Err(error) = mono2mesh_framing::find_object(&decoded.rgb, decoded.alpha.as_ref()) {
+            reasons.insert(0, Reason::new(Code::NoObject, error.to_string()));
+        }
+    }
     let decision = if reasons.is_empty() { Decision::Accept } else { Decision::Reject };
     let report = GateReport { decision, reasons, scores: Some(scores), source: Some(decoded.source), thresholds, framing };
     Ok(Assessment { report, standardised: Some(standardised) })

@@ -1,6 +1,6 @@
 //! `gate.framing = "auto"`: photos with no object are rejected as `no_object`, product shots
-//! are framed (and say so in the report), real photos still pass; with framing off (the
-//! default) nothing changes, the report included.
+//! are framed (and say so in the report), real photos still pass. With framing off (the
+//! default) photos are not cropped, but a photo of nothing is still `no_object`.
 
 mod common;
 
@@ -37,6 +37,29 @@ fn an_empty_alpha_channel_is_rejected_as_no_object() {
     let report = assess(&empty, &auto()).unwrap().report;
     assert_eq!(report.reasons[0].code, ReasonCode::NoObject);
     assert!(report.reasons[0].message.contains("alpha channel is empty"), "{report:?}");
+}
+
+#[test]
+fn with_framing_off_a_photo_of_nothing_still_says_so() {
+    let off = GateSettings::default();
+    assert_eq!(off.framing, FramingMode::Off);
+    let blank = encode_jpeg(&DynamicImage::ImageRgb8(RgbImage::from_pixel(800, 600, Rgb([255, 255, 255]))), 90);
+    let empty = encode_png(&DynamicImage::ImageRgba8(RgbaImage::from_pixel(300, 300, Rgba([200, 10, 10, 0]))));
+    for (bytes, why) in [(blank, "all background"), (empty, "alpha channel is empty")] {
+        let assessment = assess(&bytes, &off).unwrap();
+        let report = &assessment.report;
+        assert_eq!(report.decision, Decision::Reject);
+        // First the verdict on the content, then the scores' reasons (a blank image is also
+        // without edges), with the scores kept and nothing framed.
+        assert_eq!(report.reasons[0].code, ReasonCode::NoObject, "{report:?}");
+        assert!(report.reasons[0].message.contains(why), "{report:?}");
+        assert!(report.scores.is_some() && report.framing.is_none());
+    }
+    // A product shot has its object: no such reason.
+    let model = generate(Category::Sofa, 2, 1);
+    let (shot, _) = catalog_photo(&model, 600, 600, &mut Rng::new(4));
+    let report = assess(&encode_png(&DynamicImage::ImageRgb8(shot)), &off).unwrap().report;
+    assert!(report.reasons.iter().all(|r| r.code != ReasonCode::NoObject), "{report:?}");
 }
 
 #[test]
@@ -107,6 +130,7 @@ fn real_photos_still_pass_with_framing() {
         let report = assess(&bytes, &auto()).unwrap().report;
         let name = path.strip_prefix(&dir).unwrap().display();
         assert!(report.reasons.iter().all(|r| r.code != ReasonCode::NoObject), "{name}: {report:?}");
+        assert!(off.reasons.iter().all(|r| r.code != ReasonCode::NoObject), "{name}, framing off: {off:?}");
         let summary = report.framing.as_ref().expect("decoded and framed or left whole");
         accepted += usize::from(report.accepted());
         accepted_off += usize::from(off.accepted());
