@@ -12,8 +12,13 @@ fn judge(image: &RgbImage) -> GateReport {
     assess(&png, &GateSettings::default()).expect("default settings are valid").report
 }
 
+/// The paper's reasons. These controlled images are textures over the whole frame, so the
+/// gate's object check (framing's analysis, tested in tests/framing.rs) also finds no
+/// object in the rejected ones; that reason, when present, comes first and is left out here.
 fn codes(report: &GateReport) -> Vec<ReasonCode> {
-    report.reasons.iter().map(|r| r.code).collect()
+    let codes: Vec<ReasonCode> = report.reasons.iter().map(|r| r.code).collect();
+    assert!(!codes[1.min(codes.len())..].contains(&ReasonCode::NoObject), "no_object comes first: {codes:?}");
+    codes.into_iter().filter(|&c| c != ReasonCode::NoObject).collect()
 }
 
 #[test]
@@ -43,7 +48,7 @@ fn very_dark_photo_is_rejected_as_too_dark_only() {
 fn overexposed_photo_is_rejected_as_overexposed_only() {
     let report = judge(&checkerboard(600, 600, 240, 255));
     assert_eq!(codes(&report), vec![ReasonCode::Overexposed], "{report:?}");
-    assert!(report.reasons[0].message.contains("overexposed"));
+    assert!(report.reasons.iter().any(|r| r.message.contains("overexposed")));
 }
 
 #[test]
