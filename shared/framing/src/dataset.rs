@@ -6,7 +6,8 @@
 //! not copied. Renders with an alpha channel (the catalog's `render` style, which training
 //! composites onto random backgrounds) keep it: the framed mask is their alpha, and the
 //! padding is transparent. A render that framing refuses (no separable object) or leaves
-//! whole (a busy scene) is copied as it is and counted, so the copy has every file.
+//! whole (a busy scene), or that does not decode, is copied as it is and counted, so the
+//! copy has every file.
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +21,7 @@ pub struct FramedDataset {
     pub framed: usize,
     /// Left whole: a busy background (copied as it is).
     pub unframed: usize,
-    /// Refused by framing (copied as it is), with the reasons of the first few.
+    /// Refused by framing or not decodable (copied as it is), with the reasons of the first few.
     pub refused: usize,
     pub refusals: Vec<String>,
 }
@@ -87,7 +88,20 @@ pub fn frame_dataset(
                 std::fs::copy(&path, &out).map_err(io(&path))?;
                 continue;
             }
-            let image = image::open(&path).map_err(|source| DatasetError::Image { path: path.clone(), source })?;
+            let image = match image::open(&path) {
+                Ok(image) => image,
+                Err(e) => {
+                    // Copied as it is, so the copy has every file; training skips it there too.
+                    std::fs::copy(&path, &out).map_err(io(&path))?;
+                    done.refused += 1;
+                    if done.refusals.len() < 10 {
+                        done.refusals.push(format!("{}: does not decode: {e}", path.display()));
+                    }
+                    count += 1;
+                    progress(count);
+                    continue;
+                }
+            };
             let own = FramingSettings { size: image.width().max(image.height()), ..*settings };
             match frame(&image, &own) {
                 Ok(framed) => match (framed.image, framed.mask) {
@@ -147,11 +161,13 @@ mod tests {
             .save(views.join("01.png"))
             .unwrap();
         RgbImage::from_pixel(137, 137, Rgb([255; 3])).save(views.join("02.png")).unwrap();
+        std::fs::write(views.join("03.png"), b"\x89PNG broken").unwrap();
 
         let mut seen = 0;
         let done = frame_dataset(&src, &dst, &FramingSettings::default(), |n| seen = n).unwrap();
-        assert_eq!((done.framed, done.unframed, done.refused, seen), (2, 0, 1, 3), "{done:?}");
+        assert_eq!((done.framed, done.unframed, done.refused, seen), (2, 0, 2, 4), "{done:?}");
         assert!(done.refusals[0].contains("02.png"), "{:?}", done.refusals);
+        assert!(done.refusals[1].contains("03.png") && done.refusals[1].contains("does not decode"), "{:?}", done.refusals);
         // Voxels linked, the view list copied, every render present.
         assert_eq!(std::fs::read(dst.join("ShapeNetVox32/03001627/m1/model.binvox")).unwrap(), b"voxels");
         assert!(dst.join("ShapeNetVox32").symlink_metadata().unwrap().file_type().is_symlink());
@@ -169,8 +185,9 @@ mod tests {
         let cut = cut.to_rgba8();
         assert_eq!(cut.get_pixel(2, 2)[3], 0);
         assert_eq!(cut.get_pixel(68, 68).0, [200, 0, 0, 255]);
-        // The refused render is copied as it was.
+        // The refused and the broken render are copied as they were.
         assert_eq!(std::fs::read(out.join("02.png")).unwrap(), std::fs::read(views.join("02.png")).unwrap());
+        assert_eq!(std::fs::read(out.join("03.png")).unwrap(), b"\x89PNG broken");
         // Running again is harmless (links exist), and a folder that is no dataset is refused.
         assert_eq!(frame_dataset(&src, &dst, &FramingSettings::default(), |_| {}).unwrap().framed, 2);
         assert!(matches!(frame_dataset(&dst.join("ShapeNetVox32"), &tmp.path().join("x"), &FramingSettings::default(), |_| {}), Err(DatasetError::NotADataset(_))));
