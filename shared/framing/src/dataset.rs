@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, RgbaImage};
 
-use crate::{frame, FramingSettings};
+use crate::{frame, Framed, FramingSettings};
 
 /// What [`frame_dataset`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,47 +88,22 @@ pub fn frame_dataset(
                 std::fs::copy(&path, &out).map_err(io(&path))?;
                 continue;
             }
-            let image = match image::open(&path) {
-                Ok(image) => image,
-                Err(e) => {
-                    // Copied as it is, so the copy has every file; training skips it there too.
-                    std::fs::copy(&path, &out).map_err(io(&path))?;
-                    done.refused += 1;
-                    if done.refusals.len() < 10 {
-                        done.refusals.push(format!("{}: does not decode: {e}", path.display()));
-                    }
-                    count += 1;
-                    progress(count);
-                    continue;
+            match frame_rendering(&path, settings) {
+                Rendering::Framed(output) => {
+                    output.save(&out).map_err(|source| DatasetError::Image { path: out.clone(), source })?;
+                    done.framed += 1;
                 }
-            };
-            let own = FramingSettings { size: image.width().max(image.height()), ..*settings };
-            match frame(&image, &own) {
-                Ok(framed) => match (framed.image, framed.mask) {
-                    (Some(rgb), Some(mask)) => {
-                        let output = if image.color().has_alpha() {
-                            // Keep the cut-out: training puts its own backgrounds behind it.
-                            let rgba = RgbaImage::from_fn(rgb.width(), rgb.height(), |x, y| {
-                                let [r, g, b] = rgb.get_pixel(x, y).0;
-                                image::Rgba([r, g, b, mask.get_pixel(x, y)[0]])
-                            });
-                            DynamicImage::ImageRgba8(rgba)
-                        } else {
-                            DynamicImage::ImageRgb8(rgb)
-                        };
-                        output.save(&out).map_err(|source| DatasetError::Image { path: out.clone(), source })?;
-                        done.framed += 1;
-                    }
-                    _ => {
-                        std::fs::copy(&path, &out).map_err(io(&path))?;
-                        done.unframed += 1;
-                    }
-                },
-                Err(e) => {
+                // The rest is copied as it is, so the copy has every file (training skips
+                // what does not decode there too).
+                Rendering::LeftWhole => {
+                    std::fs::copy(&path, &out).map_err(io(&path))?;
+                    done.unframed += 1;
+                }
+                Rendering::Refused(why) => {
                     std::fs::copy(&path, &out).map_err(io(&path))?;
                     done.refused += 1;
                     if done.refusals.len() < 10 {
-                        done.refusals.push(format!("{}: {e}", path.display()));
+                        done.refusals.push(format!("{}: {why}", path.display()));
                     }
                 }
             }
@@ -137,6 +112,37 @@ pub fn frame_dataset(
         }
     }
     Ok(done)
+}
+
+/// What framing made of one rendering.
+enum Rendering {
+    /// The framed image, RGBA when the rendering had alpha (the framed mask is its alpha:
+    /// training puts its own backgrounds behind a cut-out).
+    Framed(DynamicImage),
+    /// A busy scene.
+    LeftWhole,
+    /// Not decodable, or no separable object: why.
+    Refused(String),
+}
+
+/// Frames one rendering at its own size.
+fn frame_rendering(path: &Path, settings: &FramingSettings) -> Rendering {
+    let image = match image::open(path) {
+        Ok(image) => image,
+        Err(e) => return Rendering::Refused(format!("does not decode: {e}")),
+    };
+    let own = FramingSettings { size: image.width().max(image.height()), ..*settings };
+    match frame(&image, &own) {
+        Ok(Framed { image: Some(rgb), mask: Some(mask), .. }) if image.color().has_alpha() => {
+            Rendering::Framed(DynamicImage::ImageRgba8(RgbaImage::from_fn(rgb.width(), rgb.height(), |x, y| {
+                let [r, g, b] = rgb.get_pixel(x, y).0;
+                image::Rgba([r, g, b, mask.get_pixel(x, y)[0]])
+            })))
+        }
+        Ok(Framed { image: Some(rgb), .. }) => Rendering::Framed(DynamicImage::ImageRgb8(rgb)),
+        Ok(_) => Rendering::LeftWhole,
+        Err(e) => Rendering::Refused(e.to_string()),
+    }
 }
 
 #[cfg(test)]
