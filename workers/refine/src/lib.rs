@@ -468,13 +468,11 @@ pub fn refine_asset_reporting(
         let cap = ((mesh.triangle_count() as f32 * fraction).round() as usize).max(simplify::MIN_TRIANGLES);
         let (_, origin) = simplify::simplify_tracking(&mut lod, cap)?;
         pose::place(&mut lod, target)?;
-        let bytes = match &colours {
-            Some(colours) => {
-                let per_vertex = origin.iter().map(|&v| colours.vertex(v as usize)).collect();
-                export::encode_coloured(&lod, &Colours { per_vertex, base_colour: colours.base_colour }, MeshFormat::Glb)?
-            }
-            None => export::encode(&lod, MeshFormat::Glb)?,
-        };
+        let lod_colours = colours.as_ref().map(|colours| Colours {
+            per_vertex: origin.iter().map(|&v| colours.vertex(v as usize)).collect(),
+            base_colour: colours.base_colour,
+        });
+        let bytes = encode_asset(&lod, lod_colours.as_ref(), MeshFormat::Glb)?;
         lod_reports.push(LodReport { level: i + 1, fraction, triangles: lod.triangle_count(), bytes: bytes.len() });
         lods.push(LodFile { level: i + 1, bytes });
     }
@@ -483,18 +481,20 @@ pub fn refine_asset_reporting(
     let files = settings
         .formats
         .iter()
-        .map(|&format| {
-            let bytes = match &colours {
-                Some(colours) => export::encode_coloured(&mesh, colours, format)?,
-                None => export::encode(&mesh, format)?,
-            };
-            Ok(MeshFile { format, bytes })
-        })
+        .map(|&format| Ok(MeshFile { format, bytes: encode_asset(&mesh, colours.as_ref(), format)? }))
         .collect::<Result<Vec<_>, RefineError>>()?;
     progress(90);
     let mut stats = MeshStats::of(&mesh, scale, polycount, grid, colour, settings.min_confidence);
     stats.lods = lod_reports;
     Ok(RefineOutput { mesh, colours, files, stats, preview, lods })
+}
+
+/// One file of the asset, with its vertex colours when it has them.
+fn encode_asset(mesh: &Mesh, colours: Option<&Colours>, format: MeshFormat) -> Result<Vec<u8>, ExportError> {
+    match colours {
+        Some(colours) => export::encode_coloured(mesh, colours, format),
+        None => export::encode(mesh, format),
+    }
 }
 
 /// Fits the view of `mesh` (model frame) to the photo's mask and paints it; the reason
